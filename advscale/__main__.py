@@ -1,0 +1,3 @@
+from advscale.cli.main import main
+
+main()

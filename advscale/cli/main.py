@@ -1,0 +1,58 @@
+"""The ``advscale`` entry point: a typer app that registers one module per subcommand.
+
+Each subcommand lives in ``advscale/cli/<name>.py`` and calls the library; none of them imports
+torch at module level, so ``advscale --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from advscale import __version__
+from advscale.cli import data as data_cmd
+from advscale.cli.common import fail
+
+app = typer.Typer(
+    name="advscale",
+    help="Scaling laws for adversarial robustness: data, train, attack, FLOPs, energy, fit, "
+    "predict. stdout carries data (JSONL); progress and logs go to stderr.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"advscale {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """advscale: scaling laws for adversarial robustness."""
+
+
+app.add_typer(data_cmd.app, name="data")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from advscale.errors import AdvscaleError
+
+    try:
+        app()
+    except AdvscaleError as e:  # raised outside a command body (e.g. in a callback)
+        fail(str(e), e.exit_code)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+        sys.exit(130)

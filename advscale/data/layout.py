@@ -1,0 +1,207 @@
+"""The advscale HDF5 image layout (format_version 1; the contract is docs/formats.md).
+
+A file holds ``image`` uint8 (N, H, W, 3) channels-last and ``label`` (N,) integer class ids,
+both contiguous and uncompressed, and optionally ``seed`` int64 (N,) per-image generator seeds.
+File attributes: ``format_version``, ``source``, ``class_names`` (JSON list), ``count`` (rows
+written so far; rows past it are not yet valid), and any extra provenance (generator, steps,
+quality metric, ...), all JSON-encoded when not a plain string or number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advscale.errors import AdvscaleError
+
+FORMAT_VERSION = 1
+IMAGE_KEY = "image"
+LABEL_KEY = "label"
+SEED_KEY = "seed"
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def encode_attr(value: Any) -> Any:
+    """Attributes are stored as str/int/float; anything else as a JSON string."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str | int | float | np.integer | np.floating):
+        return value
+    return json.dumps(value)
+
+
+def decode_attr(value: Any) -> Any:
+    """Inverse of :func:`encode_attr` (JSON strings are parsed back when they parse)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ImageFileWriter:
+    """Create an HDF5 image file of ``n`` rows and fill it in order (or at given offsets).
+
+    ``image`` and ``label`` are allocated contiguous up front (contiguous datasets cannot grow),
+    so the row count must be known. ``count`` is committed with :meth:`commit` after each write,
+    which is what resumable writers (gen-synthetic) continue from.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        n: int,
+        *,
+        source: str,
+        class_names: Sequence[str],
+        image_shape: tuple[int, int, int] = (32, 32, 3),
+        with_seeds: bool = False,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        h5py = _h5py()
+        self.path = Path(path)
+        self.n = int(n)
+        self.f = h5py.File(self.path, "w", libver="latest")
+        self.f.create_dataset(IMAGE_KEY, shape=(self.n, *image_shape), dtype=np.uint8)
+        label_dtype = np.uint8 if len(class_names) <= 256 else np.int32
+        self.f.create_dataset(LABEL_KEY, shape=(self.n,), dtype=label_dtype)
+        if with_seeds:
+            self.f.create_dataset(SEED_KEY, shape=(self.n,), dtype=np.int64)
+        a = self.f.attrs
+        a["format_version"] = FORMAT_VERSION
+        a["source"] = source
+        a["class_names"] = json.dumps(list(class_names))
+        a["num_classes"] = len(class_names)
+        a["count"] = 0
+        for k, v in (attrs or {}).items():
+            a[k] = encode_attr(v)
+        self.written = 0
+
+    def write(self, images: np.ndarray, labels: np.ndarray, seeds: np.ndarray | None = None,
+              start: int | None = None) -> None:
+        """Write a block of rows at ``start`` (default: after the last block)."""
+        start = self.written if start is None else int(start)
+        k = len(images)
+        if start + k > self.n:
+            raise AdvscaleError(f"{self.path}: writing rows {start}..{start + k} past N={self.n}")
+        self.f[IMAGE_KEY][start : start + k] = images
+        self.f[LABEL_KEY][start : start + k] = labels
+        if seeds is not None:
+            self.f[SEED_KEY][start : start + k] = seeds
+        self.written = max(self.written, start + k)
+
+    def commit(self, count: int | None = None) -> None:
+        """Record ``count`` valid rows (default: rows written) and flush to disk."""
+        self.f.attrs["count"] = int(self.written if count is None else count)
+        self.f.flush()
+
+    def close(self) -> None:
+        if self.f.id.valid:
+            self.commit()
+            self.f.close()
+
+    def __enter__(self) -> ImageFileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        elif self.f.id.valid:
+            self.f.close()
+
+
+def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """All file attributes, decoded."""
+    h5py = _h5py()
+    with open_image_file(path, h5py) as f:
+        return {k: decode_attr(v) for k, v in f.attrs.items()}
+
+
+def open_image_file(path: str | os.PathLike[str], h5py=None):
+    """Open an image file read-only, checking the layout; AdvscaleError when it is not one."""
+    h5py = h5py or _h5py()
+    path = Path(path)
+    if not path.exists():
+        raise AdvscaleError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise AdvscaleError(f"{path}: not a readable HDF5 file ({e})") from None
+    for key in (IMAGE_KEY, LABEL_KEY):
+        if key not in f:
+            f.close()
+            raise AdvscaleError(f"{path}: not an advscale image file (no '{key}' dataset)")
+    img = f[IMAGE_KEY]
+    if img.ndim != 4 or img.shape[-1] != 3 or img.dtype != np.uint8:
+        f.close()
+        raise AdvscaleError(
+            f"{path}: 'image' must be uint8 (N, H, W, 3), got {img.dtype} {img.shape}"
+        )
+    if f[LABEL_KEY].shape != (img.shape[0],):
+        f.close()
+        raise AdvscaleError(f"{path}: 'label' shape {f[LABEL_KEY].shape} != ({img.shape[0]},)")
+    return f
+
+
+def valid_count(f) -> int:
+    """Rows of an open image file that are valid (the ``count`` attribute, else all rows)."""
+    n = f[IMAGE_KEY].shape[0]
+    return int(min(n, f.attrs.get("count", n)))
+
+
+def class_names_of(f) -> list[str]:
+    names = decode_attr(f.attrs.get("class_names", "[]"))
+    if not names:
+        k = int(f.attrs.get("num_classes", 10))
+        names = [str(i) for i in range(k)]
+    return list(names)
+
+
+def summarize(path: str | os.PathLike[str], pixel_stats_rows: int = 10_000) -> dict[str, Any]:
+    """A JSON-able summary of an image file: rows, shape, class counts, pixel range, attrs.
+
+    Pixel statistics use the first ``pixel_stats_rows`` rows (0 for none).
+    """
+    h5py = _h5py()
+    with open_image_file(path, h5py) as f:
+        img, lab = f[IMAGE_KEY], f[LABEL_KEY]
+        n = valid_count(f)
+        names = class_names_of(f)
+        labels = lab[:n]
+        counts = np.bincount(labels.astype(np.int64), minlength=len(names)) if n else []
+        out: dict[str, Any] = {
+            "path": str(path),
+            "n": n,
+            "rows_allocated": int(img.shape[0]),
+            "image_shape": list(img.shape[1:]),
+            "image_dtype": str(img.dtype),
+            "label_dtype": str(lab.dtype),
+            "class_names": names,
+            "class_counts": [int(c) for c in counts],
+            "contiguous": img.chunks is None and img.compression is None,
+            "virtual": bool(img.is_virtual),
+            "has_seeds": SEED_KEY in f,
+            "attrs": {k: decode_attr(v) for k, v in f.attrs.items()},
+        }
+        if pixel_stats_rows and n:
+            sample = img[: min(n, pixel_stats_rows)]
+            out["pixel_stats_rows"] = int(len(sample))
+            out["pixel_min"] = int(sample.min())
+            out["pixel_max"] = int(sample.max())
+            out["pixel_mean"] = float(sample.mean() / 255.0)
+        return out

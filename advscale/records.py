@@ -1,0 +1,204 @@
+"""JSONL records: one JSON object a line, with a kind, a schema version and provenance.
+
+The layout is the contract in ``docs/formats.md``. In short, every record is::
+
+    {"kind": "train.eval", "schema": 1,
+     "provenance": {"advscale_version": ..., "command": ..., "config": {...}, "seed": 0,
+                    "time_utc": "2026-11-22T01:02:03Z", "host": "..."},
+     ...payload fields, units in their names (``_flops``, ``_s``, ``_kwh``) or documented...}
+
+Readers ignore fields they do not know and reject malformed lines with the file and line number.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import math
+import os
+import socket
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from advscale import __version__
+from advscale.errors import AdvscaleError
+
+SCHEMA_VERSION = 1
+"""The JSONL schema version written by this advscale (see docs/formats.md)."""
+
+KINDS = (
+    "train.eval",
+    "attack",
+    "attack.chunk",
+    "flops",
+    "energy",
+    "fit",
+    "prediction",
+    "data.info",
+    "synthetic",
+    "validity",
+)
+"""Record kinds documented in docs/formats.md. Readers accept others too."""
+
+
+class RecordError(AdvscaleError):
+    """A malformed JSONL line or record."""
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO-8601 with a ``Z`` suffix, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def provenance(
+    command: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Who made a record: advscale version, command line, config, seed, UTC time and host."""
+    if command is None:
+        command = " ".join(["advscale", *sys.argv[1:]]) if sys.argv else "advscale"
+    return {
+        "advscale_version": __version__,
+        "command": command,
+        "config": _jsonable(dict(config or {})),
+        "seed": seed,
+        "time_utc": utc_now(),
+        "host": socket.gethostname(),
+    }
+
+
+def make_record(
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    command: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    prov: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build a record of ``kind`` with provenance (given, or made now) and the payload fields."""
+    rec: dict[str, Any] = {
+        "kind": kind,
+        "schema": SCHEMA_VERSION,
+        "provenance": dict(prov) if prov is not None else provenance(command, config, seed),
+    }
+    for key in payload:
+        if key in rec:
+            raise ValueError(f"payload field {key!r} collides with a record header field")
+    rec.update(_jsonable(dict(payload)))
+    return rec
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    """One record as one line of strict JSON (NaN and infinities become null)."""
+    return json.dumps(_jsonable(record), allow_nan=False, separators=(",", ":"))
+
+
+def write_record(record: Mapping[str, Any], stream: IO[str] | None = None) -> None:
+    """Write one record as a line to ``stream`` (stdout by default) and flush."""
+    stream = sys.stdout if stream is None else stream
+    stream.write(dumps(record) + "\n")
+    stream.flush()
+
+
+def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
+    """Append one record to a JSONL file, flushed and fsynced (append-only, crash-safe)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = dumps(record) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def parse_line(line: str, where: str = "<record>") -> dict[str, Any]:
+    """Parse one JSONL line into a record dict, or raise RecordError naming ``where``."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise RecordError(f"{where}: a record must be a JSON object, got {type(obj).__name__}")
+    if not isinstance(obj.get("kind"), str):
+        raise RecordError(f"{where}: record has no 'kind' field")
+    schema = obj.get("schema", SCHEMA_VERSION)
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise RecordError(
+            f"{where}: schema {schema!r} is newer than this advscale understands "
+            f"({SCHEMA_VERSION}); upgrade advscale"
+        )
+    return obj
+
+
+def iter_lines(stream: IO[str], name: str) -> Iterator[dict[str, Any]]:
+    """Records from an open text stream; blank lines are skipped."""
+    for lineno, line in enumerate(stream, start=1):
+        if line.strip():
+            yield parse_line(line, f"{name}:{lineno}")
+
+
+def read_records(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = "-",
+    kinds: Iterable[str] | None = None,
+    stdin: IO[str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield records from JSONL files (``-`` is stdin), optionally only those of ``kinds``.
+
+    Raises RecordError with ``file:line`` for a malformed line, and AdvscaleError for a missing
+    file.
+    """
+    if isinstance(sources, str | os.PathLike):
+        sources = [sources]
+    wanted = set(kinds) if kinds is not None else None
+    for src in sources:
+        src = str(src)
+        if src == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            records = iter_lines(stream, "<stdin>")
+            yield from (r for r in records if wanted is None or r["kind"] in wanted)
+            continue
+        path = Path(src)
+        if not path.is_file():
+            raise AdvscaleError(f"{src}: no such records file")
+        with open(path, encoding="utf-8") as f:
+            for r in iter_lines(f, src):
+                if wanted is None or r["kind"] in wanted:
+                    yield r
+
+
+def loads_all(text: str, name: str = "<string>") -> list[dict[str, Any]]:
+    """Parse every record in a JSONL string (handy in tests and notebooks)."""
+    return list(iter_lines(io.StringIO(text), name))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy/torch scalars, paths, tuples and non-finite floats to plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    item = getattr(obj, "item", None)  # numpy / torch scalars
+    if callable(item):
+        try:
+            return _jsonable(item())
+        except (ValueError, TypeError):
+            pass
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return _jsonable(tolist())
+    return str(obj)
