@@ -1,0 +1,1 @@
+"""Attacks shared by training and evaluation: L∞ PGD on CE, CW-margin and TRADES-KL losses."""

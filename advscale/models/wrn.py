@@ -1,0 +1,104 @@
+"""Pre-activation ("DeepMind-style") WideResNets as used by Gowal, Rebuffi, Wang and Bartoldson.
+
+WRN-D-W has (D - 4) / 6 blocks per group and channels 16, 16W, 32W, 64W. Each block is
+BN → act → conv3×3 → BN → act → conv3×3 with a 1×1 projection shortcut on the activated input
+when the shape changes. Inputs are images in [0, 1]; CIFAR-10 mean/std normalisation happens
+inside the model, so attacks work in pixel space. WRN-28-10 has 36,479,194 parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
+
+
+def _act(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name](inplace=True) if name != "gelu" else nn.GELU()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+
+
+class PreActBlock(nn.Module):
+    """One pre-activation residual block."""
+
+    def __init__(self, cin: int, cout: int, stride: int, activation: str) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.act1 = _act(activation)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.act2 = _act(activation)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = (
+            nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+            if stride != 1 or cin != cout
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.act1(self.bn1(x))
+        skip = self.shortcut(o) if self.shortcut is not None else x
+        o = self.conv1(o)
+        o = self.conv2(self.act2(self.bn2(o)))
+        return o + skip
+
+
+class WideResNet(nn.Module):
+    """WRN-``depth``-``width`` for ``num_classes`` classes on [0, 1] images (NCHW)."""
+
+    def __init__(
+        self,
+        depth: int = 28,
+        width: int = 10,
+        num_classes: int = 10,
+        activation: str = "silu",
+        mean: tuple[float, ...] = CIFAR10_MEAN,
+        std: tuple[float, ...] = CIFAR10_STD,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        if depth < 10 or (depth - 4) % 6:
+            raise ValueError(f"WRN depth {depth} must be 6k + 4 with k >= 1 (10, 16, 22, 28, ...)")
+        if width < 1:
+            raise ValueError(f"WRN width {width} must be >= 1")
+        n = (depth - 4) // 6
+        chans = [16, 16 * width, 32 * width, 64 * width]
+        self.depth, self.width, self.num_classes = depth, width, num_classes
+        self.activation = activation
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.stem = nn.Conv2d(in_chans, chans[0], 3, 1, 1, bias=False)
+        layers = []
+        for g, stride in enumerate((1, 2, 2)):
+            for i in range(n):
+                cin = chans[g] if i == 0 else chans[g + 1]
+                layers.append(PreActBlock(cin, chans[g + 1], stride if i == 0 else 1, activation))
+        self.blocks = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(chans[3])
+        self.act = _act(activation)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(chans[3], num_classes)
+        self.num_features = chans[3]
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        x = self.blocks(self.stem(x))
+        x = self.pool(self.act(self.bn(x))).flatten(1)
+        return self.fc(x)

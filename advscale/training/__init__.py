@@ -1,0 +1,1 @@
+"""Adversarial training: losses, the loop, EMA, schedules, checkpoints, DDP."""

@@ -1,0 +1,126 @@
+"""Training objectives: TRADES (Zhang et al. 2019), PGD-AT (Madry et al. 2018) and standard.
+
+Each ``*_step_loss`` runs the whole forward computation of one training step, including the
+attack, and returns a scalar loss to backpropagate plus the logits. The attack runs with
+batch-norm statistics frozen; the loss's own forward passes run in the model's current mode.
+FLOPs per TRADES-k step (Bartoldson et al., appendix B): 1 clean forward + k × (forward +
+input-gradient backward) + 2 forwards + a backward through both ≈ (2k + 7) forward passes,
+27 for k = 10; PGD-AT-k ≈ 2k + 3; standard ≈ 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advscale.attacks.pgd import frozen_bn, pgd_linf
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The training-time L∞ attack: radius, step and steps, in [0, 1] pixel units."""
+
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    logits_clean: torch.Tensor | None
+    logits_adv: torch.Tensor | None
+
+
+def trades_objective(
+    logits_clean: torch.Tensor,
+    logits_adv: torch.Tensor,
+    y: torch.Tensor,
+    beta: float = 5.0,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """TRADES loss: CE(clean, y) + β · KL(p_clean ‖ p_adv), batch-mean (the papers' L)."""
+    ce = F.cross_entropy(logits_clean.float(), y, label_smoothing=label_smoothing)
+    kl = F.kl_div(
+        F.log_softmax(logits_adv.float(), 1), F.softmax(logits_clean.float(), 1),
+        reduction="batchmean",
+    )
+    return ce + beta * kl
+
+
+def trades_step_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: AttackConfig,
+    beta: float = 5.0,
+    label_smoothing: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> StepOutput:
+    """One TRADES step: KL-PGD from the detached clean prediction, then the TRADES loss."""
+    with frozen_bn(model):
+        with torch.no_grad():
+            clean_probs = F.softmax(model(x).float(), 1)
+        x_adv = pgd_linf(model, x, None, eps=attack.eps, step_size=attack.step_size,
+                         steps=attack.steps, loss="kl", clean_probs=clean_probs,
+                         generator=generator)
+    logits_clean = model(x)
+    logits_adv = model(x_adv)
+    loss = trades_objective(logits_clean, logits_adv, y, beta, label_smoothing)
+    return StepOutput(loss, logits_clean, logits_adv)
+
+
+def pgd_at_step_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: AttackConfig,
+    beta: float = 0.0,
+    label_smoothing: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> StepOutput:
+    """One PGD-AT (Madry) step: CE-PGD, then label-smoothed CE on the adversarial batch."""
+    with frozen_bn(model):
+        x_adv = pgd_linf(model, x, y, eps=attack.eps, step_size=attack.step_size,
+                         steps=attack.steps, loss="ce", generator=generator)
+    logits_adv = model(x_adv)
+    loss = F.cross_entropy(logits_adv.float(), y, label_smoothing=label_smoothing)
+    return StepOutput(loss, None, logits_adv)
+
+
+def standard_step_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack: AttackConfig,
+    beta: float = 0.0,
+    label_smoothing: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> StepOutput:
+    """One standard (non-adversarial) step."""
+    logits = model(x)
+    return StepOutput(F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing),
+                      logits, None)
+
+
+LOSSES: dict[str, Callable[..., StepOutput]] = {
+    "trades": trades_step_loss,
+    "pgd-at": pgd_at_step_loss,
+    "standard": standard_step_loss,
+}
+"""Training objectives by CLI name."""
+
+
+def forward_passes_per_sample(loss: str, pgd_steps: int) -> float:
+    """The papers' nominal cost of one training sample in forward-pass units (appendix B)."""
+    if loss == "trades":
+        return 2 * pgd_steps + 7
+    if loss == "pgd-at":
+        return 2 * pgd_steps + 3
+    if loss == "standard":
+        return 3.0
+    raise ValueError(f"unknown loss {loss!r}")
