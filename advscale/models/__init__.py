@@ -4,6 +4,6 @@
 ``timm.create_model`` with 10 classes. Import cost: torch and timm load on first use.
 """
 
-from advscale.models.factory import create_model, count_parameters, parse_wrn_name
+from advscale.models.factory import count_parameters, create_model, parse_wrn_name
 
 __all__ = ["create_model", "count_parameters", "parse_wrn_name"]

@@ -1,0 +1,118 @@
+"""Checkpoints that load without unpickling code.
+
+A model checkpoint is a ``.safetensors`` file: tensors ``model.<param>`` (the weights to
+evaluate, i.e. the EMA weights for a trained run) and string metadata describing how to
+rebuild the model (``advscale_checkpoint`` = format version, ``model``, ``activation``,
+``num_classes``, ``run_id``, ``samples_seen``, ...). The training state needed to resume
+(optimiser, EMA, scheduler, sampler, RNG) lives beside it; see ``advscale.training`` docs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advscale.errors import AdvscaleError
+from advscale.fileio import atomic_path
+
+CHECKPOINT_VERSION = "1"
+MODEL_PREFIX = "model."
+LAST_NAME = "last.safetensors"
+"""File name of a run directory's latest evaluation checkpoint."""
+
+
+def save_model_checkpoint(
+    path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]
+) -> Path:
+    """Write ``model``'s state (parameters and buffers) with metadata, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {
+        MODEL_PREFIX + k: v.detach().to("cpu").contiguous()
+        for k, v in model.state_dict().items()
+    }
+    md = {"advscale_checkpoint": CHECKPOINT_VERSION}
+    md.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    path = Path(path)
+    with atomic_path(path, suffix=".safetensors.tmp") as tmp:
+        save_file(tensors, str(tmp), metadata=md)
+    return path
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file from a file path or a run directory (its ``last.safetensors``)."""
+    p = Path(path)
+    if p.is_dir():
+        for cand in (p / LAST_NAME, p / "checkpoints" / LAST_NAME):
+            if cand.is_file():
+                return cand
+        raise AdvscaleError(f"{p}: run directory has no {LAST_NAME}")
+    if not p.is_file():
+        raise AdvscaleError(f"{p}: no such checkpoint")
+    return p
+
+
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of an advscale checkpoint (JSON values decoded)."""
+    from safetensors import SafetensorError, safe_open
+
+    p = resolve_checkpoint(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            md = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise AdvscaleError(f"{p}: not a safetensors checkpoint ({e})") from None
+    if "advscale_checkpoint" not in md:
+        raise AdvscaleError(f"{p}: not an advscale checkpoint (no advscale metadata)")
+    out: dict[str, Any] = {}
+    for k, v in md.items():
+        try:
+            out[k] = json.loads(v)
+        except (json.JSONDecodeError, TypeError):
+            out[k] = v
+    return out
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_for_eval(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (file or run dir) in eval mode, fp32, on ``device``.
+
+    Returns ``(model, meta)``; ``meta`` has the checkpoint metadata plus ``checkpoint_path``
+    and ``checkpoint_sha256``.
+    """
+    from safetensors.torch import load_file
+
+    from advscale.models import create_model
+
+    p = resolve_checkpoint(path)
+    meta = read_checkpoint_metadata(p)
+    model = create_model(
+        str(meta["model"]),
+        num_classes=int(meta.get("num_classes", 10)),
+        activation=str(meta.get("activation", "silu")),
+    )
+    state = load_file(str(p))
+    state = {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise AdvscaleError(f"{p}: weights do not fit model {meta['model']!r} ({e})") from None
+    model = model.to(device=device, dtype=torch.float32).eval()
+    meta["checkpoint_path"] = str(p)
+    meta["checkpoint_sha256"] = file_sha256(p)
+    return model, meta
