@@ -83,7 +83,9 @@ def info_cmd(
 @app.command("mix")
 @handle_errors
 def mix_cmd(
-    sources: list[str] = typer.Argument(..., help="FILE.h5[:WEIGHT] items, e.g. real.h5:1 syn.h5:7"),
+    sources: list[str] = typer.Argument(
+        ..., help="FILE.h5[:WEIGHT] items, e.g. real.h5:1 syn.h5:7"
+    ),
     out: Path = typer.Option(..., "-o", "--out", help="Mixture JSON file to write."),
 ) -> None:
     """Write a mixture file naming sources and sampling weights (nothing is copied)."""

@@ -71,7 +71,9 @@ def _load_cifar_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         d = _SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except Exception as e:  # truncated or not a pickle
-        raise AdvscaleError(f"{name}: not a readable CIFAR-10 batch ({type(e).__name__}: {e})")
+        raise AdvscaleError(
+            f"{name}: not a readable CIFAR-10 batch ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(d, dict):
         raise AdvscaleError(f"{name}: not a CIFAR-10 batch (a {type(d).__name__}, not a dict)")
     data, labels = d.get("data"), d.get("labels", d.get("fine_labels"))
@@ -80,7 +82,9 @@ def _load_cifar_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(data)
     labels = np.asarray(labels, dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise AdvscaleError(f"{name}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+        raise AdvscaleError(
+            f"{name}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}"
+        )
     if labels.shape != (data.shape[0],):
         raise AdvscaleError(f"{name}: {len(labels)} labels for {data.shape[0]} images")
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)

@@ -46,40 +46,44 @@ def _key(*parts: int) -> int:
     return int(h)
 
 
-class FeistelPermutation:
-    """A keyed bijection of ``range(n)``, evaluated on arrays of positions.
-
-    ``perm(i)`` for ``i`` in ``range(n)`` visits every element of ``range(n)`` exactly once.
+def feistel_permute(positions: np.ndarray, n: int, keys: np.ndarray | int) -> np.ndarray:
+    """Apply the keyed permutation of ``range(n)`` to ``positions`` (one key per element or one
+    for all): for a fixed key, positions ``0..n-1`` map to every element of ``range(n)`` once.
     """
+    x = np.asarray(positions, dtype=np.uint64)
+    if x.size and int(x.max()) >= n:
+        raise IndexError("position outside the permutation's range")
+    bits = max(2, int(n - 1).bit_length())
+    half = np.uint64((bits + 1) // 2)
+    mask = np.uint64((1 << int(half)) - 1)
+    k = np.broadcast_to(np.asarray(keys, dtype=np.uint64), x.shape)
+    round_keys = [_mix64(k ^ np.uint64(0x632BE59BD9B4E019 * (r + 1) & 0xFFFFFFFFFFFFFFFF))
+                  for r in range(4)]
 
-    ROUNDS = 4
+    def encrypt(v: np.ndarray, sel: np.ndarray | slice) -> np.ndarray:
+        left, right = v >> half, v & mask
+        for rk in round_keys:
+            left, right = right, left ^ (_mix64(right ^ rk[sel]) & mask)
+        return (left << half) | right
+
+    y = encrypt(x, slice(None))
+    out = np.flatnonzero(y >= np.uint64(n))
+    while out.size:  # cycle walking: re-encrypt until back inside range(n)
+        y[out] = encrypt(y[out], out)
+        out = out[y[out] >= np.uint64(n)]
+    return y.astype(np.int64)
+
+
+class FeistelPermutation:
+    """A keyed bijection of ``range(n)``, evaluated on arrays of positions."""
 
     def __init__(self, n: int, key: int) -> None:
         if n < 1:
             raise ValueError("permutation of an empty range")
-        self.n = int(n)
-        bits = max(2, int(self.n - 1).bit_length())
-        self.half = (bits + 1) // 2
-        self.mask = np.uint64((1 << self.half) - 1)
-        self.round_keys = [np.uint64(_key(key, r)) for r in range(self.ROUNDS)]
-
-    def _encrypt(self, x: np.ndarray) -> np.ndarray:
-        h = np.uint64(self.half)
-        left, right = x >> h, x & self.mask
-        for rk in self.round_keys:
-            left, right = right, left ^ (_mix64(right ^ rk) & self.mask)
-        return (left << h) | right
+        self.n, self.key = int(n), np.uint64(key)
 
     def __call__(self, positions: np.ndarray | Sequence[int]) -> np.ndarray:
-        x = np.asarray(positions, dtype=np.uint64)
-        if x.size and int(x.max()) >= self.n:
-            raise IndexError("position outside the permutation's range")
-        y = self._encrypt(x)
-        out = y >= np.uint64(self.n)
-        while out.any():  # cycle walking: re-encrypt until back inside range(n)
-            y[out] = self._encrypt(y[out])
-            out[out] = y[out] >= np.uint64(self.n)
-        return y.astype(np.int64)
+        return feistel_permute(np.asarray(positions), self.n, self.key)
 
 
 class MixtureStream:
@@ -103,7 +107,6 @@ class MixtureStream:
         self.total = int(self.offsets[-1])
         self.seed = int(seed)
         self.weights = None if weights is None else [float(w) for w in weights]
-        self._perms: dict[tuple[int, int], FeistelPermutation] = {}
         if self.weights is not None:
             if len(self.weights) != len(self.sizes):
                 raise ValueError("one weight per source")
@@ -122,26 +125,18 @@ class MixtureStream:
         else:
             self.block = int(block)
 
-    # -- union mode ---------------------------------------------------------------------------
-    def _perm(self, source: int, epoch: int) -> FeistelPermutation:
-        k = (source, epoch)
-        p = self._perms.get(k)
-        if p is None:
-            if len(self._perms) > 64:
-                self._perms.clear()
-            n = self.total if source < 0 else self.sizes[source]
-            p = self._perms[k] = FeistelPermutation(n, _key(self.seed, source + 1, epoch))
-        return p
-
     def _draw_source(self, source: int, start: int, count: int) -> np.ndarray:
-        """Items ``start..start+count-1`` of a source's own stream (pass after pass)."""
+        """Items ``start..start+count-1`` of a source's own stream (pass after pass).
+
+        Pass ``e`` of source ``s`` is the permutation keyed by (seed, s, e); all passes touched
+        are evaluated in one vectorised call.
+        """
         n = self.total if source < 0 else self.sizes[source]
         pos = np.arange(start, start + count, dtype=np.int64)
-        epochs = pos // n
-        out = np.empty(count, dtype=np.int64)
-        for e in np.unique(epochs):
-            m = epochs == e
-            out[m] = self._perm(source, int(e))(pos[m] - e * n)
+        epochs = (pos // n).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            keys = _mix64(np.uint64(_key(self.seed, source + 1)) ^ _mix64(epochs + np.uint64(1)))
+        out = feistel_permute(pos % n, n, keys)
         return out if source < 0 else out + self.offsets[source]
 
     # -- weighted mode ------------------------------------------------------------------------

@@ -21,7 +21,8 @@ def _act(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name](inplace=True) if name != "gelu" else nn.GELU()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+        choices = sorted(ACTIVATIONS)
+        raise ValueError(f"unknown activation {name!r}; choose from {choices}") from None
 
 
 class PreActBlock(nn.Module):
