@@ -58,3 +58,47 @@ def make_h5(path: Path, n: int, seed: int = 0, source: str = "test") -> Path:
 @pytest.fixture
 def tiny_h5(tmp_path) -> Path:
     return make_h5(tmp_path / "tiny.h5", 200)
+
+
+def make_adv_h5(path: Path, n: int = 12, n_fooled: int = 10, seed: int = 0) -> Path:
+    """A small adversarial-image file in the `attack --save-adv` layout (docs/formats.md).
+
+    Row i has true class i % 10 and test-set index 100 + i; the first ``n_fooled`` rows fooled
+    the model (pred_adv = (label + 1) % 10), the rest did not (pred_adv = label).
+    """
+    import json
+
+    import h5py
+
+    from advscale.data import CIFAR10_CLASSES
+
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    delta = rng.uniform(-8 / 255, 8 / 255, size=clean.shape).astype(np.float32)
+    adv = np.clip(clean.astype(np.float32) / 255 + delta, 0, 1).astype(np.float32)
+    label = np.arange(n, dtype=np.int64) % 10
+    fooled = np.arange(n) < n_fooled
+    pred_adv = np.where(fooled, (label + 1) % 10, label).astype(np.int64)
+    with h5py.File(path, "w") as f:
+        f["index"] = 100 + np.arange(n, dtype=np.int64)
+        f["label"] = label
+        f["pred_clean"] = label.copy()
+        f["pred_adv"] = pred_adv
+        f["image_clean"] = clean
+        f["image_adv"] = adv
+        f["success"] = fooled
+        f["attack"] = np.array([b"apgd-ce" if i % 2 else b"apgd-t" for i in range(n)], "S16")
+        f.attrs["format_version"] = 1
+        f.attrs["kind"] = "advscale-adversarial"
+        f.attrs["class_names"] = json.dumps(list(CIFAR10_CLASSES))
+        f.attrs["model"] = "wrn-10-1"
+        f.attrs["checkpoint_sha256"] = "0" * 64
+        f.attrs["eps"] = 8 / 255
+        f.attrs["attack_settings"] = json.dumps({"attack": "aa-standard"})
+    return path
+
+
+@pytest.fixture
+def adv_h5(tmp_path) -> Path:
+    """12 adversarial images, 10 of which fooled the model (rows 0..9)."""
+    return make_adv_h5(tmp_path / "adv.h5")

@@ -1,0 +1,296 @@
+"""Append-only labels: one JSONL file per rater, ``DIR/<rater>.jsonl``.
+
+Every answer is one ``validity.label`` record (docs/formats.md), appended, flushed and fsynced
+before the answer is acknowledged, so a closed browser or a killed server loses nothing: a
+restarted server reads the file back and the rater resumes at the first unanswered image.
+A line torn by a crash mid-write was never acknowledged; it is cut off when the file is next
+opened for writing (and skipped, with a warning, when it is only read).
+
+Rater ids match :data:`advscale.validity.RATER_ID_PATTERN`, so a rater id can never name a path
+outside the directory. A writer holds an advisory lock on each rater file it appends to, so two
+processes cannot interleave answers for the same rater.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from advscale.errors import AdvscaleError
+from advscale.records import RecordError, dumps, make_record, parse_line
+from advscale.validity import CONFIDENCES, RATER_ID_PATTERN, RATER_KINDS, VERSIONS
+from advscale.validity.advset import AdvSet
+
+LABEL_KIND = "validity.label"
+"""Record kind of one answer."""
+
+_RATER_RE = re.compile(RATER_ID_PATTERN)
+_MAX_REPLY = 2000
+
+
+class LabelError(AdvscaleError):
+    """An answer that cannot be stored; ``status`` is the HTTP status the server answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_rater_id(rater: Any) -> str:
+    """Return ``rater`` if it is a valid rater id, else raise LabelError (400)."""
+    if not isinstance(rater, str) or not _RATER_RE.fullmatch(rater):
+        raise LabelError(
+            "rater id must be 1-64 characters of letters, digits, '_' or '-'", status=400
+        )
+    return rater
+
+
+def labels_path(directory: str | os.PathLike[str], rater: str) -> Path:
+    """The labels file of ``rater`` inside ``directory`` (the id is validated first)."""
+    return Path(directory) / f"{check_rater_id(rater)}.jsonl"
+
+
+@dataclass(frozen=True)
+class LabelLines:
+    """The label records of one file, and what was wrong with it."""
+
+    records: list[dict[str, Any]]
+    torn_bytes: int = 0
+    """Bytes of an unterminated last line (a write interrupted by a crash), 0 if none."""
+
+
+def read_label_file(path: str | os.PathLike[str]) -> LabelLines:
+    """Parse a labels JSONL file; a torn (unterminated, unparsable) last line is reported.
+
+    Records of other kinds are skipped. A malformed complete line raises RecordError.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    torn = 0
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        try:
+            parse_line(tail.decode("utf-8"), f"{path}:last")
+        except (RecordError, UnicodeDecodeError):
+            torn = len(tail)
+            data = data[:cut]
+    records = []
+    for lineno, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        if line.strip():
+            rec = parse_line(line, f"{path}:{lineno}")
+            if rec["kind"] == LABEL_KIND:
+                records.append(rec)
+    return LabelLines(records, torn)
+
+
+def _lock(f: IO[Any], path: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise AdvscaleError(f"{path}: being written by another advscale process") from None
+
+
+class LabelStore:
+    """The labels of every rater of one adversarial-image file, in ``directory``.
+
+    ``rows`` are the rows raters may label (the study set); ``kind`` is the rater kind this
+    writer records (``human`` for the web server, ``machine`` for ``validity rate``).
+    Thread-safe: answers for one rater are serialised by a per-rater lock.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        adv: AdvSet,
+        rows: Iterable[int] | None = None,
+        kind: str = "human",
+        prov: Mapping[str, Any] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if kind not in RATER_KINDS:
+            raise AdvscaleError(f"rater kind {kind!r} must be one of {', '.join(RATER_KINDS)}")
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise AdvscaleError(f"{self.directory}: labels output must be a directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.adv = adv
+        self.rows = set(int(r) for r in (adv.study_rows() if rows is None else rows))
+        self.kind = kind
+        self.prov = dict(prov) if prov is not None else None
+        self._log = log or (lambda msg: None)
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._answers: dict[str, dict[tuple[int, str], dict[str, Any]]] = {}
+        self._files: dict[str, IO[str]] = {}
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def exists(self, rater: str) -> bool:
+        """Whether ``rater`` already has a labels file here."""
+        return labels_path(self.directory, rater).is_file()
+
+    def raters(self) -> list[str]:
+        """Rater ids with a labels file in the directory, sorted."""
+        return sorted(
+            p.stem for p in self.directory.glob("*.jsonl") if _RATER_RE.fullmatch(p.stem)
+        )
+
+    def _lock_for(self, rater: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(rater, threading.Lock())
+
+    def _open(self, rater: str) -> dict[tuple[int, str], dict[str, Any]]:
+        """Load (once) and lock the rater's file; caller holds the rater's lock."""
+        if rater in self._answers:
+            return self._answers[rater]
+        path = labels_path(self.directory, rater)
+        f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
+        _lock(f, path)
+        lines = read_label_file(path)
+        if lines.torn_bytes:
+            size = path.stat().st_size
+            f.truncate(size - lines.torn_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+            self._log(f"{path}: removed an unfinished last line ({lines.torn_bytes} bytes)")
+        answers: dict[tuple[int, str], dict[str, Any]] = {}
+        for rec in lines.records:
+            if rec.get("adv_fingerprint") != self.adv.fingerprint:
+                f.close()
+                raise AdvscaleError(
+                    f"{path}: labels were made for a different adversarial-image file than "
+                    f"{self.adv.path}; use another --out directory"
+                )
+            if rec.get("rater") != rater:
+                f.close()
+                raise AdvscaleError(f"{path}: holds labels of rater {rec.get('rater')!r}")
+            if rec.get("rater_kind") != self.kind:
+                f.close()
+                raise AdvscaleError(
+                    f"{path}: rater {rater!r} is a {rec.get('rater_kind')} rater here, not "
+                    f"{self.kind}; choose another rater id"
+                )
+            key = (int(rec["row"]), str(rec["version"]))
+            answers.setdefault(key, rec)  # the first answer counts
+        self._files[rater] = f
+        self._answers[rater] = answers
+        return answers
+
+    def answers(self, rater: str) -> dict[tuple[int, str], dict[str, Any]]:
+        """The rater's answers keyed by (row, version); a copy, loaded from disk once."""
+        check_rater_id(rater)
+        with self._lock_for(rater):
+            return dict(self._open(rater))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def create(self, rater: str) -> None:
+        """Create the rater's (empty) labels file, registering the id."""
+        check_rater_id(rater)
+        with self._lock_for(rater):
+            self._open(rater)
+
+    def add(
+        self,
+        rater: str,
+        row: Any,
+        version: Any,
+        choice: Any,
+        confidence: Any,
+        *,
+        response_s: Any = None,
+        reply: str | None = None,
+        require_adv_first: bool = True,
+        allow_abstain: bool = False,
+    ) -> dict[str, Any]:
+        """Validate one answer, append it to the rater's file (fsynced) and return the record.
+
+        ``choice`` is a class id (or None, an abstention, when ``allow_abstain``); ``confidence``
+        is ``low`` or ``high``; ``response_s`` is the seconds the rater took (optional, 0-1 day).
+        Raises LabelError: 400 malformed, 404 row not in the study, 409 already answered or the
+        clean image answered before the adversarial one.
+        """
+        check_rater_id(rater)
+        if isinstance(row, bool) or not isinstance(row, int):
+            raise LabelError("row must be an integer")
+        if row not in self.rows:
+            raise LabelError(f"row {row} is not an image of this study", status=404)
+        if version not in VERSIONS:
+            raise LabelError(f"version must be one of {', '.join(VERSIONS)}")
+        k = self.adv.num_classes
+        if choice is None and allow_abstain:
+            if confidence is not None and confidence not in CONFIDENCES:
+                raise LabelError(f"confidence must be one of {', '.join(CONFIDENCES)}")
+        else:
+            if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < k:
+                raise LabelError(f"class must be an integer class id in [0, {k})")
+            if confidence not in CONFIDENCES:
+                raise LabelError(f"confidence must be one of {', '.join(CONFIDENCES)}")
+        if response_s is not None:
+            if isinstance(response_s, bool) or not isinstance(response_s, int | float):
+                raise LabelError("response_s must be a number of seconds")
+            if not 0 <= float(response_s) <= 86400:
+                raise LabelError("response_s must lie between 0 and 86400 seconds")
+            response_s = round(float(response_s), 3)
+        with self._lock_for(rater):
+            answers = self._open(rater)
+            if (row, version) in answers:
+                raise LabelError(f"row {row} ({version}) is already answered", status=409)
+            if require_adv_first and version == "clean" and (row, "adv") not in answers:
+                raise LabelError(
+                    f"row {row}: answer the adversarial image before the clean one", status=409
+                )
+            label = int(self.adv.label[row])
+            pred = int((self.adv.pred_adv if version == "adv" else self.adv.pred_clean)[row])
+            payload: dict[str, Any] = {
+                "rater": rater,
+                "rater_kind": self.kind,
+                "adv_fingerprint": self.adv.fingerprint,
+                "row": row,
+                "index": int(self.adv.index[row]),
+                "version": version,
+                "choice": choice,
+                "choice_name": None if choice is None else self.adv.class_names[choice],
+                "confidence": confidence,
+                "label": label,
+                "correct": choice == label,
+                "model_pred": pred,
+                "agrees_with_model": choice == pred,
+                "response_s": response_s,
+            }
+            if reply is not None:
+                payload["reply"] = reply[-_MAX_REPLY:]
+            rec = make_record(LABEL_KIND, payload, prov=self.prov)
+            f = self._files[rater]
+            f.write(dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            answers[(row, version)] = rec
+            return rec
+
+    def close(self) -> None:
+        """Release every rater file lock."""
+        with self._guard:
+            for f in self._files.values():
+                with contextlib.suppress(OSError):
+                    f.close()
+            self._files.clear()
+            self._answers.clear()
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
