@@ -12,6 +12,7 @@ import typer
 
 from advscale import __version__
 from advscale.cli import data as data_cmd
+from advscale.cli import validity as validity_cmd
 from advscale.cli.common import fail
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def _root(
 
 
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(validity_cmd.app, name="validity")
 
 
 def main() -> None:
