@@ -150,6 +150,8 @@ class CommandRater:
         try:
             reply = self._lines.get(timeout=self.timeout_s)
         except queue.Empty:
+            self._stop(proc, grace_s=0)  # a late reply would answer the wrong image
+            self._proc = None
             raise AdvscaleError(f"rater command gave no reply in {self.timeout_s:g} s") from None
         if reply is None:
             raise AdvscaleError(f"rater command exited (status {proc.wait()}) without replying")
@@ -158,19 +160,24 @@ class CommandRater:
     def close(self) -> None:
         """Close the command's input and wait briefly for it to end (then terminate it)."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
+        if proc is not None:
+            self._stop(proc, grace_s=10)
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[str], grace_s: float) -> None:
         try:
             if proc.stdin is not None:
                 proc.stdin.close()
-            proc.wait(timeout=10)
+            proc.wait(timeout=grace_s)
+            return
         except (OSError, subprocess.TimeoutExpired):
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            pass
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def __enter__(self) -> CommandRater:
         return self
