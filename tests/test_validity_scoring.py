@@ -194,3 +194,40 @@ def test_score_cli(tmp_path, adv_h5):
     assert summary["kind"] == "validity.summary" and summary["n_deceptive"] == 1
     res = CliRunner().invoke(app, ["score", str(tmp_path / "nope"), "--adv", str(adv_h5)])
     assert res.exit_code != 0 and "no such labels file" in res.output
+
+
+def test_reads_the_attack_writers_file_and_refuses_a_shard(tmp_path):
+    """`attack --save-adv` output (advscale.attacks.advfile) loads and scores unchanged."""
+    from types import SimpleNamespace
+
+    advfile = pytest.importorskip("advscale.attacks.advfile")
+    import numpy as np
+
+    from advscale.data import CIFAR10_CLASSES
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(8) % 10
+    data = SimpleNamespace(images=images, labels=labels, class_names=list(CIFAR10_CLASSES))
+    pred_adv = np.array([1, 1, 3, 3, 4, 6, 6, 7])  # rows 0, 2, 5 fooled
+
+    def part(start, stop):
+        return SimpleNamespace(
+            start=start, stop=stop, pred_clean=labels[start:stop], pred_adv=pred_adv[start:stop],
+            x_adv=images[start:stop].astype(np.float32) / 255,
+            broken_by=["apgd-ce" if pred_adv[i] != labels[i] else "" for i in range(start, stop)])
+
+    settings = SimpleNamespace(attack="aa-standard", eps=8 / 255, steps=100, step_size=None,
+                               n=8, batch_size=4, chunk_size=4, seed=0)
+    static = {"model": "wrn-10-1", "checkpoint_sha256": "a" * 64}
+    full = advfile.write_adv_file(tmp_path / "full.h5", [part(0, 4), part(4, 8)], data, static,
+                                  settings)
+    adv = load_adv_set(full)
+    assert adv.study_rows().tolist() == [0, 2, 5] and adv.attack[0] == "apgd-ce"
+    assert adv.attrs["model"] == "wrn-10-1" and resolve_n_eval(adv, None) == 8
+    s = score_labels([], adv)
+    assert s.summary["robust_acc"] == pytest.approx(5 / 8) and s.summary["n_unrated"] == 3
+    shard = advfile.write_adv_file(tmp_path / "shard.h5", [part(4, 8)], data, static, settings)
+    with pytest.raises(AdvscaleError, match="one shard"):
+        resolve_n_eval(load_adv_set(shard), None)
+    assert resolve_n_eval(load_adv_set(shard), 4) == 4

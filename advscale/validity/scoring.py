@@ -363,6 +363,11 @@ def resolve_n_eval(adv: AdvSet, n_eval: int | None) -> int:
     """The number of attacked test images: given, from the file's attributes, or its rows."""
     if n_eval is None:
         n_eval = adv.n_eval_hint()
+        if n_eval is not None and n_eval != len(adv) and not bool(adv.success.all()):
+            raise AdvscaleError(
+                f"{adv.path} holds {len(adv)} of the {n_eval} attacked images (one shard?); "
+                f"pass --n-eval {len(adv)} to score these images alone"
+            )
     if n_eval is None:
         if len(adv) and bool(adv.success.all()):
             raise AdvscaleError(
