@@ -12,6 +12,8 @@ import typer
 
 from advscale import __version__
 from advscale.cli import data as data_cmd
+from advscale.cli import fit as fit_cmd
+from advscale.cli import predict as predict_cmd
 from advscale.cli import validity as validity_cmd
 from advscale.cli.common import fail
 
@@ -43,6 +45,8 @@ def _root(
 
 
 app.add_typer(data_cmd.app, name="data")
+app.command("fit")(fit_cmd.fit_cmd)
+app.command("predict")(predict_cmd.predict_cmd)
 app.add_typer(validity_cmd.app, name="validity")
 
 

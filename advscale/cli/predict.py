@@ -1,0 +1,66 @@
+"""``advscale predict``: use a fitted or published law; one ``prediction`` record per query."""
+
+from __future__ import annotations
+
+import typer
+
+from advscale.cli.common import handle_errors
+from advscale.errors import AdvscaleError
+
+
+@handle_errors
+def predict_cmd(
+    law: str = typer.Option(
+        ..., "--law", "-l",
+        help="A fit record file, '-' (stdin), or a preset: bartoldson2024-approach2, "
+        "bartoldson2024-approach2-all, bartoldson2024-approach3, debenedetti2024."),
+    n: float = typer.Option(None, "--n", help="Model parameters N."),
+    d: float = typer.Option(None, "--d", help="Training samples seen D."),
+    fid: float = typer.Option(None, "--fid", help="FID of the synthetic data (0: ideal data)."),
+    flops: float = typer.Option(None, "--flops",
+                                help="Training budget in FLOPs: compute-optimal N*, D*, L*."),
+    omega_n: float = typer.Option(None, "--omega-n",
+                                  help="Model size as a multiple of N* (Eq. 6 trade-off)."),
+    accuracy: bool = typer.Option(False, "--accuracy",
+                                  help="Also give accuracies (loss->accuracy regression)."),
+    acc_map: str = typer.Option("auto", "--acc-map",
+                                help="auto (the law's own regression if any), paper or law."),
+    queries: str = typer.Option(
+        None, "--queries",
+        help="JSONL queries (n, d, fid, flops, omega_n per line); default stdin when no "
+        "--n/--d/--flops is given."),
+) -> None:
+    """Predict loss/accuracy, compute-optimal N*, D*, the asymptote and the Eq. 6 trade-off.
+
+    Give --n/--d (and --fid) and/or --flops for one query, or JSONL queries on stdin (any
+    records with n/d/fid/flops fields, or params/samples_seen/fid as in train.eval records):
+    one prediction record each. --fid and --omega-n are defaults for stdin queries.
+    """
+    import sys
+
+    from advscale.laws.law import Law
+    from advscale.laws.predict import predict_one
+    from advscale.records import make_record, write_record
+
+    if acc_map not in ("auto", "paper", "law"):
+        raise AdvscaleError(f"--acc-map {acc_map!r}: choose auto, paper or law")
+    option_query = any(v is not None for v in (n, d, flops))
+    if law == "-" and not option_query and queries in (None, "-"):
+        raise AdvscaleError("--law - reads the law from stdin: give the query as options "
+                            "(--n/--d/--fid, --flops) or --queries FILE")
+    the_law = Law.load(law)
+    config = {"law": law, "accuracy": accuracy, "acc_map": acc_map}
+    if option_query:
+        q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n}
+        payload = predict_one(the_law, q, accuracy, acc_map, where="options")
+        write_record(make_record("prediction", payload, config=config))
+        return
+    from advscale.laws.predict import iter_queries
+
+    for where, q in iter_queries(queries or "-", stdin=sys.stdin):
+        if fid is not None and q.get("fid") is None and q.get("FID") is None:
+            q["fid"] = fid
+        if omega_n is not None and q.get("omega_n") is None:
+            q["omega_n"] = omega_n
+        payload = predict_one(the_law, q, accuracy, acc_map, where=where)
+        write_record(make_record("prediction", payload, config=config))

@@ -1,0 +1,141 @@
+"""Approach 1 (Chinchilla's Approach 1, Bartoldson et al. 2024 §3.2.1 and appendix F.1).
+
+The envelope of training curves: at each of 1,000 log-spaced training-FLOPs values F spanning
+the data, every run whose curve covers F is interpolated there (linearly in log FLOPs) and the
+best one — lowest loss (or highest accuracy) — gives L*(F), N*(F) (its parameters) and D*(F)
+(its samples seen at F). Only the query points where the envelope improves are kept: F_i is
+dropped if some F_j < F_i already reached a better value (the paper's set 𝒬). Log-space
+regressions then give
+
+    L*(F) = k_L · F^s,    N*(F) = k_N · F^a,    D*(F) = k_D · F^b.
+
+It needs whole training curves (``train.eval`` records at several points of each run), all of
+one dataset (the approach does not model FID).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from advscale.errors import AdvscaleError
+
+N_QUERY = 1000
+
+
+@dataclass
+class Curve:
+    """One run's training curve: FLOPs, samples seen and target value at each evaluation."""
+
+    run: int
+    n: float
+    flops: np.ndarray
+    d: np.ndarray
+    value: np.ndarray
+
+
+@dataclass
+class Envelope:
+    """The kept envelope points: FLOPs, best value, N* and D* at each."""
+
+    flops: np.ndarray
+    value: np.ndarray
+    n: np.ndarray
+    d: np.ndarray
+    run: np.ndarray
+
+
+def envelope(curves: list[Curve], lower_is_better: bool = True, n_query: int = N_QUERY
+             ) -> Envelope:
+    """The envelope of ``curves`` at ``n_query`` log-spaced FLOPs, restricted to improvements."""
+    usable = [c for c in curves if c.flops.size >= 2]
+    if not usable:
+        raise AdvscaleError(
+            "approach 1 needs training curves: several train.eval points per run "
+            "(all evaluation records, not only the final ones)"
+        )
+    lo = min(c.flops.min() for c in usable)
+    hi = max(c.flops.max() for c in usable)
+    grid = np.geomspace(lo, hi, n_query)
+    lg = np.log(grid)
+    sign = 1.0 if lower_is_better else -1.0
+    best = np.full(n_query, np.inf)
+    bn = np.full(n_query, np.nan)
+    bd = np.full(n_query, np.nan)
+    br = np.full(n_query, -1)
+    for c in usable:
+        order = np.argsort(c.flops)
+        lf, v, ld = np.log(c.flops[order]), c.value[order], np.log(c.d[order])
+        inside = (lg >= lf[0] - 1e-12) & (lg <= lf[-1] + 1e-12)
+        vi = np.interp(lg[inside], lf, v) * sign
+        di = np.exp(np.interp(lg[inside], lf, ld))
+        idx = np.flatnonzero(inside)
+        better = vi < best[idx]
+        best[idx[better]] = vi[better]
+        bn[idx[better]] = c.n
+        bd[idx[better]] = di[better]
+        br[idx[better]] = c.run
+    have = np.isfinite(best)
+    grid, best, bn, bd, br = grid[have], best[have], bn[have], bd[have], br[have]
+    # 𝒬: drop F_i when an earlier F_j already had a strictly better value
+    running = np.minimum.accumulate(best)
+    prev = np.concatenate([[np.inf], running[:-1]])
+    keep = best <= prev
+    return Envelope(grid[keep], best[keep] * sign, bn[keep], bd[keep], br[keep])
+
+
+def loglog_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """OLS of ln y on ln x: y = k · x^slope, with the R² of the log-space regression."""
+    lx, ly = np.log(x), np.log(y)
+    if np.unique(lx).size < 2:
+        return {"k": float("nan"), "slope": float("nan"), "r2": float("nan")}
+    slope, icpt = np.polyfit(lx, ly, 1)
+    pred = icpt + slope * lx
+    ss = np.sum((ly - ly.mean()) ** 2)
+    r2 = 1 - np.sum((ly - pred) ** 2) / ss if ss > 0 else float("nan")
+    return {"k": float(np.exp(icpt)), "slope": float(slope), "r2": float(r2)}
+
+
+def fit_envelope(curves: list[Curve], lower_is_better: bool = True) -> dict:
+    """Envelope plus the three log-space regressions: params and envelope summary."""
+    env = envelope(curves, lower_is_better)
+    if np.unique(env.n).size < 2:
+        raise AdvscaleError(
+            f"approach 1 needs at least 2 distinct model sizes on the envelope; got "
+            f"{np.unique(env.n).size} (train more model sizes, or check the records' params)"
+        )
+    if env.flops.size < 3:
+        raise AdvscaleError("approach 1: fewer than 3 envelope points; need denser curves")
+    lf = loglog_fit(env.flops, env.value)
+    nf = loglog_fit(env.flops, env.n)
+    df = loglog_fit(env.flops, env.d)
+    params = {
+        "k_L": lf["k"], "s": lf["slope"], "k_N": nf["k"], "a": nf["slope"],
+        "k_D": df["k"], "b": df["slope"],
+    }
+    stats = {"r2_L": lf["r2"], "r2_N": nf["r2"], "r2_D": df["r2"],
+             "envelope_points": int(env.flops.size),
+             "envelope_models": sorted({float(v) for v in env.n})}
+    return {"params": params, "stats": stats, "envelope": env}
+
+
+def curves_from_points(points, lower_is_better: bool = True) -> list[Curve]:
+    """Group :class:`advscale.laws.data.Point` s (with FLOPs) into per-run curves."""
+    by: dict[str, list] = {}
+    for p in points:
+        by.setdefault(p.run_id, []).append(p)
+    out = []
+    for i, ps in enumerate(by.values()):
+        ps = sorted(ps, key=lambda p: p.flops)
+        out.append(Curve(i, float(ps[-1].n), np.array([p.flops for p in ps], dtype=float),
+                         np.array([p.d for p in ps], dtype=float),
+                         np.array([p.value for p in ps], dtype=float)))
+    return out
+
+
+def predict(params: dict[str, float], flops) -> dict[str, np.ndarray]:
+    """L*, N*, D* at training budgets ``flops`` (plain FLOPs)."""
+    f = np.asarray(flops, dtype=float)
+    return {"loss": params["k_L"] * f ** params["s"], "n": params["k_N"] * f ** params["a"],
+            "d": params["k_D"] * f ** params["b"]}

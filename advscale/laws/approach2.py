@@ -1,0 +1,231 @@
+"""Approach 2 of Bartoldson et al. (2024): a Chinchilla-style law with data-quality terms.
+
+    L(N, D, FID) = A / N^α + B' / D^β + E'
+    E' = E · (1 + FID)^ε,   B' = B · (1 + FID)^ζ
+
+which is the paper's Eq. 3, ``E' = exp(log E + log(1 + Quality⁻¹)·ε)`` with Quality = 1/FID and
+natural logarithms, so FID = 0 gives exactly ``A/N^α + B/D^β + E``. N is the parameter count,
+D the number of training samples seen, FID the synthetic data's FID.
+
+Internally θ = (a, b, e, α, β, ε, ζ) with a = ln A, b = ln B, e = ln E, and
+
+    ln L̂ = logsumexp(a − α ln N,  b + ζ ln(1+FID) − β ln D,  e + ε ln(1+FID)).
+
+Fitting (appendix F.2): stage 1 fits (a, b, e, α, β) on the base dataset (the FID group with the
+most runs) with ε = ζ = 0 from the 5⁵-point grid; stage 2 fits (ε, ζ) on the other datasets from
+the 4×3 grid, holding the rest; then — beyond the paper — all seven parameters are polished
+jointly on all data, so the result is a true optimum of the full objective.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from advscale.errors import AdvscaleError
+from advscale.laws.objective import Design, Problem
+from advscale.laws.optimize import REFIT_ITERS, REFIT_TOL, FitResult, multistart, screen
+
+NAMES = ("a", "b", "e", "alpha", "beta", "epsilon", "zeta")
+PUBLIC = ("A", "B", "E", "alpha", "beta", "epsilon", "zeta")
+
+# Appendix F.2 initialisation grids (a, b, e are logs of A, B, E).
+GRID_STAGE1 = {
+    "a": [0, 1, 2, 5, 10],
+    "b": [0, 1, 2, 5, 10],
+    "e": [-1, -5, 0, 0.5, 1],
+    "alpha": [0, 0.1, 0.25, 0.5, 1],
+    "beta": [0, 0.1, 0.25, 0.5, 1],
+}
+GRID_STAGE2 = {"zeta": [-3, -0.15, 0.15, 0.3], "epsilon": [0.01, 0.1, 0.2]}
+
+
+class Approach2Form:
+    """Eq. 3 in log parametrisation, vectorised over K parameter sets."""
+
+    name = "approach2"
+    names = NAMES
+    lower = np.array([-30.0, -30.0, -30.0, 0.0, 0.0, -10.0, -10.0])
+    upper = np.array([30.0, 30.0, 30.0, 5.0, 5.0, 10.0, 10.0])
+
+    @staticmethod
+    def _terms(theta: np.ndarray, x: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = np.asarray(theta, dtype=float)
+        a, b, e, al, be, ep, ze = (t[..., i, None] for i in range(7))
+        t1 = a - al * x.log_n
+        t2 = b + ze * x.u - be * x.log_d
+        t3 = e + ep * x.u
+        return np.broadcast_arrays(t1, t2, t3)  # each (K, n)
+
+    def log_predict(self, theta: np.ndarray, x: Design) -> np.ndarray:
+        t1, t2, t3 = self._terms(theta, x)
+        m = np.maximum(np.maximum(t1, t2), t3)
+        return np.log(np.exp(t1 - m) + np.exp(t2 - m) + np.exp(t3 - m)) + m
+
+    def log_predict_jac(self, theta: np.ndarray, x: Design) -> tuple[np.ndarray, np.ndarray]:
+        t1, t2, t3 = self._terms(theta, x)
+        m = np.maximum(np.maximum(t1, t2), t3)
+        p1, p2, p3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(t3 - m)
+        tot = p1 + p2 + p3
+        lp = np.log(tot) + m
+        s1, s2, s3 = p1 / tot, p2 / tot, p3 / tot  # softmax weights: d lnL̂ / d term
+        jac = np.empty(lp.shape + (7,))
+        jac[..., 0] = s1
+        jac[..., 1] = s2
+        jac[..., 2] = s3
+        jac[..., 3] = -s1 * x.log_n
+        jac[..., 4] = -s2 * x.log_d
+        jac[..., 5] = s3 * x.u
+        jac[..., 6] = s2 * x.u
+        return lp, jac
+
+    @staticmethod
+    def to_public(theta: np.ndarray) -> dict[str, float]:
+        a, b, e, al, be, ep, ze = (float(v) for v in theta)
+        return {"A": np.exp(a), "B": np.exp(b), "E": np.exp(e), "alpha": al, "beta": be,
+                "epsilon": ep, "zeta": ze}
+
+    @staticmethod
+    def from_public(p: dict[str, float]) -> np.ndarray:
+        return np.array([np.log(p["A"]), np.log(p["B"]), np.log(p["E"]), p["alpha"],
+                         p["beta"], p.get("epsilon", 0.0), p.get("zeta", 0.0)], dtype=float)
+
+
+FORM = Approach2Form()
+
+
+def predict_loss(params: dict[str, float], n, d, fid=0.0) -> np.ndarray:
+    """Eq. 3: the loss for N parameters, D samples and synthetic data of the given FID."""
+    n, d, fid = (np.asarray(v, dtype=float) for v in (n, d, fid))
+    bq = params["B"] * (1 + fid) ** params.get("zeta", 0.0)
+    eq = params["E"] * (1 + fid) ** params.get("epsilon", 0.0)
+    return params["A"] / n ** params["alpha"] + bq / d ** params["beta"] + eq
+
+
+def derived(params: dict[str, float], fid: float = 0.0, flops_per_param_sample: float = 7822.0,
+            ) -> dict[str, float]:
+    """Eq. 4's exponents a = β/(α+β), b = α/(α+β) and G = (αA/(βB'))^(1/(α+β)) at ``fid``."""
+    al, be = params["alpha"], params["beta"]
+    out = {"a": float("nan"), "b": float("nan"), "G": float("nan")}
+    if al + be > 0:
+        out["a"] = be / (al + be)
+        out["b"] = al / (al + be)
+        bq = params["B"] * (1 + fid) ** params.get("zeta", 0.0)
+        if al > 0 and be > 0:
+            out["G"] = (al * params["A"] / (be * bq)) ** (1 / (al + be))
+    return out
+
+
+def grid(stage: int) -> np.ndarray:
+    """The appendix F.2 grid of one stage as an array of starts (free parameters only)."""
+    g = GRID_STAGE1 if stage == 1 else GRID_STAGE2
+    return np.array(list(itertools.product(*g.values())), dtype=float)
+
+
+@dataclass
+class Approach2Fit:
+    """The result of the two-stage fit and the joint polish."""
+
+    theta: np.ndarray
+    objective: float
+    stages: dict = field(default_factory=dict)
+    fixed_quality: bool = False
+    base_fid: float = 0.0
+    polish: FitResult | None = None
+
+
+def base_group(x: Design) -> np.ndarray:
+    """Rows of the FID group with the most runs (ties: the lowest FID): the paper's DG set."""
+    fids = np.unique(x.fid)
+    runs = [np.unique(x.run[x.fid == f]).size for f in fids]
+    best = fids[int(np.argmax(runs))]
+    return np.flatnonzero(x.fid == best)
+
+
+def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = True,
+        log=None) -> Approach2Fit:
+    """Fit Eq. 3 to ``x`` by the paper's two-stage procedure, then polish all 7 jointly.
+
+    With fewer than two distinct FIDs, ε and ζ are not identifiable: they are fixed at 0 and
+    the law then holds at the data's single FID (``fixed_quality``).
+    """
+    log = log or (lambda msg: None)
+    nf = np.unique(x.fid).size
+    base_rows = base_group(x)
+    xb = x.take(base_rows)
+    if np.unique(xb.n).size < 3 or np.unique(xb.d).size < 3:
+        base_rows = np.arange(len(x))
+        xb = x
+    starts1 = grid(1)
+    if not full_grid:
+        starts1 = starts1[:: max(1, len(starts1) // 256)]
+    p1 = Problem(FORM, xb, np.zeros(7), np.arange(5))
+    s1 = multistart(p1, starts1, top_k=top_k, screen_iters=screen_iters)
+    log(f"approach 2 stage 1: {len(starts1)} starts on {len(xb)} points at FID "
+        f"{float(xb.fid[0]):g}: objective {s1.best.objective:.6g}")
+    stages: dict = {"stage1": s1.summary()}
+    if nf < 2:
+        theta0 = p1.full(s1.best.z)
+        pj = Problem(FORM, x, theta0, np.arange(5))
+        joint = multistart(pj, s1.best.z[None], top_k=1, screen_iters=0)
+        theta = pj.full(joint.best.z)
+        stages["joint"] = joint.summary()
+        return Approach2Fit(theta, joint.best.objective, stages, True, float(x.fid[0]),
+                            joint.best)
+    others = np.setdiff1d(np.arange(len(x)), base_rows)
+    x2 = x.take(others) if others.size else x
+    chains = []
+    for cand in s1.candidates:
+        theta1 = p1.full(cand.z)
+        p2 = Problem(FORM, x2, theta1, np.array([6, 5]))  # (zeta, epsilon) as in the grid
+        s2 = multistart(p2, grid(2), top_k=2, screen_iters=screen_iters)
+        chains.append(p2.full(s2.best.z))
+    stages["stage2"] = {"starts_per_chain": len(grid(2)), "chains": len(chains)}
+    pj = Problem.all_free(FORM, x)
+    joint = multistart(pj, np.array(chains), top_k=len(chains), screen_iters=0)
+    log(f"approach 2 joint polish of {len(chains)} two-stage results on {len(x)} points: "
+        f"objective {joint.best.objective:.6g}")
+    stages["joint"] = joint.summary()
+    return Approach2Fit(joint.best.z.copy(), joint.best.objective, stages, False, 0.0,
+                        joint.best)
+
+
+def refit(x: Design, starts: np.ndarray, fixed_quality: bool = False) -> FitResult:
+    """Polish from given full θ starts on ``x`` (bootstrap replicates)."""
+    free = np.arange(5) if fixed_quality else np.arange(7)
+    base = np.array(starts[0], dtype=float)
+    pr = Problem(FORM, x, base, free)
+    res = multistart(pr, np.asarray(starts)[:, free], top_k=len(starts), screen_iters=0,
+                     lbfgs=False)
+    out = res.best
+    out.z = pr.full(out.z)
+    return out
+
+
+def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray, fixed_quality: bool = False
+                ) -> np.ndarray:
+    """Refit K bootstrap replicates at once: rows weighted by ``counts`` (K, n), from ``theta``.
+
+    The vectorised Levenberg–Marquardt of :func:`advscale.laws.optimize.screen` runs until
+    every replicate's summed Huber loss stalls (relative change < 1e-13); returns θ (K, p).
+    """
+    free = np.arange(5) if fixed_quality else np.arange(7)
+    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free,
+                 weights=np.asarray(counts, dtype=float))
+    z0 = np.repeat(np.asarray(theta, dtype=float)[free][None], len(counts), axis=0)
+    z, _ = screen(pr, z0, iters=REFIT_ITERS, tol=REFIT_TOL)
+    return pr.full(z)
+
+
+def check_design(x: Design) -> None:
+    """Refuse data that cannot identify Eq. 3 (too few distinct N or D, or too few points)."""
+    nn, nd = np.unique(x.n).size, np.unique(x.d).size
+    if nn < 3 or nd < 3:
+        raise AdvscaleError(
+            f"approach 2 needs at least 3 distinct model sizes N and 3 distinct data sizes D; "
+            f"got {nn} N and {nd} D after filtering"
+        )
+    if len(x) < 8:
+        raise AdvscaleError(f"approach 2 needs at least 8 points; got {len(x)} after filtering")

@@ -1,0 +1,202 @@
+"""Approach 3 of Bartoldson et al. (2024): a data-quality bottleneck on the benefit of data.
+
+    L(N, D, FID) = A / N^α + (B / D + (Q · FID)^(κ/β))^β + E + ε · ln(1 + FID)
+
+the paper's Eq. 5 with Q/Quality = Q·FID (Quality = 1/FID). At FID = 0 it is
+``A/N^α + B^β/D^β + E``; as D → ∞ the data term tends to ``(Q·FID)^κ`` (overfitting to data of
+limited quality). The logarithm in E' is natural, as in Approach 2.
+
+Internally θ = (a, b, e, q, α, β, κ, ε) with a = ln A, b = ln B, e = ln E, q = ln Q and
+
+    ln L̂ = ln( exp(a − α ln N) + exp(β · v) + exp(e) + ε ln(1+FID) ),
+    v = logsumexp(b − ln D, (κ/β)(q + ln FID))     (v = b − ln D at FID = 0).
+
+Fitting (appendix F.3) starts from the 648-point grid, screened and polished (all parameters
+at once, as the paper does).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from advscale.errors import AdvscaleError
+from advscale.laws.objective import Design, Problem
+from advscale.laws.optimize import (
+    REFIT_ITERS,
+    REFIT_TOL,
+    FitResult,
+    MultiResult,
+    multistart,
+    screen,
+)
+
+NAMES = ("a", "b", "e", "q", "alpha", "beta", "kappa", "epsilon")
+PUBLIC = ("A", "B", "E", "Q", "alpha", "beta", "kappa", "epsilon")
+
+# Appendix F.3 initialisation grid, in public units (A, B, E, Q are logged for θ).
+GRID = {
+    "A": [5, 6, 7],
+    "B": [6500, 7000, 7500],
+    "E": [0.6, 5],
+    "Q": [0.01, 0.5],
+    "alpha": [0.1, 0.2, 0.3],
+    "beta": [0.1, 0.2, 0.3],
+    "kappa": [0.8, 0.6],
+    "epsilon": [0.01],
+}
+
+
+class Approach3Form:
+    """Eq. 5 in log parametrisation, vectorised over K parameter sets."""
+
+    name = "approach3"
+    names = NAMES
+    lower = np.array([-30.0, -30.0, -30.0, -30.0, 0.0, 1e-3, 0.0, 0.0])
+    upper = np.array([30.0, 40.0, 30.0, 30.0, 5.0, 5.0, 20.0, 20.0])
+
+    @staticmethod
+    def _parts(theta: np.ndarray, x: Design):
+        t = np.asarray(theta, dtype=float)
+        a, b, e, q, al, be, ka, ep = (t[..., i, None] for i in range(8))
+        t1 = a - al * x.log_n
+        c1 = b - x.log_d
+        lqf = q + x.log_fid  # −inf where FID = 0
+        w = (ka / be) * lqf
+        w = np.where(x.fid > 0, w, -np.inf)
+        m = np.maximum(c1, w)
+        ex1, ex2 = np.exp(c1 - m), np.exp(w - m)
+        sv = ex1 + ex2
+        v = np.log(sv) + m
+        s1, s2 = ex1 / sv, ex2 / sv
+        t2 = be * v
+        e3 = np.exp(e) + ep * x.u
+        return t1, t2, e3, v, s1, s2, lqf, w, (a, b, e, q, al, be, ka, ep)
+
+    def log_predict(self, theta: np.ndarray, x: Design) -> np.ndarray:
+        t1, t2, e3, *_ = self._parts(theta, x)
+        m = np.maximum(t1, t2)
+        return np.log(np.exp(t1 - m) + np.exp(t2 - m) + e3 * np.exp(-m)) + m
+
+    def log_predict_jac(self, theta: np.ndarray, x: Design) -> tuple[np.ndarray, np.ndarray]:
+        t1, t2, e3, v, s1, s2, lqf, w, (a, b, e, q, al, be, ka, ep) = self._parts(theta, x)
+        m = np.maximum(t1, t2)
+        p1, p2, p3 = np.exp(t1 - m), np.exp(t2 - m), e3 * np.exp(-m)
+        tot = p1 + p2 + p3
+        lp = np.log(tot) + m
+        g1, g2, g3 = p1 / tot, p2 / tot, np.exp(-m) / tot  # d lnL̂ / d(t1), d(t2), d(E')
+        lqf0 = np.where(x.fid > 0, lqf, 0.0)
+        w0 = np.where(x.fid > 0, w, 0.0)
+        jac = np.empty(lp.shape + (8,))
+        jac[..., 0] = g1                       # a
+        jac[..., 1] = g2 * be * s1             # b
+        jac[..., 2] = g3 * np.exp(e)           # e
+        jac[..., 3] = g2 * s2 * ka             # q
+        jac[..., 4] = -g1 * x.log_n            # alpha
+        jac[..., 5] = g2 * (v - s2 * w0)       # beta
+        jac[..., 6] = g2 * s2 * lqf0           # kappa
+        jac[..., 7] = g3 * x.u                 # epsilon
+        return lp, jac
+
+    @staticmethod
+    def to_public(theta: np.ndarray) -> dict[str, float]:
+        a, b, e, q, al, be, ka, ep = (float(v) for v in theta)
+        return {"A": np.exp(a), "B": np.exp(b), "E": np.exp(e), "Q": np.exp(q), "alpha": al,
+                "beta": be, "kappa": ka, "epsilon": ep}
+
+    @staticmethod
+    def from_public(p: dict[str, float]) -> np.ndarray:
+        return np.array([np.log(p["A"]), np.log(p["B"]), np.log(p["E"]), np.log(p["Q"]),
+                         p["alpha"], p["beta"], p["kappa"], p["epsilon"]], dtype=float)
+
+
+FORM = Approach3Form()
+
+
+def predict_loss(params: dict[str, float], n, d, fid=0.0) -> np.ndarray:
+    """Eq. 5: the loss for N parameters, D samples and synthetic data of the given FID."""
+    n, d, fid = (np.asarray(v, dtype=float) for v in (n, d, fid))
+    be = params["beta"]
+    with np.errstate(divide="ignore"):
+        qterm = np.where(fid > 0, (params["Q"] * fid) ** (params["kappa"] / be), 0.0)
+    data = (params["B"] / d + qterm) ** be
+    return (params["A"] / n ** params["alpha"] + data + params["E"]
+            + params["epsilon"] * np.log1p(fid))
+
+
+def asymptote(params: dict[str, float], fid=0.0) -> np.ndarray:
+    """The loss as N, D → ∞: ``(Q·FID)^κ + E + ε ln(1+FID)``."""
+    fid = np.asarray(fid, dtype=float)
+    return (np.where(fid > 0, (params["Q"] * fid) ** params["kappa"], 0.0) + params["E"]
+            + params["epsilon"] * np.log1p(fid))
+
+
+def derived(params: dict[str, float]) -> dict[str, float]:
+    """FID = 0 equivalents: a = β/(α+β), b = α/(α+β), and B^β (compare with Approach 2's B)."""
+    al, be = params["alpha"], params["beta"]
+    s = al + be
+    return {"a": be / s if s > 0 else float("nan"), "b": al / s if s > 0 else float("nan"),
+            "B_pow_beta": params["B"] ** be}
+
+
+def grid() -> np.ndarray:
+    """The appendix F.3 grid as θ starts (648 of them)."""
+    rows = []
+    for combo in itertools.product(*GRID.values()):
+        p = dict(zip(GRID, combo, strict=True))
+        rows.append(FORM.from_public(p))
+    return np.array(rows)
+
+
+def fit(x: Design, *, top_k: int = 8, screen_iters: int = 40, full_grid: bool = True,
+        log=None) -> MultiResult:
+    """Fit Eq. 5 to ``x`` from the appendix F.3 grid (screened, best starts polished)."""
+    log = log or (lambda msg: None)
+    starts = grid()
+    if not full_grid:
+        starts = starts[::8]
+    pr = Problem.all_free(FORM, x)
+    res = multistart(pr, starts, top_k=top_k, screen_iters=screen_iters)
+    log(f"approach 3: {len(starts)} starts on {len(x)} points: objective "
+        f"{res.best.objective:.6g}")
+    return res
+
+
+def refit(x: Design, starts: np.ndarray) -> FitResult:
+    """Polish from given θ starts on ``x`` (bootstrap replicates)."""
+    pr = Problem.all_free(FORM, x)
+    return multistart(pr, np.asarray(starts), top_k=len(starts), screen_iters=0,
+                      lbfgs=False).best
+
+
+def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Refit K bootstrap replicates at once: rows weighted by ``counts`` (K, n), from ``theta``.
+
+    The vectorised Levenberg–Marquardt of :func:`advscale.laws.optimize.screen` runs until
+    every replicate's summed Huber loss stalls (relative change < 1e-13); returns θ (K, p).
+    """
+    free = np.arange(8)
+    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free,
+                 weights=np.asarray(counts, dtype=float))
+    z0 = np.repeat(np.asarray(theta, dtype=float)[free][None], len(counts), axis=0)
+    z, _ = screen(pr, z0, iters=REFIT_ITERS, tol=REFIT_TOL)
+    return pr.full(z)
+
+
+def check_design(x: Design) -> None:
+    """Refuse data that cannot identify Eq. 5."""
+    nn, nd = np.unique(x.n).size, np.unique(x.d).size
+    nf = np.unique(x.fid[x.fid > 0]).size
+    if nn < 3 or nd < 3:
+        raise AdvscaleError(
+            f"approach 3 needs at least 3 distinct model sizes N and 3 distinct data sizes D; "
+            f"got {nn} N and {nd} D after filtering"
+        )
+    if nf < 2:
+        raise AdvscaleError(
+            f"approach 3 needs synthetic data of at least 2 distinct nonzero FIDs to identify "
+            f"Q, κ and ε; got {nf}"
+        )
+    if len(x) < 10:
+        raise AdvscaleError(f"approach 3 needs at least 10 points; got {len(x)} after filtering")

@@ -1,0 +1,341 @@
+"""From JSONL records to the points a law is fitted to.
+
+``advscale fit`` reads ``train.eval`` records (``advscale train``) and ``attack`` records
+(``advscale attack``), joins the records of one run by ``run_id``, and turns them into
+:class:`Point` s: N (``params``), D (``samples_seen``), FID (``fid``; ``null`` — real data
+only — counts as 0), training FLOPs (``train_flops``, or ``samples_seen ×
+train_flops_per_sample``) and the target value:
+
+* ``adv_loss`` — the TRADES β=5 loss under PGD-40-CW (the paper's target), lower is better;
+* ``robust_acc`` / ``clean_acc`` — accuracies (fractions) from ``train.eval``;
+* ``aa_acc`` — AutoAttack accuracy: ``robust_acc`` of ``attack`` records whose ``attack`` is
+  ``aa-standard`` (by default), joined to their run's ``train.eval`` records for FID, FLOPs
+  and the training recipe.
+
+Which evaluation points of a run are used (``points``): ``final`` (default: the record marked
+``final``, else the one with the most samples), ``best`` (lowest loss / highest accuracy: early
+stopping) or ``all`` (the whole training curve; Approach 1 always uses ``all``).
+
+Every malformed or missing field is an :class:`AdvscaleError` naming ``file:line``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from advscale.errors import AdvscaleError
+from advscale.laws.filters import RecordFilter
+from advscale.records import parse_line
+
+TARGETS = ("adv_loss", "robust_acc", "clean_acc", "aa_acc")
+"""Targets ``advscale fit --target`` knows; ``adv_loss`` is a loss, the others accuracies."""
+
+POINT_MODES = ("final", "best", "all")
+
+# Appendix F.2: runs with N < 100M, D > 10M and FID < 10 are dropped.
+EXCLUSION_MAX_PARAMS = 100e6
+EXCLUSION_MIN_SAMPLES = 10e6
+EXCLUSION_MAX_FID = 10.0
+
+
+def is_loss(target: str) -> bool:
+    """True for targets where lower is better (losses); False for accuracies."""
+    return target == "adv_loss" or target.endswith("_loss")
+
+
+@dataclass
+class Tagged:
+    """A record and where it came from (``file:line``)."""
+
+    where: str
+    rec: dict[str, Any]
+
+
+@dataclass
+class Run:
+    """All records of one training run."""
+
+    run_id: str
+    evals: list[Tagged] = field(default_factory=list)
+    attacks: list[Tagged] = field(default_factory=list)
+    others: list[Tagged] = field(default_factory=list)
+
+    def final_eval(self) -> Tagged | None:
+        """The record marked ``final``, else the one with the most samples seen."""
+        if not self.evals:
+            return None
+        finals = [t for t in self.evals if t.rec.get("final") is True]
+        if finals:
+            return max(finals, key=lambda t: t.rec.get("samples_seen") or 0)
+        return max(self.evals, key=lambda t: t.rec.get("samples_seen") or 0)
+
+    def eval_at(self, samples_seen: float | None) -> Tagged | None:
+        """The eval record at exactly ``samples_seen``, else the final one."""
+        if samples_seen is not None:
+            for t in self.evals:
+                if t.rec.get("samples_seen") == samples_seen:
+                    return t
+        return self.final_eval()
+
+
+@dataclass
+class Point:
+    """One observation: N parameters, D samples, FID, training FLOPs and the target value."""
+
+    run_id: str
+    where: str
+    n: float
+    d: float
+    fid: float
+    flops: float | None
+    value: float
+    rec: dict[str, Any]
+
+
+@dataclass
+class RecordSet:
+    """Records read from files, grouped into runs (in order of first appearance)."""
+
+    runs: dict[str, Run]
+    orphans: list[Tagged]
+    n_records: int
+
+
+def iter_tagged(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-",
+                stdin: IO[str] | None = None) -> Iterator[Tagged]:
+    """Every record of the JSONL sources (``-`` is stdin), tagged with ``file:line``."""
+    if isinstance(sources, str | os.PathLike):
+        sources = [sources]
+    for src in sources:
+        src = str(src)
+        if src == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            yield from _tag_stream(stream, "<stdin>")
+            continue
+        path = Path(src)
+        if not path.is_file():
+            raise AdvscaleError(f"{src}: no such records file")
+        with open(path, encoding="utf-8") as f:
+            yield from _tag_stream(f, src)
+
+
+def _tag_stream(stream: IO[str], name: str) -> Iterator[Tagged]:
+    for lineno, line in enumerate(stream, start=1):
+        if line.strip():
+            where = f"{name}:{lineno}"
+            yield Tagged(where, parse_line(line, where))
+
+
+def read_runs(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-",
+              stdin: IO[str] | None = None,
+              records: Iterable[dict[str, Any]] | None = None) -> RecordSet:
+    """Read and group records by ``run_id``; other kinds (``fit``, ``flops``...) are ignored.
+
+    ``records`` (already-parsed dicts) may be given instead of sources (notebooks, tests).
+    """
+    tagged: Iterable[Tagged]
+    if records is not None:
+        tagged = (Tagged(f"<record {i}>", r) for i, r in enumerate(records, start=1))
+    else:
+        tagged = iter_tagged(sources, stdin)
+    runs: dict[str, Run] = {}
+    orphans: list[Tagged] = []
+    count = 0
+    for t in tagged:
+        count += 1
+        kind = t.rec.get("kind")
+        if kind not in ("train.eval", "attack", "energy"):
+            continue
+        rid = t.rec.get("run_id")
+        if kind == "train.eval":
+            if not isinstance(rid, str) or not rid:
+                raise AdvscaleError(f"{t.where}: train.eval record has no 'run_id' string")
+            runs.setdefault(rid, Run(rid)).evals.append(t)
+        elif rid is None or rid == "":
+            orphans.append(t)
+        elif not isinstance(rid, str):
+            raise AdvscaleError(f"{t.where}: 'run_id' must be a string or null, got {rid!r}")
+        elif kind == "attack":
+            runs.setdefault(rid, Run(rid)).attacks.append(t)
+        else:
+            runs.setdefault(rid, Run(rid)).others.append(t)
+    for run in runs.values():
+        run.evals.sort(key=lambda t: _num(t, "samples_seen", required=False) or 0)
+    return RecordSet(runs, orphans, count)
+
+
+def _num(t: Tagged, key: str, required: bool = True, positive: bool = False,
+         allow_null: bool = False, why: str = "") -> float | None:
+    """A numeric field of a record, checked; AdvscaleError naming the line when wrong."""
+    kind = t.rec.get("kind", "record")
+    if key not in t.rec:
+        if required:
+            raise AdvscaleError(f"{t.where}: {kind} record lacks '{key}'{why}")
+        return None
+    v = t.rec[key]
+    if v is None:
+        if allow_null or not required:
+            return None
+        raise AdvscaleError(f"{t.where}: {kind} record has '{key}': null{why}")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise AdvscaleError(f"{t.where}: {kind} record has '{key}': {v!r}, not a number")
+    if positive and v <= 0:
+        raise AdvscaleError(f"{t.where}: {kind} record has '{key}': {v!r}; it must be > 0")
+    return float(v)
+
+
+def _flops(t: Tagged, samples: float, required: bool) -> float | None:
+    f = _num(t, "train_flops", required=False)
+    if f is None:
+        per = _num(t, "train_flops_per_sample", required=False)
+        if per is not None:
+            f = per * samples
+    if f is None and required:
+        raise AdvscaleError(
+            f"{t.where}: {t.rec.get('kind')} record lacks 'train_flops' (and "
+            f"'train_flops_per_sample'); run `advscale count-flops --annotate` on it first"
+        )
+    if f is not None and f <= 0:
+        raise AdvscaleError(f"{t.where}: 'train_flops' must be > 0, got {f!r}")
+    return f
+
+
+def _fid(t: Tagged, required: bool) -> float:
+    if "fid" not in t.rec:
+        if required:
+            raise AdvscaleError(
+                f"{t.where}: {t.rec.get('kind')} record lacks 'fid' (null for real data only)"
+            )
+        return 0.0
+    v = _num(t, "fid", required=False, allow_null=True)
+    if v is not None and v < 0:
+        raise AdvscaleError(f"{t.where}: 'fid' must be >= 0, got {v!r}")
+    return 0.0 if v is None else v
+
+
+def collect_points(
+    rs: RecordSet,
+    target: str = "adv_loss",
+    points: str = "final",
+    attack: str = "aa-standard",
+    need_fid: bool = False,
+    need_flops: bool = False,
+) -> list[Point]:
+    """The fit's observations for ``target``, ``points`` per run (see the module docstring)."""
+    if points not in POINT_MODES:
+        raise AdvscaleError(f"--points {points!r}: choose from {', '.join(POINT_MODES)}")
+    out: list[Point] = []
+    for run in rs.runs.values():
+        if target == "aa_acc":
+            cands = _attack_points(run, attack, need_fid, need_flops)
+        else:
+            cands = []
+            for t in run.evals:
+                d = _num(t, "samples_seen", positive=False)
+                if d is None or d <= 0:
+                    continue  # an evaluation before training: no D to scale with
+                n = _num(t, "params", positive=True)
+                v = _num(t, target, why=f" (needed for --target {target})")
+                cands.append(Point(run.run_id, t.where, n, d, _fid(t, need_fid),
+                                   _flops(t, d, need_flops), v, _features(t.rec, d)))
+        if not cands:
+            continue
+        out.extend(_choose(run, cands, target, points))
+    for t in rs.orphans:
+        if target == "aa_acc" and t.rec.get("kind") == "attack" and t.rec.get("attack") == attack:
+            raise AdvscaleError(
+                f"{t.where}: attack record has no 'run_id', so it cannot be joined to its "
+                f"training run (FID, FLOPs, recipe); attack a run directory or checkpoint "
+                f"saved by advscale train"
+            )
+    if not out:
+        raise AdvscaleError(
+            f"no usable records for --target {target}: need train.eval records"
+            + (f" and '{attack}' attack records" if target == "aa_acc" else "")
+        )
+    return out
+
+
+def _attack_points(run: Run, attack: str, need_fid: bool, need_flops: bool) -> list[Point]:
+    pts = []
+    for t in run.attacks:
+        if t.rec.get("attack") != attack:
+            continue
+        joined = run.eval_at(t.rec.get("samples_seen"))
+        if joined is None:
+            raise AdvscaleError(
+                f"{t.where}: attack record's run_id {run.run_id!r} has no train.eval records "
+                f"to join (FID, FLOPs, recipe); pass the run's metrics.jsonl too"
+            )
+        d = _num(t, "samples_seen", required=False) or _num(joined, "samples_seen")
+        n = _num(t, "params", required=False) or _num(joined, "params", positive=True)
+        v = _num(t, "robust_acc", why=" (needed for --target aa_acc)")
+        rec = _features(joined.rec, d)
+        rec.update({k: t.rec.get(k) for k in ("attack", "checkpoint", "eps", "n")})
+        rec["aa_acc"] = v
+        pts.append(Point(run.run_id, t.where, n, d, _fid(joined, need_fid),
+                         _flops(joined, d, need_flops), v, rec))
+    return pts
+
+
+def _features(rec: dict[str, Any], d: float) -> dict[str, Any]:
+    """The record's fields plus aliases N, D, FID for filters."""
+    out = {k: v for k, v in rec.items() if k not in ("provenance",)}
+    out["N"] = rec.get("params")
+    out["D"] = d
+    out["FID"] = rec.get("fid") if rec.get("fid") is not None else 0.0
+    return out
+
+
+def _choose(run: Run, cands: list[Point], target: str, points: str) -> list[Point]:
+    if points == "all":
+        return sorted(cands, key=lambda p: p.d)
+    if points == "best":
+        pick = min if is_loss(target) else max
+        return [pick(cands, key=lambda p: p.value)]
+    finals = [p for p in cands if p.rec.get("final") is True]
+    return [max(finals or cands, key=lambda p: p.d)]
+
+
+def apply_filters(pts: list[Point], exprs: Iterable[str], log=None) -> list[Point]:
+    """Keep the points every ``--filter`` expression accepts (logged)."""
+    out = pts
+    for expr in exprs:
+        f = RecordFilter(expr)
+        before = len(out)
+        out = [p for p in out if f(p.rec)]
+        if log:
+            log(f"filter {expr!r}: kept {len(out)} of {before} points")
+    return out
+
+
+def paper_exclusion(pts: list[Point], log=None, max_params: float = EXCLUSION_MAX_PARAMS,
+                    min_samples: float = EXCLUSION_MIN_SAMPLES,
+                    max_fid: float = EXCLUSION_MAX_FID) -> tuple[list[Point], list[str]]:
+    """Appendix F.2's rule: drop whole runs with N < 100M, D > 10M and FID < 10.
+
+    A run's D is its largest samples_seen among the points. Returns the kept points and the
+    dropped run ids (also logged).
+    """
+    by_run: dict[str, list[Point]] = {}
+    for p in pts:
+        by_run.setdefault(p.run_id, []).append(p)
+    dropped = []
+    for rid, ps in by_run.items():
+        n = max(p.n for p in ps)
+        d = max(p.d for p in ps)
+        fid = ps[-1].fid
+        if n < max_params and d > min_samples and fid < max_fid:
+            dropped.append(rid)
+    kept = [p for p in pts if p.run_id not in set(dropped)]
+    if log:
+        log(f"paper exclusion rule (drop runs with N < {max_params:.3g}, D > {min_samples:.3g}"
+            f", FID < {max_fid:g}): dropped {len(dropped)} of {len(by_run)} runs"
+            + (" (turn off with --no-paper-exclusion)" if dropped else ""))
+    return kept, dropped

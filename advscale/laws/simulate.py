@@ -1,0 +1,63 @@
+"""Simulated ``train.eval`` records from a known law: for checking a fit recovers its truth.
+
+:func:`simulate_runs` makes one run per (N, D, FID) combination, each with ``curve_points``
+evaluations along its training (samples seen D·k/curve_points), the adversarial loss given by
+the law times log-normal noise, and the other contract fields filled plausibly (FLOPs as
+``k·N·D``, ``robust_acc`` from the paper's loss→accuracy line). Used by the tests, the
+benchmark and docs/laws.md's examples; never by a real fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from advscale.laws import approach2, approach3
+from advscale.laws.optimal import PAPER_FLOPS_PER_PARAM_SAMPLE
+from advscale.records import make_record
+
+_PROV = {"advscale_version": "sim", "command": "advscale.laws.simulate", "config": {},
+         "seed": None, "time_utc": "2026-01-01T00:00:00Z", "host": "sim"}
+
+
+def simulate_runs(
+    params: dict[str, float],
+    form: str = "approach2",
+    n_values: Iterable[float] = (6e6, 1.2e7, 2.5e7, 5e7, 1e8, 2e8),
+    d_values: Iterable[float] = (5e6, 1e7, 2e7, 5e7, 1e8),
+    fids: Iterable[float | None] = (1.76,),
+    noise: float = 0.005,
+    curve_points: int = 1,
+    seed: int = 0,
+    k: float = PAPER_FLOPS_PER_PARAM_SAMPLE,
+) -> list[dict[str, Any]]:
+    """``train.eval`` records (dicts) for every (N, D, FID) run; ``noise`` is log-normal σ."""
+    rng = np.random.default_rng(seed)
+    predict = approach2.predict_loss if form == "approach2" else approach3.predict_loss
+    out = []
+    for fid in fids:
+        for n in n_values:
+            for d in d_values:
+                rid = f"sim-n{n:.3g}-d{d:.3g}-fid{fid}"
+                for j in range(1, curve_points + 1):
+                    seen = int(round(d * j / curve_points))
+                    loss = float(predict(params, n, seen, fid or 0.0)) * float(
+                        np.exp(rng.normal(0.0, noise)))
+                    acc = float(np.clip(1.2575 - 0.7496 * loss, 0.0, 1.0))
+                    payload = {
+                        "run_id": rid, "model": f"sim-{int(n)}", "activation": "silu",
+                        "params": int(n), "loss": "trades", "beta": 5.0, "pgd_steps": 10,
+                        "eps": 8 / 255, "ema_decay": 0.995, "batch_size": 512, "lr": 0.2,
+                        "step": seen // 512, "samples_seen": seen, "samples_unique": int(d),
+                        "data": [{"path": "sim.h5", "source": "synthetic", "weight": 1,
+                                  "n": int(d), "fid": fid}],
+                        "fid": fid, "train_flops": k * n * seen,
+                        "train_flops_per_sample": k * n, "wall_s": 1.0, "train_loss": loss,
+                        "eval_n": 10000, "eval_attack": "pgd-cw-40", "clean_acc": min(1.0,
+                                                                                     acc + 0.2),
+                        "robust_acc": acc, "adv_loss": loss, "final": j == curve_points,
+                    }
+                    out.append(make_record("train.eval", payload, prov=_PROV))
+    return out
