@@ -1,0 +1,82 @@
+"""``advscale count-flops``: FLOPs of a model and a training recipe, counted on the meta device."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from advscale.cli.common import err, handle_errors
+from advscale.errors import AdvscaleError
+
+
+@handle_errors
+def count_flops(
+    models: list[str] = typer.Option(
+        None, "--model", "-m", help="Model name (wrn-28-10, any timm name); repeat for several."
+    ),
+    models_file: Path = typer.Option(
+        None, "--models-file", help="File of model names, one a line ('#' comments; '-' stdin)."
+    ),
+    loss: str = typer.Option("trades", help="Training recipe: trades, pgd-at or standard."),
+    pgd_steps: int = typer.Option(10, "--pgd-steps", help="Training attack steps."),
+    samples: str = typer.Option(
+        None, "--samples", "-D", help="Training samples D (e.g. 5e7) for total train_flops."
+    ),
+    batch_size: int = typer.Option(2, "--batch-size", help="Batch size of the counted step."),
+    activation: str = typer.Option("silu", help="WRN activation (does not change the count)."),
+    num_classes: int = typer.Option(10, "--num-classes", help="Classifier outputs."),
+    check_constant: float = typer.Option(
+        None, "--check-constant",
+        help="Report the relative error of FLOPs ≈ C·N·D for this C (the paper's is 7822).",
+    ),
+    method: str = typer.Option(
+        "auto", help="Counting method: auto, direct, linear (see docs/energy.md#count-flops)."
+    ),
+    annotate: bool = typer.Option(
+        False, "--annotate",
+        help="Read JSONL records on stdin; add missing params/train_flops_per_sample/"
+        "train_flops from each record's model and recipe; pass everything else through.",
+    ),
+) -> None:
+    """Count forward and training FLOPs per sample; one `flops` JSONL record per model."""
+    from advscale import flops as fl
+
+    if method not in fl.METHODS:
+        raise AdvscaleError(f"--method {method!r}: choose from {', '.join(fl.METHODS)}")
+    if annotate:
+        if models or models_file:
+            raise AdvscaleError("--annotate reads records on stdin; do not also give --model")
+        seen, changed = fl.annotate_lines(sys.stdin, sys.stdout, "<stdin>", method=method)
+        err(f"count-flops: annotated {changed} of {seen} records")
+        return
+    names = list(models or [])
+    if models_file is not None:
+        if str(models_file) == "-":
+            names += list(fl.read_model_names(sys.stdin))
+        elif not models_file.is_file():
+            raise AdvscaleError(f"{models_file}: no such models file")
+        else:
+            names += list(fl.read_model_names(models_file.read_text().splitlines()))
+    if not names:
+        raise AdvscaleError("give --model NAME (repeatable), --models-file FILE, or --annotate")
+    if pgd_steps < 0 or batch_size < 1:
+        raise AdvscaleError("--pgd-steps must be >= 0 and --batch-size >= 1")
+    d = fl.parse_samples(samples)
+
+    from advscale.records import make_record, write_record
+
+    for name in names:
+        try:
+            count = fl.count_training_flops(
+                name, loss, pgd_steps, activation, num_classes, 32, batch_size, method
+            )
+        except ValueError as e:
+            raise AdvscaleError(str(e)) from None
+        payload = fl.flops_payload(count, d, check_constant, method, activation, batch_size)
+        err(fl.summary_line(payload))
+        config = {"model": name, "loss": loss, "pgd_steps": pgd_steps, "samples": d,
+                  "batch_size": batch_size, "activation": activation, "method": method,
+                  "check_constant": check_constant}
+        write_record(make_record("flops", payload, config=config))
