@@ -159,3 +159,25 @@ def test_label_in_browser_resume_after_restart_and_score(adv_h5, tmp_path, brows
     assert (summary["n_valid"], summary["n_deceptive"], summary["n_ambiguous"]) == (2, 1, 2)
     assert summary["robust_acc"] == pytest.approx(2 / 12)
     assert summary["robust_acc_valid"] == pytest.approx(2 / 9)
+
+
+def test_new_rater_joins_on_the_page(adv_h5, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = Server(adv_h5, tmp_path / "labels")
+    try:
+        browser.get(server.url)
+        browser.find_element(By.ID, "rater-id").send_keys("dora")
+        browser.find_element(By.ID, "join-btn").click()
+        _click(browser, 0, "adv", 3, "low")
+        assert f"token={server.app.token('dora')}" in browser.current_url
+        browser.get(server.url)  # the id is now taken
+        browser.find_element(By.ID, "rater-id").send_keys("dora")
+        browser.find_element(By.ID, "join-btn").click()
+        WebDriverWait(browser, 15, poll_frequency=0.05).until(
+            lambda d: "taken" in d.find_element(By.ID, "status").text)
+    finally:
+        server.close()
+    (rec,) = read_records(tmp_path / "labels" / "dora.jsonl")
+    assert (rec["row"], rec["version"], rec["choice"], rec["confidence"]) == (0, "adv", 3, "low")
