@@ -280,5 +280,4 @@ def test_cli_serve_prints_links_and_stops_cleanly(adv_h5, tmp_path):
     assert proc.returncode == 0, stderr
     assert stdout == "" and "every answer given is saved" in stderr
     assert len(list(read_records(out / "alice.jsonl"))) == 1
-    assert os.listdir(out) == [".secret", "alice.jsonl"] or sorted(os.listdir(out)) == [
-        ".secret", "alice.jsonl"]
+    assert sorted(os.listdir(out)) == [".secret", "alice.jsonl"]
