@@ -11,6 +11,7 @@ import sys
 import typer
 
 from advscale import __version__
+from advscale.cli import attack as attack_cmd
 from advscale.cli import count_flops as count_flops_cmd
 from advscale.cli import data as data_cmd
 from advscale.cli import fit as fit_cmd
@@ -46,6 +47,7 @@ def _root(
 
 
 app.add_typer(data_cmd.app, name="data")
+app.command("attack")(attack_cmd.attack)
 app.command("fit")(fit_cmd.fit_cmd)
 app.command("predict")(predict_cmd.predict_cmd)
 app.add_typer(validity_cmd.app, name="validity")

@@ -1,0 +1,132 @@
+"""The adversarial-image HDF5 file (``advscale attack --save-adv ADV.h5``), read by ``validity``.
+
+One row per attacked test image (layout in docs/formats.md, "Adversarial images"):
+
+=============== ============================ =============================================
+dataset         dtype, shape                 meaning
+=============== ============================ =============================================
+``index``       int64 (N,)                   row of the image in the test file
+``label``       int64 (N,)                   true class
+``pred_clean``  int64 (N,)                   model prediction on the clean image
+``pred_adv``    int64 (N,)                   model prediction on ``image_adv``
+``image_clean`` uint8 (N, 32, 32, 3)         the clean test image
+``image_adv``   float32 (N, 32, 32, 3)       the adversarial image in [0, 1], unrounded
+``success``     bool (N,)                    ``pred_adv != label``
+``attack``      fixed-length bytes (N,)      attack that produced the image (see below)
+=============== ============================ =============================================
+
+``image_adv`` stays float32: rounding an 8/255 perturbation to uint8 can undo the attack.
+``attack`` is the name of the (sub-)attack that broke the image (``apgd-ce``, ``apgd-t``,
+``fab-t``, ``square``, ``apgd-dlr``, ``pgd-cw``, ``pgd-ce``), ``clean`` when the clean image was
+already misclassified (``image_adv`` is then the clean image), and empty when the image stayed
+robust (``image_adv`` is then AutoAttack's clean image, or PGD's last iterate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advscale.errors import AdvscaleError
+
+FORMAT_VERSION = 1
+KIND = "advscale-adversarial"
+DATASETS = ("index", "label", "pred_clean", "pred_adv", "image_clean", "image_adv", "success",
+            "attack")
+
+
+def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any,
+                   static: Mapping[str, Any], settings: Any) -> Path:
+    """Write the chunk results ``parts`` (ChunkResult, in order) of ``data`` atomically."""
+    import h5py
+
+    from advscale.fileio import atomic_path
+
+    if parts:
+        index = np.concatenate([np.arange(p.start, p.stop, dtype=np.int64) for p in parts])
+        pred_clean = np.concatenate([np.asarray(p.pred_clean, np.int64) for p in parts])
+        pred_adv = np.concatenate([np.asarray(p.pred_adv, np.int64) for p in parts])
+        image_adv = np.concatenate([np.asarray(p.x_adv, np.float32) for p in parts])
+        names = [b for p in parts for b in p.broken_by]
+    else:
+        h, w, c = data.images.shape[1:]
+        index = pred_clean = pred_adv = np.zeros(0, np.int64)
+        image_adv = np.zeros((0, h, w, c), np.float32)
+        names = []
+    label = data.labels[index].astype(np.int64)
+    image_clean = data.images[index]
+    width = max([len(s) for s in names] + [1])
+    attack = np.array([s.encode() for s in names], dtype=f"S{width}")
+    attack_settings = {k: getattr(settings, k) for k in
+                       ("attack", "eps", "steps", "step_size", "n", "batch_size", "chunk_size",
+                        "seed")}
+    attack_settings.update({k: static.get(k) for k in ("package", "package_version", "data",
+                                                       "data_sha256", "settings_key")})
+    path = Path(path)
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("index", data=index)
+            f.create_dataset("label", data=label)
+            f.create_dataset("pred_clean", data=pred_clean)
+            f.create_dataset("pred_adv", data=pred_adv)
+            f.create_dataset("image_clean", data=image_clean.astype(np.uint8))
+            f.create_dataset("image_adv", data=image_adv.astype(np.float32))
+            f.create_dataset("success", data=(pred_adv != label))
+            f.create_dataset("attack", data=attack)
+            a = f.attrs
+            a["format_version"] = FORMAT_VERSION
+            a["kind"] = KIND
+            a["class_names"] = json.dumps(list(data.class_names))
+            a["model"] = str(static.get("model"))
+            a["checkpoint_sha256"] = str(static.get("checkpoint_sha256"))
+            a["eps"] = float(settings.eps)
+            a["attack_settings"] = json.dumps(attack_settings)
+    return path
+
+
+def read_adv_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """All datasets (numpy arrays; ``attack`` decoded to str) and decoded attrs (``attrs``)."""
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise AdvscaleError(f"{p}: no such file")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as e:
+        raise AdvscaleError(f"{p}: not a readable HDF5 file ({e})") from None
+    with f:
+        if f.attrs.get("kind") != KIND:
+            raise AdvscaleError(f"{p}: not an advscale adversarial-image file")
+        out: dict[str, Any] = {k: f[k][()] for k in DATASETS}
+        attrs = {}
+        for k, v in f.attrs.items():
+            v = v.decode() if isinstance(v, bytes) else v
+            if k in ("class_names", "attack_settings"):
+                v = json.loads(v)
+            attrs[k] = v.item() if isinstance(v, np.generic) else v
+    out["attack"] = [b.decode() for b in out["attack"]]
+    out["attrs"] = attrs
+    return out
+
+
+def read_adv_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``attack_settings`` attribute of an adversarial-image file ({} when unreadable)."""
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        return {}
+    try:
+        with h5py.File(p, "r") as f:
+            raw = f.attrs.get("attack_settings", "{}")
+        raw = raw.decode() if isinstance(raw, bytes) else raw
+        doc = json.loads(raw)
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}

@@ -1,0 +1,77 @@
+"""``advscale attack``: AutoAttack and PGD evaluation of checkpoints (JSONL on stdout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advscale.cli.common import handle_errors, parse_fraction, parse_shard
+from advscale.errors import AdvscaleError
+
+
+@handle_errors
+def attack(
+    checkpoints: list[str] = typer.Argument(
+        ..., help="Checkpoint files, run directories (their last.safetensors) or quoted globs "
+        "like 'runs/*'. With --merge: JSONL files of attack.chunk records ('-' is stdin)."),
+    data: Path = typer.Option(None, "--data", help="Test images (advscale HDF5); the first "
+                              "--n in file order are attacked."),
+    attack_name: str = typer.Option(
+        "aa-standard", "--attack",
+        help="aa-standard | aa-rand | apgd-ce (AutoAttack) | pgd-cw | pgd-ce (advscale PGD)."),
+    eps: str = typer.Option("8/255", "--eps", help="L∞ radius in [0,1] pixel units, e.g. 8/255."),
+    steps: int = typer.Option(None, "--steps", help="PGD steps (default 40) or APGD iterations "
+                              "for apgd-ce (default 100); AA versions are fixed."),
+    step_size: str = typer.Option(None, "--step-size", help="PGD step (default 2/255)."),
+    n: int = typer.Option(None, "--n", help="Images to attack (default 10000, or all if fewer)."),
+    batch_size: int = typer.Option(250, "--batch-size", help="Images per attack batch."),
+    chunk_size: int = typer.Option(1000, "--chunk-size",
+                                   help="Images per resumable chunk (one state record each)."),
+    seed: int = typer.Option(0, "--seed", help="Chunk c uses seed+c; reproducible for a fixed "
+                             "batch and chunk size."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    state: Path = typer.Option(None, "--state", help="Append one attack.chunk record per "
+                               "finished chunk here; a re-run resumes from it."),
+    results: Path = typer.Option(None, "--results", help="Append final records here and skip "
+                                 "checkpoints already evaluated with the same settings."),
+    force: bool = typer.Option(False, "--force", help="Re-run even if --results has it."),
+    shard: str = typer.Option(None, "--shard", help="i/k: attack only chunks c with c % k == i "
+                              "and print their attack.chunk records (combine with --merge)."),
+    merge: bool = typer.Option(False, "--merge", help="Combine attack.chunk records of shards "
+                               "(the positional files) into final attack records."),
+    save_adv: Path = typer.Option(None, "--save-adv", help="Write the adversarial images "
+                                  "(HDF5, docs/formats.md) of one checkpoint here."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show AutoAttack's log."),
+) -> None:
+    """Evaluate checkpoints with AutoAttack or PGD; one `attack` record per checkpoint on stdout.
+
+    Examples: `advscale attack runs/a --data test.h5 --attack pgd-cw --n 1000`;
+    nightly: `advscale attack 'runs/*' --data test.h5 --results attack.jsonl --state aa.state`;
+    shards: `advscale attack CKPT --data test.h5 --shard 0/2 > s0.jsonl` (and 1/2), then
+    `advscale attack --merge s0.jsonl s1.jsonl`.
+    """
+    from advscale.records import write_record
+
+    if merge:
+        from advscale.attacks.evaluate import merge_chunk_records
+
+        for rec in merge_chunk_records(checkpoints, results=results,
+                                       config={"merge": list(checkpoints)}):
+            write_record(rec)
+        return
+    if data is None:
+        raise AdvscaleError("--data TEST.h5 is required (the test images to attack)")
+    from advscale.attacks.evaluate import AttackSettings, attack_checkpoints
+
+    settings = AttackSettings(
+        attack=attack_name.strip().lower(),
+        eps=parse_fraction(eps, "--eps"),
+        steps=steps,
+        step_size=None if step_size is None else parse_fraction(step_size, "--step-size"),
+        n=n, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
+    )
+    for rec in attack_checkpoints(checkpoints, data, settings, device=device, state=state,
+                                  results=results, force=force, shard=parse_shard(shard),
+                                  save_adv=save_adv, verbose=verbose):
+        write_record(rec)
