@@ -14,6 +14,7 @@ from advscale import __version__
 from advscale.cli import attack as attack_cmd
 from advscale.cli import count_flops as count_flops_cmd
 from advscale.cli import data as data_cmd
+from advscale.cli import energy as energy_cmd
 from advscale.cli import fit as fit_cmd
 from advscale.cli import predict as predict_cmd
 from advscale.cli import validity as validity_cmd
@@ -52,6 +53,7 @@ app.command("fit")(fit_cmd.fit_cmd)
 app.command("predict")(predict_cmd.predict_cmd)
 app.add_typer(validity_cmd.app, name="validity")
 app.command("count-flops")(count_flops_cmd.count_flops)
+app.command("energy", context_settings=energy_cmd.CONTEXT)(energy_cmd.energy)
 
 
 def main() -> None:
