@@ -62,8 +62,9 @@ def energy(
 ) -> None:
     """Run a command and account for its energy, or compute it from a power log or FLOPs.
 
-    Writes one `energy` JSONL record (after the command's own output). Every figure says
-    whether it was measured (which counter) or estimated (which assumed wattage).
+    Writes one `energy` JSONL record, after the command's own output.
+
+    Every figure is labelled measured (which counter) or estimated (which assumption).
     """
     from advscale import energy as en
     from advscale.records import append_record, make_record, write_record
