@@ -534,3 +534,15 @@ def test_ctrl_c_at_a_terminal_reaches_the_child_once():
     assert os.waitstatus_to_exitcode(status) == 7
     rec = next(json.loads(line) for line in text.splitlines() if line.startswith('{"kind"'))
     assert rec["signals"] == ["SIGINT"] and rec["exit_code"] == 7
+
+
+def test_runner_counter_that_never_reads_falls_back_to_an_estimate():
+    def fail(t):
+        raise FakeNVMLError("GPU is lost")
+
+    nv = FakeNvml([{"name": "Flaky", "uuid": "GPU-cccc", "power": fail}])
+    r = run_with_energy([sys.executable, "-c", "pass"], out=io.BytesIO(), nvml=nv,
+                        rapl_root=None, interval_s=0.05)
+    p = r.payload
+    assert p["basis"] == "estimated" and [d["device"] for d in p["devices"]] == ["cpu"]
+    assert p["unavailable"]["nvml"] == "no GPU reading succeeded during the run"
