@@ -102,3 +102,44 @@ def make_adv_h5(path: Path, n: int = 12, n_fooled: int = 10, seed: int = 0) -> P
 def adv_h5(tmp_path) -> Path:
     """12 adversarial images, 10 of which fooled the model (rows 0..9)."""
     return make_adv_h5(tmp_path / "adv.h5")
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, cifar_h5) -> Path:
+    """A wrn-10-1 checkpoint briefly trained on CIFAR-10 (40 plain SGD steps of 64 images:
+    roughly 25-30% clean accuracy, some robustness at eps 1/255), saved with
+    save_model_checkpoint; built once per session on one CPU thread (~15-30 s)."""
+    import h5py
+    import torch
+
+    from advscale.models import create_model
+    from advscale.training.checkpoint import save_model_checkpoint
+    from advscale.training.losses import AttackConfig, standard_step_loss
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with h5py.File(cifar_h5["train"], "r") as f:
+            x = torch.from_numpy(f["image"][:4096]).permute(0, 3, 1, 2).float().div(255)
+            y = torch.from_numpy(f["label"][:4096].astype(np.int64))
+        torch.manual_seed(0)
+        model = create_model("wrn-10-1")
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
+                              weight_decay=5e-4)
+        gen = torch.Generator().manual_seed(0)
+        model.train()
+        for _ in range(40):
+            idx = torch.randint(0, len(x), (64,), generator=gen)
+            out = standard_step_loss(model, x[idx].contiguous(), y[idx], AttackConfig(),
+                                     label_smoothing=0.0)
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+        model.eval()
+        path = tmp_path_factory.mktemp("tiny_ckpt") / "last.safetensors"
+        save_model_checkpoint(path, model, {"model": "wrn-10-1", "activation": "silu",
+                                            "num_classes": 10, "run_id": "tiny",
+                                            "samples_seen": 40 * 64})
+    finally:
+        torch.set_num_threads(threads)
+    return path
