@@ -16,6 +16,7 @@ from advscale.cli import count_flops as count_flops_cmd
 from advscale.cli import data as data_cmd
 from advscale.cli import energy as energy_cmd
 from advscale.cli import fit as fit_cmd
+from advscale.cli import gen_synthetic as gen_synthetic_cmd
 from advscale.cli import predict as predict_cmd
 from advscale.cli import validity as validity_cmd
 from advscale.cli.common import fail
@@ -48,6 +49,7 @@ def _root(
 
 
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(gen_synthetic_cmd.app, name="gen-synthetic")
 app.command("attack")(attack_cmd.attack)
 app.command("fit")(fit_cmd.fit_cmd)
 app.command("predict")(predict_cmd.predict_cmd)

@@ -110,6 +110,23 @@ class ImageFileWriter:
         self.f.attrs["count"] = int(self.written if count is None else count)
         self.f.flush()
 
+    @classmethod
+    def open_existing(cls, path: str | os.PathLike[str]) -> ImageFileWriter:
+        """Reopen a file this class created, to continue after its committed ``count`` rows."""
+        h5py = _h5py()
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        try:
+            self.f = h5py.File(self.path, "r+")
+        except OSError as e:
+            raise AdvscaleError(f"{path}: cannot reopen the file to resume ({e})") from None
+        if IMAGE_KEY not in self.f or LABEL_KEY not in self.f:
+            self.f.close()
+            raise AdvscaleError(f"{path}: not an advscale image file; cannot resume it")
+        self.n = int(self.f[IMAGE_KEY].shape[0])
+        self.written = int(min(self.n, self.f.attrs.get("count", 0)))
+        return self
+
     def close(self) -> None:
         if self.f.id.valid:
             self.commit()

@@ -15,10 +15,11 @@ class-conditional "eigen-images", useful to exercise the pipeline, not to train 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,12 @@ class GaussianGenerator(DiffusionGenerator):
         b = x.shape[0]
         flat = x.reshape(b, -1).to(torch.float64)
         out = torch.empty_like(flat)
+        with _threads_for(4.0 * flat.numel() * self.components):
+            self._apply_classes(flat, out, labels, pc_gain, res_gain)
+        return out.reshape(x.shape)
+
+    def _apply_classes(self, flat: torch.Tensor, out: torch.Tensor, labels: torch.Tensor,
+                       pc_gain: torch.Tensor, res_gain: torch.Tensor) -> None:
         for c in torch.unique(labels).tolist():
             m = labels == c
             u = self.bases[c]
@@ -98,7 +105,6 @@ class GaussianGenerator(DiffusionGenerator):
                 + (z * pc_gain[m]) @ u.T
                 + res_gain[m, None] * (r - inside)
             )
-        return out.reshape(x.shape)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Exact posterior mean ``E[x0 | x0 + sigma·n = x, class]`` (float64)."""
@@ -181,6 +187,22 @@ class GaussianGenerator(DiffusionGenerator):
             }
         )
         return a
+
+
+@contextlib.contextmanager
+def _threads_for(flops: float, per_thread: float = 2e8) -> Iterator[None]:
+    """Run small CPU work on fewer threads: below ~``per_thread`` FLOPs a thread, OpenMP
+    start-up and spinning cost more than they save (much more on a shared machine)."""
+    n = torch.get_num_threads()
+    want = max(1, min(n, int(flops // per_thread)))
+    if want == n:
+        yield
+        return
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def fit_gaussian_generator(

