@@ -6,11 +6,11 @@ extra); skipped with the reason when any is missing.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, DRIVER, SKIP_REASON, chromium
 from typer.testing import CliRunner
 
 from advscale.records import loads_all, read_records
@@ -19,34 +19,12 @@ from advscale.validity.server import RatingApp, make_server, rater_link, server_
 from advscale.validity.store import LabelStore
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip package selenium not installed")
-
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="headless browser test needs Debian packages chromium and chromium-driver",
-)
+pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason=SKIP_REASON)
 
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                "--window-size=1200,1000"):
-        opts.add_argument(arg)
-    try:
-        driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    except WebDriverException as e:  # a broken browser install is not a failure of this code
-        pytest.skip(f"chromium could not be started: {e.msg}")
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    yield from chromium(tmp_path / "chromium-profile")
 
 
 class Server:
