@@ -35,6 +35,8 @@ def fit_cmd(
     also: list[str] = typer.Option(
         None, "--also", help="power-law: also fit FIELD (e.g. cost_usd, energy_kwh) against "
         "FLOPs for the same best runs (repeatable)."),
+    delta: float = typer.Option(1e-3, "--huber-delta",
+                                help="Huber threshold on log residuals (approaches 2, 3)."),
     coarse: bool = typer.Option(False, "--coarse-grid",
                                 help="Screen a subsample of the initialisation grid (faster)."),
     output: Path = typer.Option(None, "--output", "-o",
@@ -68,14 +70,14 @@ def fit_cmd(
 
     config = {"files": sources, "approach": approach, "target": target, "filter": filter_ or [],
               "bootstrap": n_boot, "seed": seed, "points": points, "paper_exclusion": exclusion,
-              "attack": attack, "also": also or [], "coarse_grid": coarse}
+              "attack": attack, "also": also or [], "coarse_grid": coarse, "huber_delta": delta}
     if bar_ctx is not None:
         with bar_ctx:
             payload = _run(fit_law, sources, approach, target, points, filter_, exclusion, n_boot,
-                           seed, attack, also, coarse, log, progress)
+                           seed, attack, also, coarse, delta, log, progress)
     else:
         payload = _run(fit_law, sources, approach, target, points, filter_, exclusion, n_boot,
-                       seed, attack, also, coarse, log, progress)
+                       seed, attack, also, coarse, delta, log, progress)
     record = make_record("fit", payload, config=config, seed=seed)
     if output is None:
         write_record(record)
@@ -88,8 +90,8 @@ def fit_cmd(
 
 
 def _run(fit_law, sources, approach, target, points, filters, exclusion, n_boot, seed, attack,
-         also, coarse, log, progress):
+         also, coarse, delta, log, progress):
     return fit_law(sources, approach=approach, target=target, points=points,
                    filters=filters or [], exclusion=exclusion, n_boot=n_boot, seed=seed,
-                   attack=attack, also=also or [], full_grid=not coarse, log=log,
+                   attack=attack, also=also or [], full_grid=not coarse, delta=delta, log=log,
                    progress=progress)

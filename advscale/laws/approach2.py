@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from advscale.errors import AdvscaleError
-from advscale.laws.objective import Design, Problem
+from advscale.laws.objective import HUBER_DELTA, Design, Problem
 from advscale.laws.optimize import REFIT_ITERS, REFIT_TOL, FitResult, multistart, screen
 
 NAMES = ("a", "b", "e", "alpha", "beta", "epsilon", "zeta")
@@ -145,7 +145,7 @@ def base_group(x: Design) -> np.ndarray:
 
 
 def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = True,
-        log=None) -> Approach2Fit:
+        delta: float = HUBER_DELTA, log=None) -> Approach2Fit:
     """Fit Eq. 3 to ``x`` by the paper's two-stage procedure, then polish all 7 jointly.
 
     With fewer than two distinct FIDs, ε and ζ are not identifiable: they are fixed at 0 and
@@ -161,14 +161,14 @@ def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = 
     starts1 = grid(1)
     if not full_grid:
         starts1 = starts1[:: max(1, len(starts1) // 256)]
-    p1 = Problem(FORM, xb, np.zeros(7), np.arange(5))
+    p1 = Problem(FORM, xb, np.zeros(7), np.arange(5), delta)
     s1 = multistart(p1, starts1, top_k=top_k, screen_iters=screen_iters)
     log(f"approach 2 stage 1: {len(starts1)} starts on {len(xb)} points at FID "
         f"{float(xb.fid[0]):g}: objective {s1.best.objective:.6g}")
     stages: dict = {"stage1": s1.summary()}
     if nf < 2:
         theta0 = p1.full(s1.best.z)
-        pj = Problem(FORM, x, theta0, np.arange(5))
+        pj = Problem(FORM, x, theta0, np.arange(5), delta)
         joint = multistart(pj, s1.best.z[None], top_k=1, screen_iters=0)
         theta = pj.full(joint.best.z)
         stages["joint"] = joint.summary()
@@ -179,11 +179,11 @@ def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = 
     chains = []
     for cand in s1.candidates:
         theta1 = p1.full(cand.z)
-        p2 = Problem(FORM, x2, theta1, np.array([6, 5]))  # (zeta, epsilon) as in the grid
+        p2 = Problem(FORM, x2, theta1, np.array([6, 5]), delta)  # (zeta, epsilon) as in the grid
         s2 = multistart(p2, grid(2), top_k=2, screen_iters=screen_iters)
         chains.append(p2.full(s2.best.z))
     stages["stage2"] = {"starts_per_chain": len(grid(2)), "chains": len(chains)}
-    pj = Problem.all_free(FORM, x)
+    pj = Problem.all_free(FORM, x, delta)
     joint = multistart(pj, np.array(chains), top_k=len(chains), screen_iters=0)
     log(f"approach 2 joint polish of {len(chains)} two-stage results on {len(x)} points: "
         f"objective {joint.best.objective:.6g}")
@@ -192,11 +192,12 @@ def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = 
                         joint.best)
 
 
-def refit(x: Design, starts: np.ndarray, fixed_quality: bool = False) -> FitResult:
+def refit(x: Design, starts: np.ndarray, fixed_quality: bool = False,
+          delta: float = HUBER_DELTA) -> FitResult:
     """Polish from given full θ starts on ``x`` (bootstrap replicates)."""
     free = np.arange(5) if fixed_quality else np.arange(7)
     base = np.array(starts[0], dtype=float)
-    pr = Problem(FORM, x, base, free)
+    pr = Problem(FORM, x, base, free, delta)
     res = multistart(pr, np.asarray(starts)[:, free], top_k=len(starts), screen_iters=0,
                      lbfgs=False)
     out = res.best
@@ -204,15 +205,15 @@ def refit(x: Design, starts: np.ndarray, fixed_quality: bool = False) -> FitResu
     return out
 
 
-def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray, fixed_quality: bool = False
-                ) -> np.ndarray:
+def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray, fixed_quality: bool = False,
+                delta: float = HUBER_DELTA) -> np.ndarray:
     """Refit K bootstrap replicates at once: rows weighted by ``counts`` (K, n), from ``theta``.
 
     The vectorised Levenberg–Marquardt of :func:`advscale.laws.optimize.screen` runs until
     every replicate's summed Huber loss stalls (relative change < 1e-13); returns θ (K, p).
     """
     free = np.arange(5) if fixed_quality else np.arange(7)
-    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free,
+    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free, delta,
                  weights=np.asarray(counts, dtype=float))
     z0 = np.repeat(np.asarray(theta, dtype=float)[free][None], len(counts), axis=0)
     z, _ = screen(pr, z0, iters=REFIT_ITERS, tol=REFIT_TOL)

@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 
 from advscale.errors import AdvscaleError
-from advscale.laws.objective import Design, Problem
+from advscale.laws.objective import HUBER_DELTA, Design, Problem
 from advscale.laws.optimize import (
     REFIT_ITERS,
     REFIT_TOL,
@@ -150,34 +150,35 @@ def grid() -> np.ndarray:
 
 
 def fit(x: Design, *, top_k: int = 8, screen_iters: int = 40, full_grid: bool = True,
-        log=None) -> MultiResult:
+        delta: float = HUBER_DELTA, log=None) -> MultiResult:
     """Fit Eq. 5 to ``x`` from the appendix F.3 grid (screened, best starts polished)."""
     log = log or (lambda msg: None)
     starts = grid()
     if not full_grid:
         starts = starts[::8]
-    pr = Problem.all_free(FORM, x)
+    pr = Problem.all_free(FORM, x, delta)
     res = multistart(pr, starts, top_k=top_k, screen_iters=screen_iters)
     log(f"approach 3: {len(starts)} starts on {len(x)} points: objective "
         f"{res.best.objective:.6g}")
     return res
 
 
-def refit(x: Design, starts: np.ndarray) -> FitResult:
+def refit(x: Design, starts: np.ndarray, delta: float = HUBER_DELTA) -> FitResult:
     """Polish from given θ starts on ``x`` (bootstrap replicates)."""
-    pr = Problem.all_free(FORM, x)
+    pr = Problem.all_free(FORM, x, delta)
     return multistart(pr, np.asarray(starts), top_k=len(starts), screen_iters=0,
                       lbfgs=False).best
 
 
-def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray, delta: float = HUBER_DELTA
+                ) -> np.ndarray:
     """Refit K bootstrap replicates at once: rows weighted by ``counts`` (K, n), from ``theta``.
 
     The vectorised Levenberg–Marquardt of :func:`advscale.laws.optimize.screen` runs until
     every replicate's summed Huber loss stalls (relative change < 1e-13); returns θ (K, p).
     """
     free = np.arange(8)
-    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free,
+    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free, delta,
                  weights=np.asarray(counts, dtype=float))
     z0 = np.repeat(np.asarray(theta, dtype=float)[free][None], len(counts), axis=0)
     z, _ = screen(pr, z0, iters=REFIT_ITERS, tol=REFIT_TOL)

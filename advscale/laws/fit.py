@@ -25,6 +25,7 @@ from advscale.laws.data import (
     paper_exclusion,
     read_runs,
 )
+from advscale.laws.filters import RecordFilter
 from advscale.laws.objective import HUBER_DELTA, Design
 from advscale.laws.optimal import PAPER_FLOPS_PER_PARAM_SAMPLE
 
@@ -56,6 +57,7 @@ def fit_law(
     attack: str = "aa-standard",
     also: Iterable[str] = (),
     full_grid: bool = True,
+    delta: float = HUBER_DELTA,
     records: Iterable[dict[str, Any]] | None = None,
     stdin: IO[str] | None = None,
     log: Log | None = None,
@@ -67,6 +69,7 @@ def fit_law(
     (default for power-law and gbr). ``points``: ``final``/``best``/``all`` evaluation points
     per run (Approach 1 always uses all). ``exclusion``: the paper's rule (default on for
     Approaches 2 and 3 only). ``n_boot``: bootstrap replicates over runs (0 to skip).
+    ``delta``: the Huber threshold on log residuals (the papers' 1e-3).
     """
     log = log or _nolog
     approach = str(approach)
@@ -75,6 +78,9 @@ def fit_law(
     if n_boot < 0:
         raise AdvscaleError("--bootstrap must be >= 0")
     target = target or default_target(approach)
+    filters = list(filters)
+    for expr in filters:  # refuse a malformed --filter before reading anything
+        RecordFilter(expr)
     if approach == "1":
         if points not in (None, "all"):
             log("approach 1 uses every evaluation point of each run (the training curves)")
@@ -84,7 +90,6 @@ def fit_law(
     log(f"read {rs.n_records} records: {len(rs.runs)} runs")
     pts = collect_points(rs, target, points, attack, need_fid=approach in ("2", "3"),
                          need_flops=approach in ("1", "power-law"))
-    filters = list(filters)
     pts = apply_filters(pts, filters, log)
     if exclusion is None:
         exclusion = approach in ("2", "3")
@@ -105,7 +110,10 @@ def fit_law(
         "seed": seed,
     }
     if approach in ("2", "3"):
-        body = _fit_parametric(approach, pts, rs, target, n_boot, seed, full_grid, log, progress)
+        if not delta > 0:
+            raise AdvscaleError(f"--huber-delta must be > 0, got {delta!r}")
+        body = _fit_parametric(approach, pts, rs, target, n_boot, seed, full_grid, delta, log,
+                               progress)
     elif approach == "1":
         body = _fit_approach1(pts, target, n_boot, seed, log, progress)
     elif approach == "power-law":
@@ -193,7 +201,7 @@ def _at_bound(form, theta: np.ndarray, free: np.ndarray, public: tuple[str, ...]
     out = []
     for i in free:
         lo, hi = form.lower[i], form.upper[i]
-        tol = 1e-6 * (1 + max(abs(lo), abs(hi)))
+        tol = 1e-3 * (hi - lo)  # within 0.1% of the box: effectively at the bound
         if theta[i] - lo <= tol or hi - theta[i] <= tol:
             out.append(public[i])
     return out
@@ -201,16 +209,16 @@ def _at_bound(form, theta: np.ndarray, free: np.ndarray, public: tuple[str, ...]
 
 # -- Approaches 2 and 3 -----------------------------------------------------------------------
 def _fit_parametric(approach: str, pts: list[Point], rs: RecordSet, target: str, n_boot: int,
-                    seed: int, full_grid: bool, log: Log, progress: Progress | None
-                    ) -> dict[str, Any]:
+                    seed: int, full_grid: bool, delta: float, log: Log,
+                    progress: Progress | None) -> dict[str, Any]:
     loss_like = is_loss(target)
     y = np.array([p.value if loss_like else 1.0 - p.value for p in pts])
     bad = np.flatnonzero(~(y > 0))
     if bad.size:
         p = pts[int(bad[0])]
         what = target if loss_like else f"1 - {target}"
-        raise AdvscaleError(f"{p.where}: {what} = {y[bad[0]]!r}; the law is fitted in log space "
-                            f"and needs values > 0")
+        raise AdvscaleError(f"{p.where}: {what} = {float(y[bad[0]])!r}; the law is fitted in "
+                            f"log space and needs values > 0")
     x = Design(np.array([p.n for p in pts]), np.array([p.d for p in pts]),
                np.array([p.fid for p in pts]), y, _run_index(pts))
     mod = approach2 if approach == "2" else approach3
@@ -218,7 +226,7 @@ def _fit_parametric(approach: str, pts: list[Point], rs: RecordSet, target: str,
     mod.check_design(x)
     fixed: list[str] = []
     if approach == "2":
-        res2 = approach2.fit(x, full_grid=full_grid, log=log)
+        res2 = approach2.fit(x, full_grid=full_grid, delta=delta, log=log)
         theta, objective, optimizer = res2.theta, res2.objective, res2.stages
         free = np.arange(5) if res2.fixed_quality else np.arange(7)
         if res2.fixed_quality:
@@ -227,14 +235,14 @@ def _fit_parametric(approach: str, pts: list[Point], rs: RecordSet, target: str,
                 f"holds at that FID only")
 
         def refit_batch(counts: np.ndarray) -> np.ndarray:
-            return approach2.refit_batch(x, theta, counts, res2.fixed_quality)
+            return approach2.refit_batch(x, theta, counts, res2.fixed_quality, delta)
     else:
-        res3 = approach3.fit(x, full_grid=full_grid, log=log)
+        res3 = approach3.fit(x, full_grid=full_grid, delta=delta, log=log)
         theta, objective, optimizer = res3.best.z.copy(), res3.best.objective, res3.summary()
         free = np.arange(len(form.names))
 
         def refit_batch(counts: np.ndarray) -> np.ndarray:
-            return approach3.refit_batch(x, theta, counts)
+            return approach3.refit_batch(x, theta, counts, delta)
 
     public = mod.PUBLIC
     params = form.to_public(theta)
@@ -252,7 +260,7 @@ def _fit_parametric(approach: str, pts: list[Point], rs: RecordSet, target: str,
         "derived": derived,
         "fixed": fixed,
         "objective": objective,
-        "huber_delta": HUBER_DELTA,
+        "huber_delta": delta,
         "at_bound": at_bound,
         "optimizer": optimizer,
     }
@@ -362,19 +370,22 @@ def _fit_powerlaw(pts: list[Point], rs: RecordSet, target: str, also: list[str],
         "selected_runs": [pts[i].run_id for i in res["selected"]],
     }
     if n_boot > 0:
-        run = _run_index(pts)
+        # resample the per-bin best points (the envelope), not runs: a bootstrap over runs
+        # drops the best run of a bin in a third of the replicates and biases a maximum down
+        sel = res["selected"]
+        fs, vs = flops[sel], value[sel]
 
         def refit(rows: np.ndarray) -> np.ndarray | None:
-            try:
-                r = powerlaw.fit(flops[rows], value[rows], higher_is_better=higher)
-            except AdvscaleError:
+            if np.unique(fs[rows]).size < 2:
                 return None
-            return np.array([r["params"]["C"], r["params"]["alpha"]])
+            law = approach1.loglog_fit(fs[rows], vs[rows])
+            return np.array([law["k"], law["slope"]])
 
-        boot = bootstrap.run_bootstrap(run, value, refit,
-                                       lambda th, rows: th[0] * flops[rows] ** th[1], n_boot,
+        boot = bootstrap.run_bootstrap(np.arange(sel.size), vs, refit,
+                                       lambda th, rows: th[0] * fs[rows] ** th[1], n_boot,
                                        seed, progress)
         out["bootstrap"] = _boot_block(["C", "alpha"], boot, {})
+        out["bootstrap"]["resampling"] = "the per-bin best points, with replacement"
     log(f"power law: {target} = {res['params']['C']:.4g} * FLOPs^{res['params']['alpha']:.4g} "
         f"(R2 {res['r2']:.3f}, {res['bins_used']} bins)")
     return out

@@ -97,4 +97,4 @@ def tradeoff_numeric(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], n_opt
     glo, ghi = g(lo), g(hi)
     if not (np.isfinite(glo) and np.isfinite(ghi)) or glo * ghi > 0:
         return float("inf") if ghi > 0 else float("nan")
-    return float(np.exp(brentq(g, lo, hi, xtol=1e-14, rtol=4e-16, maxiter=500)))
+    return float(np.exp(brentq(g, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=500)))

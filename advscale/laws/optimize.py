@@ -141,7 +141,7 @@ def polish(problem: Problem, z0: np.ndarray, lbfgs: bool = True) -> FitResult:
             ls = least_squares(
                 problem.residuals, z0, jac=problem.jacobian, bounds=(lo, hi), method="trf",
                 loss="huber", f_scale=problem.delta, x_scale="jac", ftol=TIGHT, xtol=TIGHT,
-                gtol=TIGHT, max_nfev=2000,
+                gtol=TIGHT, max_nfev=1000,
             )
         f = problem.objective(ls.x)
         if f <= best.objective:
@@ -154,7 +154,7 @@ def polish(problem: Problem, z0: np.ndarray, lbfgs: bool = True) -> FitResult:
             lb = minimize(
                 problem.objective_grad, best.z, jac=True, method="L-BFGS-B",
                 bounds=list(zip(lo, hi, strict=True)),
-                options={"ftol": TIGHT, "gtol": 1e-13, "maxiter": 20000, "maxfun": 40000,
+                options={"ftol": TIGHT, "gtol": 1e-13, "maxiter": 1000, "maxfun": 2000,
                          "maxls": 60},
             )
         f = problem.objective(lb.x)

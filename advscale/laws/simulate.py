@@ -32,8 +32,13 @@ def simulate_runs(
     curve_points: int = 1,
     seed: int = 0,
     k: float = PAPER_FLOPS_PER_PARAM_SAMPLE,
+    curve_start: float | None = None,
 ) -> list[dict[str, Any]]:
-    """``train.eval`` records (dicts) for every (N, D, FID) run; ``noise`` is log-normal σ."""
+    """``train.eval`` records (dicts) for every (N, D, FID) run; ``noise`` is log-normal σ.
+
+    Evaluations are evenly spaced in samples (D/k, 2D/k, ..., D), or log-spaced from
+    ``curve_start``·D to D when ``curve_start`` is given.
+    """
     rng = np.random.default_rng(seed)
     predict = approach2.predict_loss if form == "approach2" else approach3.predict_loss
     out = []
@@ -41,8 +46,12 @@ def simulate_runs(
         for n in n_values:
             for d in d_values:
                 rid = f"sim-n{n:.3g}-d{d:.3g}-fid{fid}"
-                for j in range(1, curve_points + 1):
-                    seen = int(round(d * j / curve_points))
+                if curve_start is None:
+                    fracs = np.arange(1, curve_points + 1) / curve_points
+                else:
+                    fracs = np.geomspace(curve_start, 1.0, curve_points)
+                for j, frac in enumerate(fracs, start=1):
+                    seen = int(round(d * frac))
                     loss = float(predict(params, n, seen, fid or 0.0)) * float(
                         np.exp(rng.normal(0.0, noise)))
                     acc = float(np.clip(1.2575 - 0.7496 * loss, 0.0, 1.0))
