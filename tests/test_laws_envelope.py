@@ -79,8 +79,8 @@ def _runs_with_accuracy(c=0.2, alpha=0.02, n=60, seed=0):
         recs.append(make_record("attack", {
             "run_id": rid, "params": 1e6 * (1 + i % 5), "samples_seen": f / 1e7,
             "attack": "aa-standard", "robust_acc": acc}, command="t"))
-        recs.append(make_record("energy", {"run_id": rid, "cost_usd": 3e-9 * f ** 0.95},
-                                command="t"))
+        # as `advscale energy -- advscale train` writes it: after the run, without a run_id
+        recs.append(make_record("energy", {"cost_usd": 3e-9 * f ** 0.95}, command="t"))
     return recs
 
 

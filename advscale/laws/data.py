@@ -137,26 +137,35 @@ def read_runs(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-",
               records: Iterable[dict[str, Any]] | None = None) -> RecordSet:
     """Read and group records by ``run_id``; other kinds (``fit``, ``flops``...) are ignored.
 
-    ``records`` (already-parsed dicts) may be given instead of sources (notebooks, tests).
+    An ``energy`` record without a ``run_id`` belongs to the run of the last ``train.eval``
+    record before it in the same file (``advscale energy -- advscale train ...`` writes it
+    after the run's records). ``records`` (already-parsed dicts) may be given instead of
+    sources (notebooks, tests).
     """
     tagged: Iterable[Tagged]
     if records is not None:
-        tagged = (Tagged(f"<record {i}>", r) for i, r in enumerate(records, start=1))
+        tagged = (Tagged(f"<records>:{i}", r) for i, r in enumerate(records, start=1))
     else:
         tagged = iter_tagged(sources, stdin)
     runs: dict[str, Run] = {}
     orphans: list[Tagged] = []
     count = 0
+    last_run: dict[str, str] = {}  # source -> run_id of its latest train.eval record
     for t in tagged:
         count += 1
         kind = t.rec.get("kind")
         if kind not in ("train.eval", "attack", "energy"):
             continue
         rid = t.rec.get("run_id")
+        source = t.where.rsplit(":", 1)[0]
         if kind == "train.eval":
             if not isinstance(rid, str) or not rid:
                 raise AdvscaleError(f"{t.where}: train.eval record has no 'run_id' string")
             runs.setdefault(rid, Run(rid)).evals.append(t)
+            last_run[source] = rid
+        elif kind == "energy" and not rid and source in last_run:
+            # `advscale energy -- advscale train ...` appends its record after the run's own
+            runs[last_run[source]].others.append(t)
         elif rid is None or rid == "":
             orphans.append(t)
         elif not isinstance(rid, str):

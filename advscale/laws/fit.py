@@ -120,7 +120,12 @@ def fit_law(
         body = _fit_powerlaw(pts, rs, target, list(also), n_boot, seed, log, progress)
     else:
         body = _fit_gbr(pts, target, seed, n_boot, log)
-    return {**common, **body}
+    st = body.get("stats", {})
+    # flat headline numbers for tables and jq; the details stay in "stats" and "data"
+    headline = {"n_points": common["data"]["n_points"], "n_runs": common["data"]["n_runs"],
+                "r2": st.get("r2", st.get("r2_L", st.get("r2_test"))),
+                "rmse": st.get("rmse", st.get("rmse_test"))}
+    return {**common, **headline, **body}
 
 
 # -- helpers ---------------------------------------------------------------------------------
