@@ -141,6 +141,12 @@ def test_predict_preset_from_options(runner):
     assert rec["loss"] == pytest.approx(want)
     assert rec["accuracy"] == pytest.approx(1.2575 - 0.7496 * want)
     assert rec["train_flops"] == pytest.approx(7822 * 1e17)
+    # the model's own FLOPs constant (count-flops' flops_per_param_sample) moves the optimum
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2", "--flops", "1e21",
+                              "--flops-per-param-sample", "3000"])
+    (rec,) = loads_all(res.stdout)
+    assert rec["flops_per_param_sample"] == 3000
+    assert rec["n_opt"] * rec["d_opt"] * 3000 == pytest.approx(1e21, rel=1e-9)
 
 
 def test_errors_are_one_line_and_leave_no_output(runner, tmp_path):

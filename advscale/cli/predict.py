@@ -21,6 +21,10 @@ def predict_cmd(
                                 help="Training budget in FLOPs: compute-optimal N*, D*, L*."),
     omega_n: float = typer.Option(None, "--omega-n",
                                   help="Model size as a multiple of N* (Eq. 6 trade-off)."),
+    k: float = typer.Option(
+        None, "--flops-per-param-sample",
+        help="FLOPs = K*N*D constant (e.g. count-flops' flops_per_param_sample); default: the "
+        "law's own (from its records), else the paper's 7822."),
     accuracy: bool = typer.Option(False, "--accuracy",
                                   help="Also give accuracies (loss->accuracy regression)."),
     acc_map: str = typer.Option("auto", "--acc-map",
@@ -49,7 +53,12 @@ def predict_cmd(
         raise AdvscaleError("--law - reads the law from stdin: give the query as options "
                             "(--n/--d/--fid, --flops) or --queries FILE")
     the_law = Law.load(law)
-    config = {"law": law, "accuracy": accuracy, "acc_map": acc_map}
+    if k is not None:
+        if not k > 0:
+            raise AdvscaleError(f"--flops-per-param-sample must be > 0, got {k!r}")
+        the_law.k = float(k)
+    config = {"law": law, "accuracy": accuracy, "acc_map": acc_map,
+              "flops_per_param_sample": k}
     if option_query:
         q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n}
         payload = predict_one(the_law, q, accuracy, acc_map, where="options")
