@@ -172,3 +172,19 @@ def test_read_runs_requires_run_id(tmp_path):
     path.write_text(json.dumps(rec) + "\n")
     with pytest.raises(AdvscaleError, match=r"x\.jsonl:1: train\.eval record has no 'run_id'"):
         read_runs(path)
+
+
+def test_null_targets_are_skipped_and_logged(tmp_path):
+    recs = [_eval(run_id="ok", samples_seen=1000, adv_loss=1.4),
+            _eval(run_id="ok", samples_seen=2000, adv_loss=None),
+            _eval(run_id="ok", samples_seen=3000, adv_loss=1.2, final=True),
+            _eval(run_id="diverged", samples_seen=1000, adv_loss=1.5),
+            _eval(run_id="diverged", samples_seen=2000, adv_loss=None, final=True)]
+    rs = read_runs(_write(tmp_path / "m.jsonl", recs))
+    logs = []
+    pts = collect_points(rs, "adv_loss", "final", log=logs.append)
+    assert [(p.run_id, p.d) for p in pts] == [("ok", 3000)]
+    assert "skipped 2 evaluations with adv_loss: null" in logs[0]
+    assert "dropped 1 runs whose final adv_loss is null" in logs[0]
+    pts = collect_points(rs, "adv_loss", "all")
+    assert [(p.run_id, p.d) for p in pts] == [("ok", 1000), ("ok", 3000), ("diverged", 1000)]

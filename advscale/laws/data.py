@@ -235,27 +235,45 @@ def collect_points(
     attack: str = "aa-standard",
     need_fid: bool = False,
     need_flops: bool = False,
+    log=None,
 ) -> list[Point]:
-    """The fit's observations for ``target``, ``points`` per run (see the module docstring)."""
+    """The fit's observations for ``target``, ``points`` per run (see the module docstring).
+
+    A ``null`` target (the contract's mark of a non-finite value, e.g. a diverged run) is
+    skipped, not an error; in ``final`` mode a run whose final evaluation is null is dropped.
+    Both are logged.
+    """
     if points not in POINT_MODES:
         raise AdvscaleError(f"--points {points!r}: choose from {', '.join(POINT_MODES)}")
     out: list[Point] = []
+    nulls, dropped = 0, []
     for run in rs.runs.values():
         if target == "aa_acc":
             cands = _attack_points(run, attack, need_fid, need_flops)
         else:
             cands = []
+            final_is_null = False
             for t in run.evals:
                 d = _num(t, "samples_seen", positive=False)
                 if d is None or d <= 0:
                     continue  # an evaluation before training: no D to scale with
                 n = _num(t, "params", positive=True)
-                v = _num(t, target, why=f" (needed for --target {target})")
+                v = _num(t, target, allow_null=True, why=f" (needed for --target {target})")
+                if v is None:
+                    nulls += 1
+                    final_is_null = final_is_null or t.rec.get("final") is True
+                    continue
                 cands.append(Point(run.run_id, t.where, n, d, _fid(t, need_fid),
                                    _flops(t, d, need_flops), v, _features(t.rec, d)))
+            if final_is_null and points == "final":
+                dropped.append(run.run_id)
+                continue
         if not cands:
             continue
         out.extend(_choose(run, cands, target, points))
+    if log and nulls:
+        log(f"skipped {nulls} evaluations with {target}: null (non-finite)"
+            + (f"; dropped {len(dropped)} runs whose final {target} is null" if dropped else ""))
     for t in rs.orphans:
         if target == "aa_acc" and t.rec.get("kind") == "attack" and t.rec.get("attack") == attack:
             raise AdvscaleError(

@@ -89,7 +89,7 @@ def fit_law(
     rs = read_runs(sources, stdin=stdin, records=records)
     log(f"read {rs.n_records} records: {len(rs.runs)} runs")
     pts = collect_points(rs, target, points, attack, need_fid=approach in ("2", "3"),
-                         need_flops=approach in ("1", "power-law"))
+                         need_flops=approach in ("1", "power-law"), log=log)
     pts = apply_filters(pts, filters, log)
     if exclusion is None:
         exclusion = approach in ("2", "3")
