@@ -45,9 +45,11 @@ def fit_cmd(
 ) -> None:
     """Fit a scaling law (Bartoldson et al. approaches 1-3, Debenedetti et al. power law or GBR).
 
-    Reads train.eval / attack records (files or stdin), joins each run's records by run_id, and
-    prints one `fit` JSONL record: parameters, bootstrap intervals, R2/RMSE in and out of
-    sample, the exclusion rule and filters applied. Pipe it into `advscale predict --law -`.
+    Reads train.eval and attack records (files or stdin); joins each run's records by run_id.
+
+    Prints one `fit` JSONL record: parameters, bootstrap intervals, R2/RMSE in and out of sample.
+
+    Pipe it into `advscale predict --law -`. Methods and layouts: docs/laws.md, docs/formats.md.
     """
     import sys
 

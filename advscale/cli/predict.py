@@ -36,9 +36,11 @@ def predict_cmd(
 ) -> None:
     """Predict loss/accuracy, compute-optimal N*, D*, the asymptote and the Eq. 6 trade-off.
 
-    Give --n/--d (and --fid) and/or --flops for one query, or JSONL queries on stdin (any
-    records with n/d/fid/flops fields, or params/samples_seen/fid as in train.eval records):
-    one prediction record each. --fid and --omega-n are defaults for stdin queries.
+    One query from --n/--d (--fid) and/or --flops, or JSONL queries on stdin, one record each.
+
+    Queries have n, d, fid, flops, omega_n fields (train.eval records work: params, samples_seen).
+
+    --fid and --omega-n are defaults for stdin queries. See docs/laws.md.
     """
     import sys
 
