@@ -73,7 +73,7 @@ class GaussianGenerator(DiffusionGenerator):
             raise ValueError("means must be (num_classes, C*H*W)")
         k = self.bases.shape[2]
         self.components = int(k)
-        # U^T x and U y: 2·k·d each; the residual projection reuses them (+ a few d).
+        # Uᵀr and U(·): 2·k·d each, plus a few element-wise passes over d.
         self.flops_per_call = float(4 * k * d + 6 * d)
 
     # -- the denoiser and its exact ODE ---------------------------------------------------------
@@ -99,12 +99,9 @@ class GaussianGenerator(DiffusionGenerator):
             u = self.bases[c]
             r = flat[m] - self.means[c]
             z = r @ u  # (b_c, k)
-            inside = z @ u.T
-            out[m] = (
-                self.means[c]
-                + (z * pc_gain[m]) @ u.T
-                + res_gain[m, None] * (r - inside)
-            )
+            g = res_gain[m, None]
+            # mu + U diag(pc) Uᵀr + g (r - U Uᵀr)  =  mu + g r + U ((pc - g) ⊙ Uᵀr)
+            out[m] = self.means[c] + g * r + (z * (pc_gain[m] - g)) @ u.T
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Exact posterior mean ``E[x0 | x0 + sigma·n = x, class]`` (float64)."""
