@@ -60,12 +60,18 @@ def trades_step_loss(
     beta: float = 5.0,
     label_smoothing: float = 0.1,
     generator: torch.Generator | None = None,
+    attack_model: nn.Module | None = None,
 ) -> StepOutput:
-    """One TRADES step: KL-PGD from the detached clean prediction, then the TRADES loss."""
-    with frozen_bn(model):
+    """One TRADES step: KL-PGD from the detached clean prediction, then the TRADES loss.
+
+    ``attack_model`` (default ``model``) runs the attack: pass the unwrapped module when
+    ``model`` is a DistributedDataParallel wrapper, so attack passes never touch DDP's hooks.
+    """
+    net = model if attack_model is None else attack_model
+    with frozen_bn(net):
         with torch.no_grad():
-            clean_probs = F.softmax(model(x).float(), 1)
-        x_adv = pgd_linf(model, x, None, eps=attack.eps, step_size=attack.step_size,
+            clean_probs = F.softmax(net(x).float(), 1)
+        x_adv = pgd_linf(net, x, None, eps=attack.eps, step_size=attack.step_size,
                          steps=attack.steps, loss="kl", clean_probs=clean_probs,
                          generator=generator)
     logits_clean = model(x)
@@ -82,10 +88,12 @@ def pgd_at_step_loss(
     beta: float = 0.0,
     label_smoothing: float = 0.1,
     generator: torch.Generator | None = None,
+    attack_model: nn.Module | None = None,
 ) -> StepOutput:
     """One PGD-AT (Madry) step: CE-PGD, then label-smoothed CE on the adversarial batch."""
-    with frozen_bn(model):
-        x_adv = pgd_linf(model, x, y, eps=attack.eps, step_size=attack.step_size,
+    net = model if attack_model is None else attack_model
+    with frozen_bn(net):
+        x_adv = pgd_linf(net, x, y, eps=attack.eps, step_size=attack.step_size,
                          steps=attack.steps, loss="ce", generator=generator)
     logits_adv = model(x_adv)
     loss = F.cross_entropy(logits_adv.float(), y, label_smoothing=label_smoothing)
@@ -100,6 +108,7 @@ def standard_step_loss(
     beta: float = 0.0,
     label_smoothing: float = 0.1,
     generator: torch.Generator | None = None,
+    attack_model: nn.Module | None = None,
 ) -> StepOutput:
     """One standard (non-adversarial) step."""
     logits = model(x)

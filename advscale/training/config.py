@@ -1,0 +1,224 @@
+"""The training run's configuration: one validated dataclass, saved as ``DIR/config.json``.
+
+Every default is the recipe of Bartoldson et al. (2024, section 3.1), which follows Wang et al.
+(2023): TRADES with β = 5 and a 10-step L∞ PGD (ε = 8/255, step 2/255), label smoothing 0.1,
+SGD with Nesterov momentum 0.9 and weight decay 5e-4 (not on norm/bias parameters), a one-cycle
+cosine learning-rate schedule, weight averaging (EMA) with decay 0.995, and batch size / peak
+learning rate chosen from the sample budget D (:func:`paper_batch_lr`). Units: ``eps`` and step
+sizes are fractions of the [0, 1] pixel range; ``samples``, ``eval_every`` and
+``checkpoint_every`` count training samples (the paper's D), never epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advscale.errors import AdvscaleError
+
+LOSS_NAMES = ("trades", "pgd-at", "standard")
+
+# Options that do not change what a run computes: they may differ between a run and its resume.
+RUNTIME_KEYS = frozenset({"workers", "compile", "progress", "log_every", "device"})
+
+
+def paper_batch_lr(samples: int) -> tuple[int, float]:
+    """The papers' batch size and peak learning rate for a budget of ``samples`` (D).
+
+    D ≤ 10M: batch 1024, lr 0.3; D ≤ 200M: batch 2048, lr 0.2; above: batch 2048, lr 0.1
+    (Bartoldson et al. 2024, section 3.1 and appendix D).
+    """
+    if samples <= 10_000_000:
+        return 1024, 0.3
+    if samples <= 200_000_000:
+        return 2048, 0.2
+    return 2048, 0.1
+
+
+@dataclass
+class TrainConfig:
+    """All settings of one training run (see the module docstring for units and defaults)."""
+
+    data: str = ""
+    """Training mixture: ``train.h5``, ``real.h5:1,syn.h5:7`` or a mixture ``.json``."""
+    eval_data: str = ""
+    """Test-set HDF5 file; the first ``eval_n`` rows are the fixed evaluation subset."""
+    samples: int = 0
+    """Training samples to draw (D), with replacement only once a source is exhausted."""
+    model: str = "wrn-28-10"
+    activation: str = "silu"
+    num_classes: int = 10
+    loss: str = "trades"
+    beta: float = 5.0
+    pgd_steps: int = 10
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    label_smoothing: float = 0.1
+    batch_size: int | None = None
+    """Global batch (all ranks together); None = the paper's choice for D."""
+    lr: float | None = None
+    """Peak learning rate; None = the paper's choice for D."""
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup: float = 0.25
+    """Fraction of the optimizer steps spent rising to the peak learning rate (one-cycle)."""
+    lr_start_div: float = 25.0
+    """The schedule starts at lr / lr_start_div ..."""
+    lr_final_div: float = 1e4
+    """... and ends at lr / (lr_start_div · lr_final_div), as torch's OneCycleLR."""
+    ema_decay: float = 0.995
+    ema_warmup: float = 0.025
+    """Fraction of the steps during which the EMA simply copies the weights."""
+    bn_momentum: float = 0.01
+    """Batch-norm running-statistics momentum after the first step (Haiku's 0.99 decay)."""
+    augment: bool = True
+    """Random crop (zero padding 4) + horizontal flip, on the device."""
+    eval_n: int = 1024
+    eval_every: int | None = None
+    """Samples between evaluations; None = 10 evaluations per run; 0 = only at the end."""
+    eval_steps: int = 40
+    eval_step_size: float = 2 / 255
+    eval_batch_size: int = 256
+    checkpoint_every: int | None = None
+    """Samples between checkpoints; None = at every evaluation."""
+    seed: int = 0
+    run_id: str | None = None
+    device: str = "auto"
+    amp: bool | None = None
+    """bf16 autocast for training; None = on for CUDA, off for CPU."""
+    channels_last: bool | None = None
+    """None = on for CUDA, off for CPU."""
+    compile: bool = False
+    workers: int | None = None
+    """DataLoader worker processes; None = 0 on CPU, 4 on CUDA."""
+    log_every: int = 20
+    """Optimizer steps between non-finite-loss checks and progress updates."""
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived -----------------------------------------------------------------------------
+    def resolved(self) -> TrainConfig:
+        """A copy with the paper's batch/lr and the evaluation cadence filled in, validated."""
+        cfg = dataclasses.replace(self, extra=dict(self.extra))
+        bs, lr = paper_batch_lr(max(1, int(cfg.samples)))
+        if cfg.batch_size is None:
+            cfg.batch_size = bs
+        if cfg.lr is None:
+            cfg.lr = lr
+        if cfg.eval_every is None:
+            cfg.eval_every = max(1, math.ceil(cfg.samples / 10)) if cfg.samples > 0 else 0
+        if cfg.checkpoint_every is None:
+            cfg.checkpoint_every = cfg.eval_every
+        if cfg.loss == "standard":
+            cfg.pgd_steps = 0
+        cfg.validate()
+        return cfg
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run: ceil(D / batch)."""
+        return -(-int(self.samples) // int(self.batch_size or 1))
+
+    def validate(self) -> None:
+        """Raise AdvscaleError naming the first bad setting."""
+        def bad(msg: str) -> AdvscaleError:
+            return AdvscaleError(msg)
+
+        if not self.data:
+            raise bad("--data is required (a train.h5, a.h5:1,b.h5:7 mixture or mixture .json)")
+        if not self.eval_data:
+            raise bad("--eval-data is required (the test-set HDF5 file)")
+        if self.samples < 1:
+            raise bad(f"--samples must be a positive number of training samples, got "
+                      f"{self.samples}")
+        if self.loss not in LOSS_NAMES:
+            raise bad(f"unknown --loss {self.loss!r}; choose from {', '.join(LOSS_NAMES)}")
+        if not (0 < self.eps <= 1):
+            raise bad(f"--eps {self.eps:g} must lie in (0, 1] (a fraction of the pixel range, "
+                      "e.g. 8/255)")
+        if not (0 < self.step_size <= 1) or not (0 < self.eval_step_size <= 1):
+            raise bad("PGD step sizes must lie in (0, 1]")
+        if self.pgd_steps < 0 or self.eval_steps < 0:
+            raise bad("PGD step counts must be >= 0")
+        if self.beta < 0:
+            raise bad(f"--beta must be >= 0, got {self.beta:g}")
+        if not (0 <= self.label_smoothing < 1):
+            raise bad("--label-smoothing must lie in [0, 1)")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise bad("--batch-size must be >= 1")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise bad("--lr must be a positive number")
+        if not (0 <= self.momentum < 1) or self.weight_decay < 0:
+            raise bad("--momentum must lie in [0, 1) and --weight-decay be >= 0")
+        if not (0 <= self.warmup < 1) or not (0 <= self.ema_warmup < 1):
+            raise bad("--warmup and --ema-warmup are fractions of the run in [0, 1)")
+        if self.lr_start_div < 1 or self.lr_final_div < 1:
+            raise bad("--lr-start-div and --lr-final-div must be >= 1")
+        if not (0 <= self.ema_decay < 1):
+            raise bad("--ema-decay must lie in [0, 1)")
+        if not (0 < self.bn_momentum <= 1):
+            raise bad("--bn-momentum must lie in (0, 1]")
+        if self.eval_n < 1 or self.eval_batch_size < 1:
+            raise bad("--eval-n and --eval-batch-size must be >= 1")
+        if (self.eval_every or 0) < 0 or (self.checkpoint_every or 0) < 0:
+            raise bad("--eval-every and --checkpoint-every must be >= 0")
+        if self.num_classes < 2:
+            raise bad("--num-classes must be >= 2")
+        if self.log_every < 1:
+            raise bad("--log-every must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise bad(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
+
+    # -- (de)serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise AdvscaleError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON, atomically."""
+        from advscale.fileio import atomic_write
+
+        with atomic_write(path) as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise AdvscaleError(f"{path}: not a readable training config ({e})") from None
+
+
+def config_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """Names of settings that differ and would change the run's results."""
+    a, b = saved.to_dict(), new.to_dict()
+    return sorted(k for k in a if k not in RUNTIME_KEYS and a[k] != b.get(k))
+
+
+def merge_for_resume(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved run's config with runtime-only ``overrides`` applied.
+
+    Options given again on the command line must agree with the saved ones, except runtime
+    options (workers, compile, progress, log_every, device); AdvscaleError lists the others.
+    """
+    current = saved.to_dict()
+    clash = sorted(k for k, v in overrides.items()
+                   if k not in RUNTIME_KEYS and k in current and current[k] != v)
+    if clash:
+        detail = ", ".join(f"{k}={overrides[k]!r} (run has {current[k]!r})" for k in clash)
+        raise AdvscaleError(f"--resume with different settings than the run: {detail}")
+    runtime = {k: v for k, v in overrides.items() if k in RUNTIME_KEYS}
+    return dataclasses.replace(saved, **runtime)

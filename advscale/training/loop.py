@@ -1,0 +1,501 @@
+"""The training loop behind ``advscale train``: samples, not epochs; records; exact resume.
+
+:func:`train` runs one configured run (:class:`~advscale.training.config.TrainConfig`) in a run
+directory, single-process or under ``torchrun`` (DDP). Each optimizer step draws the next
+global batch of the mixture stream (without replacement until a source is exhausted), augments
+it on the device, runs the training objective (TRADES, PGD-AT or standard, attack included),
+steps SGD under the one-cycle schedule and updates the EMA. Every ``eval_every`` samples and at
+the end, the EMA model is evaluated (:mod:`advscale.training.evaluate`) and one ``train.eval``
+record goes to stdout and ``records.jsonl``; checkpoints go to ``state.safetensors`` (resume)
+and ``last.safetensors`` (EMA weights for ``attack``).
+
+Randomness is keyed, not carried: the augmentation and attack noise of step ``t`` on rank ``r``
+come from a generator seeded by (seed, t, r), and the data order is a pure function of the
+seed and stream position. A resumed run therefore continues exactly as the uninterrupted run
+would have, given the same hardware and thread count.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from advscale.errors import AdvscaleError
+from advscale.training.config import TrainConfig
+from advscale.training.ddp import DistInfo
+
+IMAGE_SHAPE = (32, 32, 3)
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(msg.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The generator seed of optimizer step ``step`` on ``rank`` (63-bit, well mixed)."""
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9
+         + int(rank) * 0x94D049BB133111EB + 0x2545F4914F6CDD1D) & ((1 << 64) - 1)
+    x ^= x >> 31
+    x = (x * 0xD6E8FEB86659FD93) & ((1 << 64) - 1)
+    x ^= x >> 32
+    return x & ((1 << 63) - 1)
+
+
+@dataclass
+class Counters:
+    """The scalar progress of a run (saved in the training state)."""
+
+    step: int = 0
+    samples_seen: int = 0
+    position: int = 0
+    records_written: int = 0
+    wall_s: float = 0.0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    last_checkpoint_step: int = -1
+    done: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Run:
+    """One training run, set up and ready to :meth:`run`. See :func:`train`."""
+
+    def __init__(self, cfg: TrainConfig, out: str | Path, dist: DistInfo, device: torch.device,
+                 *, resuming: bool, stdout: IO[str] | None = None,
+                 command: str | None = None) -> None:
+        from advscale.data.reader import ImageMixture, parse_mixture
+        from advscale.data.sampler import MixtureStream
+        from advscale.training.rundir import RunDir
+        from advscale.training.sources import describe_sources, mixture_fid
+
+        self.cfg, self.dist, self.device = cfg, dist, device
+        self.run_dir = RunDir(out)
+        self.stdout = sys.stdout if stdout is None else stdout
+        self.command = command
+        self.log = _log if dist.is_main else (lambda msg: None)
+        self.cuda = device.type == "cuda"
+        self.amp = cfg.amp if cfg.amp is not None else self.cuda
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.cuda
+        if cfg.batch_size % dist.world_size:
+            raise AdvscaleError(f"--batch-size {cfg.batch_size} is not divisible by the "
+                                f"{dist.world_size} ranks")
+
+        # -- model first: an unknown name fails before any data is read --------------------
+        from advscale.models import count_parameters, create_model, parse_wrn_name
+
+        self.is_wrn = parse_wrn_name(cfg.model) is not None
+        kwargs = {"activation": cfg.activation} if self.is_wrn else {}
+        torch.manual_seed(cfg.seed)  # the initial weights (identical on every rank)
+        raw = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
+        self.params = count_parameters(raw)
+
+        # -- data ------------------------------------------------------------------------------
+        spec = parse_mixture(cfg.data)
+        self.mixture = ImageMixture(spec.paths)
+        self._check_images(self.mixture, cfg.data)
+        self.stream = MixtureStream(self.mixture.sizes, spec.weights, seed=cfg.seed)
+        self.sources = describe_sources(spec.paths, self.mixture.sizes, spec.weights,
+                                        [s.attrs for s in self.mixture.sources])
+        self.fid = mixture_fid(self.sources)
+        test = ImageMixture([cfg.eval_data])
+        self._check_images(test, cfg.eval_data)
+        n_eval = min(cfg.eval_n, len(test))
+        self.eval_images, self.eval_labels = test[np.arange(n_eval)]
+
+        # -- FLOPs (same counter as count-flops) --------------------------------------------
+        self.flops_per_sample = self._count_flops()
+
+        # -- model, EMA, optimizer, schedule -------------------------------------------------
+        from advscale.training.ema import EMA
+        from advscale.training.optim import make_sgd
+        from advscale.training.schedule import OneCycleCosine
+
+        raw = raw.to(device)
+        if self.channels_last:
+            raw = raw.to(memory_format=torch.channels_last)
+        from advscale.training.ddp import maybe_sync_bn
+
+        raw = maybe_sync_bn(raw, device, dist)
+        self.raw = raw
+        self.total_steps = cfg.total_steps
+        self.ema = EMA(raw, cfg.ema_decay, warmup_steps=int(cfg.ema_warmup * self.total_steps))
+        self.optimizer = make_sgd(raw, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
+                                  fused=self.cuda)
+        self.schedule = OneCycleCosine(cfg.lr, self.total_steps, cfg.warmup, cfg.lr_start_div,
+                                       cfg.lr_final_div)
+        self.counters = Counters()
+        self.records_on_disk = 0
+        if resuming and self.run_dir.state.is_file():
+            self._restore()
+        elif resuming:
+            self.log(f"advscale train: {self.run_dir.path} has no checkpoint yet; starting the "
+                     "run from the beginning")
+        if self.dist.is_main:
+            self.run_dir.drop_torn_record()
+            self.records_on_disk = self.run_dir.records_on_disk()
+        from advscale.training.ddp import broadcast_module, wrap_ddp
+
+        broadcast_module(self.raw, dist)
+        broadcast_module(self.ema.module, dist)
+        self.attack_net: nn.Module = raw
+        self.train_net: nn.Module = wrap_ddp(raw, device, dist)
+        if cfg.compile:
+            self.attack_net = torch.compile(raw)
+            self.train_net = (torch.compile(self.train_net) if dist.distributed
+                              else self.attack_net)
+
+    # -- setup helpers -------------------------------------------------------------------------
+    def _check_images(self, mixture: Any, what: str) -> None:
+        if tuple(mixture.image_shape) != IMAGE_SHAPE:
+            raise AdvscaleError(
+                f"{what}: images are {'×'.join(map(str, mixture.image_shape))}; training needs "
+                "32×32×3 images (CIFAR-10 layout, see docs/formats.md)"
+            )
+        if len(mixture) == 0:
+            raise AdvscaleError(f"{what}: holds no images")
+        lab = mixture.labels
+        if lab.min() < 0 or lab.max() >= self.cfg.num_classes:
+            raise AdvscaleError(
+                f"{what}: labels span {int(lab.min())}..{int(lab.max())}, outside the "
+                f"{self.cfg.num_classes} classes of the model (--num-classes)"
+            )
+
+    def _count_flops(self) -> float | None:
+        from advscale.flops import count_training_flops
+
+        cfg = self.cfg
+        try:
+            fc = count_training_flops(cfg.model, cfg.loss, cfg.pgd_steps,
+                                      activation=cfg.activation, num_classes=cfg.num_classes)
+        except Exception as e:  # a timm model the meta-device counter cannot trace
+            self.log(f"advscale train: warning: could not count FLOPs of {cfg.model} ({e}); "
+                     "train_flops will be null")
+            return None
+        return float(fc.train_flops_per_sample)
+
+    def _restore(self) -> None:
+        from advscale.training.state import read_state, restore_state
+
+        tensors, meta = read_state(self.run_dir.path)
+        restore_state(tensors, meta, self.raw, self.ema.module, self.optimizer)
+        self.ema.load_state_dict(meta["ema"])
+        c = meta["counters"]
+        self.counters = Counters(**c)
+        if meta.get("sampler", {}).get("seed", self.cfg.seed) != self.cfg.seed:
+            raise AdvscaleError("training state was saved with another seed")
+        self.log(f"advscale train: resuming {self.cfg.run_id} at step {self.counters.step:,} "
+                 f"({self.counters.samples_seen:,} samples seen)")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> list[dict[str, Any]]:
+        """Train to the sample budget; return the records this call emitted."""
+        from advscale.data.reader import torch_loader
+        from advscale.data.sampler import ResumableBatchSampler
+        from advscale.training.augment import random_crop_flip, to_model_input
+        from advscale.training.losses import LOSSES, AttackConfig
+        from advscale.training.optim import set_lr
+
+        cfg, c, dist = self.cfg, self.counters, self.dist
+        emitted: list[dict[str, Any]] = []
+        if c.done:
+            self.log(f"advscale train: run {cfg.run_id} is already complete "
+                     f"({c.samples_seen:,} samples); nothing to do")
+            return emitted
+        sampler = ResumableBatchSampler(self.stream, cfg.batch_size, cfg.samples,
+                                        rank=dist.rank, world_size=dist.world_size)
+        sampler.position = c.position
+        workers = cfg.workers if cfg.workers is not None else (4 if self.cuda else 0)
+        loader = torch_loader(self.mixture, sampler, num_workers=workers, pin_memory=self.cuda)
+        step_fn = LOSSES[cfg.loss]
+        attack = AttackConfig(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps)
+        bns = [m for m in self.raw.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
+        count_acc = 0
+        self._segment_start = time.perf_counter()
+        self._wall_before = c.wall_s
+        checked_step = c.step
+        shown_loss = float("nan")
+        bar = self._progress()
+        self.raw.train()
+        try:
+            for xb, yb in loader:
+                t = c.step
+                gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, t,
+                                                                                dist.rank))
+                x8 = xb.to(self.device, non_blocking=True)
+                y = yb.to(self.device, non_blocking=True)
+                if cfg.augment:
+                    x8 = random_crop_flip(x8, 4, True, generator=gen)
+                x = to_model_input(x8, self.channels_last)
+                set_lr(self.optimizer, self.schedule(t))
+                for m in bns:  # Haiku-style: the first batch initialises the running stats
+                    m.momentum = 1.0 if t == 0 else cfg.bn_momentum
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    out = step_fn(self.train_net, x, y, attack, beta=cfg.beta,
+                                  label_smoothing=cfg.label_smoothing, generator=gen,
+                                  attack_model=self.attack_net)
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                self.optimizer.step()
+                c.step += 1
+                self.ema.update(self.raw, c.step)
+                local = len(yb)
+                loss_acc += out.loss.detach().double() * local
+                count_acc += local
+                prev = c.samples_seen
+                c.samples_seen += local * dist.world_size
+                c.position = min(c.position + cfg.batch_size, cfg.samples)
+                final = c.position >= cfg.samples
+                do_eval = final or _crossed(prev, c.samples_seen, cfg.eval_every)
+                do_ckpt = do_eval or _crossed(prev, c.samples_seen, cfg.checkpoint_every)
+                if do_ckpt or c.step - checked_step >= cfg.log_every:
+                    checked_step = c.step
+                    self._check_finite(loss_acc)
+                    c.loss_sum += float(loss_acc)
+                    c.loss_count += count_acc
+                    loss_acc.zero_()
+                    count_acc = 0
+                    shown_loss = c.loss_sum / max(c.loss_count, 1)
+                if bar is not None:
+                    bar.advance(c.samples_seen, shown_loss, self.schedule(t))
+                if do_eval:
+                    emitted.append(self._evaluate_and_record(final))
+                if do_ckpt:
+                    c.done = final
+                    self._checkpoint()
+                if final:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        return emitted
+
+    def _check_finite(self, loss_acc: torch.Tensor) -> None:
+        from advscale.training.ddp import all_reduce_sum
+
+        bad = torch.tensor([0.0 if torch.isfinite(loss_acc) else 1.0], device=self.device)
+        all_reduce_sum(bad, self.dist)
+        if bad.item() > 0:
+            c = self.counters
+            kept = (f"the last good checkpoint (step {c.last_checkpoint_step:,}) is kept in "
+                    f"{self.run_dir.path}" if c.last_checkpoint_step >= 0
+                    else "no checkpoint had been written yet")
+            raise AdvscaleError(
+                f"the training loss became non-finite by step {c.step:,} ({c.samples_seen:,} "
+                f"samples); stopped without saving; {kept} (try a lower --lr)"
+            )
+
+    def _wall(self) -> float:
+        return self._wall_before + (time.perf_counter() - self._segment_start)
+
+    def _evaluate_and_record(self, final: bool) -> dict[str, Any]:
+        from advscale.records import append_record, make_record, write_record
+        from advscale.training.evaluate import evaluate_robustness
+
+        cfg, c = self.cfg, self.counters
+        self.ema.module.eval()
+        res = evaluate_robustness(
+            self.ema.module, self.eval_images, self.eval_labels, eps=cfg.eps,
+            step_size=cfg.eval_step_size, steps=cfg.eval_steps, batch_size=cfg.eval_batch_size,
+            seed=0, device=self.device, channels_last=self.channels_last, dist=self.dist)
+        from advscale.training.ddp import all_reduce_sum
+
+        tot = all_reduce_sum(torch.tensor([c.loss_sum, float(c.loss_count)],
+                                          dtype=torch.float64, device=self.device), self.dist)
+        train_loss = float(tot[0] / tot[1]) if tot[1] > 0 else None
+        c.loss_sum, c.loss_count = 0.0, 0
+        per = self.flops_per_sample
+        payload = {
+            "run_id": cfg.run_id,
+            "model": cfg.model,
+            "activation": cfg.activation if self.is_wrn else None,
+            "params": self.params,
+            "loss": cfg.loss,
+            "beta": cfg.beta if cfg.loss == "trades" else 0.0,
+            "pgd_steps": cfg.pgd_steps,
+            "eps": cfg.eps,
+            "ema_decay": cfg.ema_decay,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "step": c.step,
+            "samples_seen": c.samples_seen,
+            "samples_unique": min(self.stream.unique_drawn(c.position), c.samples_seen),
+            "data": self.sources,
+            "fid": self.fid,
+            "train_flops": None if per is None else per * c.samples_seen,
+            "train_flops_per_sample": per,
+            "wall_s": self._wall(),
+            "train_loss": train_loss,
+            "eval_n": res.n,
+            "eval_attack": f"pgd-cw-{cfg.eval_steps}",
+            "clean_acc": res.clean_acc,
+            "robust_acc": res.robust_acc,
+            "adv_loss": res.adv_loss,
+            "final": bool(final),
+            "samples_target": cfg.samples,
+            "label_smoothing": cfg.label_smoothing,
+            "world_size": self.dist.world_size,
+            "device": self.device.type,
+        }
+        rec = make_record("train.eval", payload, command=self.command, config=cfg.to_dict(),
+                          seed=cfg.seed)
+        if self.dist.is_main:
+            write_record(rec, self.stdout)
+            if c.records_written >= self.records_on_disk:
+                append_record(self.run_dir.records, rec)
+            self.log(
+                f"advscale train: step {c.step:,} samples {c.samples_seen:,}/{cfg.samples:,} "
+                f"loss {train_loss if train_loss is not None else float('nan'):.4f} "
+                f"clean {res.clean_acc:.4f} pgd-cw-{cfg.eval_steps} {res.robust_acc:.4f} "
+                f"adv_loss {res.adv_loss:.4f} ({payload['wall_s']:.0f}s)"
+            )
+        c.records_written += 1
+        return rec
+
+    def _checkpoint(self) -> None:
+        from advscale.training.checkpoint import save_model_checkpoint
+        from advscale.training.ddp import barrier, check_in_sync
+        from advscale.training.state import collect_state, save_state
+
+        cfg, c = self.cfg, self.counters
+        check_in_sync(self.raw, self.dist)
+        c.wall_s = self._wall()
+        prev_ckpt = c.last_checkpoint_step
+        c.last_checkpoint_step = c.step
+        if self.dist.is_main:
+            meta = {"model": cfg.model, "activation": cfg.activation,
+                    "num_classes": cfg.num_classes, "run_id": cfg.run_id,
+                    "samples_seen": c.samples_seen, "step": c.step, "loss": cfg.loss,
+                    "eps": cfg.eps, "pgd_steps": cfg.pgd_steps, "weights": "ema"}
+            try:
+                save_model_checkpoint(self.run_dir.last, self.ema.module, meta)
+            except AdvscaleError:
+                raise
+            except Exception as e:
+                c.last_checkpoint_step = prev_ckpt
+                raise AdvscaleError(f"could not write {self.run_dir.last} ({e}); the previous "
+                                    "checkpoint is intact") from None
+            scalars = {
+                "counters": {k: v for k, v in c.__dict__.items()},
+                "ema": self.ema.state_dict(),
+                "sampler": {"position": c.position, "seed": cfg.seed,
+                            "num_samples": cfg.samples, "batch_size": cfg.batch_size},
+                "schedule": self.schedule.state_dict(),
+                "run_id": cfg.run_id,
+            }
+            tensors, meta_s = collect_state(self.raw, self.ema.module, self.optimizer, scalars)
+            try:
+                save_state(self.run_dir.path, tensors, meta_s)
+            except AdvscaleError:
+                c.last_checkpoint_step = prev_ckpt
+                raise
+        barrier(self.dist)
+
+    def _progress(self) -> _Bar | None:
+        if not (self.dist.is_main and self.cfg.progress):
+            return None
+        return _Bar(self.cfg.samples, self.counters.samples_seen)
+
+
+def _crossed(before: int, after: int, every: int | None) -> bool:
+    """Whether ``(before, after]`` contains a multiple of ``every`` (never for 0/None)."""
+    return bool(every) and after // every > before // every
+
+
+class _Bar:
+    """Progress on stderr: a rich bar on a terminal, else a plain line at most once a minute."""
+
+    LINE_EVERY_S = 60.0
+
+    def __init__(self, total: int, done: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.total = total
+        console = Console(stderr=True)
+        self.p = None
+        self.last_line = time.perf_counter()
+        if console.is_terminal:
+            self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                              console=console, transient=True)
+            self.task = self.p.add_task("train", total=total, completed=done, info="")
+            self.p.start()
+
+    def advance(self, done: int, loss: float, lr: float) -> None:
+        info = f"loss {loss:.4f} lr {lr:.4g}"
+        if self.p is not None:
+            self.p.update(self.task, completed=done, info=info)
+        elif time.perf_counter() - self.last_line >= self.LINE_EVERY_S:
+            self.last_line = time.perf_counter()
+            _log(f"advscale train: {done:,}/{self.total:,} samples, {info}")
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    stdout: IO[str] | None = None,
+    command: str | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or with ``resume`` continue) one training run in directory ``out``.
+
+    Works in a plain process and under ``torchrun`` (DDP; only rank 0 writes). Records go to
+    ``stdout`` (default sys.stdout) and ``out/records.jsonl``; returns the records emitted by
+    this call. Raises AdvscaleError for bad input, a non-finite loss or a failed checkpoint.
+    """
+    from advscale.training.ddp import (
+        barrier,
+        broadcast_object,
+        env_dist_info,
+        init_distributed,
+        pick_device,
+        shutdown_distributed,
+    )
+    from advscale.training.rundir import RunDir, check_resumable, new_run_id
+
+    dist = env_dist_info()
+    run_dir = RunDir(out)
+    resuming = bool(resume and run_dir.has_run())
+    if resuming:
+        cfg = check_resumable(run_dir, cfg)
+    elif not run_dir.is_empty():
+        raise AdvscaleError(
+            f"--out {run_dir.path} already exists and is not empty; pass --resume to continue "
+            "its run, or choose a new directory (advscale never deletes a run directory)"
+        )
+    cfg = cfg.resolved()
+    device = pick_device(cfg.device, dist)
+    init_distributed(device, dist)
+    try:
+        if cfg.run_id is None:
+            cfg.run_id = broadcast_object(new_run_id(cfg) if dist.is_main else None, dist)
+        barrier(dist)  # every rank has checked the directory before rank 0 writes to it
+        run = Run(cfg, run_dir.path, dist, device, resuming=resuming, stdout=stdout,
+                  command=command)
+        if dist.is_main and not resuming:
+            run_dir.path.mkdir(parents=True, exist_ok=True)
+            cfg.save(run_dir.config)
+        barrier(dist)
+        return run.run()
+    finally:
+        shutdown_distributed()

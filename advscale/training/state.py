@@ -1,0 +1,139 @@
+"""Resumable training state: one ``DIR/state.safetensors`` file, written atomically.
+
+Tensors: ``model.<key>`` (the trained, not averaged, weights and buffers), ``ema.<key>`` (the
+averaged model), ``optim.<group param index>.<name>`` (optimizer state such as momentum
+buffers) and ``rng.<name>`` (global torch RNG states, uint8). Metadata (strings):
+``advscale_train_state`` (format version) and ``state``, a JSON object with the counters
+(``step``, ``samples_seen``, ``position``, ``records_written``, ``wall_s``, the train-loss
+accumulators, ``done``), the sampler, scheduler and EMA states and the optimizer's non-tensor
+state (``param_groups``). Nothing is unpickled on load.
+
+The file is written to a temporary name and renamed over the previous one only when complete,
+so a crash or a full disk leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advscale.errors import AdvscaleError
+from advscale.fileio import atomic_path
+
+STATE_VERSION = "1"
+STATE_NAME = "state.safetensors"
+
+
+def _save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, path, metadata=metadata)
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous()
+
+
+def collect_state(
+    model: nn.Module,
+    ema_module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scalars: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Gather tensors and JSON scalars describing the training state (see module docs)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = _cpu(v)
+    for k, v in ema_module.state_dict().items():
+        tensors[f"ema.{k}"] = _cpu(v)
+    opt = optimizer.state_dict()
+    opt_scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in opt["state"].items():
+        for name, val in st.items():
+            if isinstance(val, torch.Tensor):
+                tensors[f"optim.{idx}.{name}"] = _cpu(val)
+            else:
+                opt_scalars.setdefault(str(idx), {})[name] = val
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = dict(scalars)
+    meta["optim_param_groups"] = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
+    meta["optim_scalars"] = opt_scalars
+    return tensors, meta
+
+
+def save_state(
+    run_dir: str | os.PathLike[str],
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+) -> Path:
+    """Write ``run_dir/state.safetensors`` atomically. A failure (e.g. a full disk) raises
+    AdvscaleError and leaves the previous state file untouched."""
+    path = Path(run_dir) / STATE_NAME
+    md = {"advscale_train_state": STATE_VERSION, "state": json.dumps(meta)}
+    try:
+        with atomic_path(path, suffix=".safetensors.tmp") as tmp:
+            _save_file(tensors, str(tmp), md)
+    except Exception as e:  # OSError or safetensors' own error type
+        why = "disk full" if getattr(e, "errno", None) == errno.ENOSPC else str(e)
+        raise AdvscaleError(
+            f"could not write the training checkpoint {path} ({why}); the previous checkpoint "
+            "is intact"
+        ) from None
+    return path
+
+
+def read_state(run_dir: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``run_dir/state.safetensors``: (tensors on CPU, JSON scalars)."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(run_dir) / STATE_NAME
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise AdvscaleError(f"{path}: unreadable training state ({e})") from None
+    if md.get("advscale_train_state") != STATE_VERSION:
+        raise AdvscaleError(f"{path}: not an advscale training state (version "
+                            f"{md.get('advscale_train_state')!r})")
+    return tensors, json.loads(md["state"])
+
+
+def restore_state(
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    model: nn.Module,
+    ema_module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> None:
+    """Load weights, EMA, optimizer and RNG states saved by :func:`collect_state` in place."""
+
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        n = len(prefix)
+        return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    try:
+        model.load_state_dict(part("model."))
+        ema_module.load_state_dict(part("ema."))
+    except RuntimeError as e:
+        raise AdvscaleError(f"training state does not fit the model ({e})") from None
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in part("optim.").items():
+        idx, name = k.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    for idx, d in meta.get("optim_scalars", {}).items():
+        state.setdefault(int(idx), {}).update(d)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optim_param_groups"]})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
