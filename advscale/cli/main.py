@@ -19,6 +19,7 @@ from advscale.cli import fit as fit_cmd
 from advscale.cli import gen_synthetic as gen_synthetic_cmd
 from advscale.cli import predict as predict_cmd
 from advscale.cli import report as report_cmd
+from advscale.cli import train as train_cmd
 from advscale.cli import validity as validity_cmd
 from advscale.cli.common import fail
 
@@ -55,6 +56,7 @@ app.command("attack")(attack_cmd.attack)
 app.command("fit")(fit_cmd.fit_cmd)
 app.command("predict")(predict_cmd.predict_cmd)
 app.command("report")(report_cmd.report)
+app.command("train")(train_cmd.train)
 app.add_typer(validity_cmd.app, name="validity")
 app.command("count-flops")(count_flops_cmd.count_flops)
 app.command("energy", context_settings=energy_cmd.CONTEXT)(energy_cmd.energy)

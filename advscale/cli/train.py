@@ -1,0 +1,121 @@
+"""``advscale train``: adversarial training by samples, with records, checkpoints and resume.
+
+A thin layer over :func:`advscale.training.loop.train`; every option defaults to the paper's
+recipe (see ``advscale.training.config``). Options left out are None here, so ``--resume``
+can take everything from the run's ``config.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advscale.cli.common import handle_errors, parse_fraction
+
+H_RECIPE = "Recipe"
+H_DATA = "Data and evaluation"
+H_RUN = "Run"
+
+
+@handle_errors
+def train(
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (config.json, records.jsonl,"
+                             " state.safetensors, last.safetensors); never deleted.",
+                             rich_help_panel=H_RUN),
+    data: str = typer.Option(None, help="Training data: train.h5, real.h5:1,syn.h5:7 or a "
+                             "mixture .json.", rich_help_panel=H_DATA),
+    eval_data: str = typer.Option(None, help="Test-set HDF5; its first --eval-n rows are the "
+                                  "fixed evaluation subset.", rich_help_panel=H_DATA),
+    samples: int = typer.Option(None, help="Training samples to draw, D (not epochs).",
+                                rich_help_panel=H_DATA),
+    model: str = typer.Option(None, help="wrn-DEPTH-WIDTH (default wrn-28-10) or a timm model "
+                              "name.", rich_help_panel=H_RECIPE),
+    activation: str = typer.Option(None, help="WRN activation: silu (default), relu, gelu.",
+                                   rich_help_panel=H_RECIPE),
+    num_classes: int = typer.Option(None, help="Classes (default 10).", rich_help_panel=H_DATA),
+    loss: str = typer.Option(None, help="trades (default), pgd-at or standard.",
+                             rich_help_panel=H_RECIPE),
+    beta: float = typer.Option(None, help="TRADES β (default 5).", rich_help_panel=H_RECIPE),
+    pgd_steps: int = typer.Option(None, help="Training attack steps (default 10).",
+                                  rich_help_panel=H_RECIPE),
+    eps: str = typer.Option(None, help="L∞ radius in [0,1] pixel units (default 8/255).",
+                            rich_help_panel=H_RECIPE),
+    step_size: str = typer.Option(None, help="Training attack step (default 2/255).",
+                                  rich_help_panel=H_RECIPE),
+    label_smoothing: float = typer.Option(None, help="On the clean CE term (default 0.1).",
+                                          rich_help_panel=H_RECIPE),
+    batch_size: int = typer.Option(None, help="Global batch (default 1024 for D ≤ 10M, else "
+                                   "2048).", rich_help_panel=H_RECIPE),
+    lr: float = typer.Option(None, help="Peak learning rate (default 0.3 for D ≤ 10M, 0.2 ≤ "
+                             "200M, else 0.1).", rich_help_panel=H_RECIPE),
+    momentum: float = typer.Option(None, help="SGD momentum (default 0.9).",
+                                   rich_help_panel=H_RECIPE),
+    nesterov: bool = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum "
+                                  "(default on).", rich_help_panel=H_RECIPE),
+    weight_decay: float = typer.Option(None, help="Weight decay, not on norms/biases (default "
+                                       "5e-4).", rich_help_panel=H_RECIPE),
+    warmup: float = typer.Option(None, help="One-cycle rise, fraction of steps (default 0.25).",
+                                 rich_help_panel=H_RECIPE),
+    ema_decay: float = typer.Option(None, help="Weight-averaging decay (default 0.995).",
+                                    rich_help_panel=H_RECIPE),
+    ema_warmup: float = typer.Option(None, help="Fraction of steps the EMA copies the weights "
+                                     "(default 0.025).", rich_help_panel=H_RECIPE),
+    bn_momentum: float = typer.Option(None, help="Batch-norm momentum (default 0.01).",
+                                      rich_help_panel=H_RECIPE),
+    augment: bool = typer.Option(None, "--augment/--no-augment", help="Random crop (pad 4) + "
+                                 "flip (default on).", rich_help_panel=H_RECIPE),
+    eval_n: int = typer.Option(None, help="Evaluation images (default 1024).",
+                               rich_help_panel=H_DATA),
+    eval_every: int = typer.Option(None, help="Samples between evaluations (default D/10; 0: "
+                                   "only at the end).", rich_help_panel=H_DATA),
+    eval_steps: int = typer.Option(None, help="PGD-CW steps of the evaluation (default 40).",
+                                   rich_help_panel=H_DATA),
+    eval_batch_size: int = typer.Option(None, help="Evaluation batch (default 256).",
+                                        rich_help_panel=H_DATA),
+    checkpoint_every: int = typer.Option(None, help="Samples between checkpoints (default: at "
+                                         "each evaluation).", rich_help_panel=H_RUN),
+    seed: int = typer.Option(None, help="Seed of data order, init and attack noise (default 0).",
+                             rich_help_panel=H_RUN),
+    run_id: str = typer.Option(None, help="Run id in the records (default: generated).",
+                               rich_help_panel=H_RUN),
+    device: str = typer.Option(None, help="auto (default), cpu, cuda or cuda:N.",
+                               rich_help_panel=H_RUN),
+    amp: bool = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on CUDA).",
+                             rich_help_panel=H_RUN),
+    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last",
+                                       help="Default: on CUDA.", rich_help_panel=H_RUN),
+    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model.",
+                                 rich_help_panel=H_RUN),
+    workers: int = typer.Option(None, help="DataLoader workers (default 0 on CPU, 4 on CUDA).",
+                                rich_help_panel=H_RUN),
+    progress: bool = typer.Option(None, "--progress/--no-progress", help="Progress bar on "
+                                  "stderr.", rich_help_panel=H_RUN),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last "
+                                "checkpoint (options default to its config.json).",
+                                rich_help_panel=H_RUN),
+) -> None:
+    """Adversarially train a model for --samples samples; train.eval JSONL records on stdout.
+
+    Runs unchanged under torchrun --nproc_per_node=K (DDP; only rank 0 writes).
+    """
+    from advscale.training.loop import train as run_training
+    from advscale.training.rundir import resolve_run_config
+
+    overrides = {
+        "data": data, "eval_data": eval_data, "samples": samples, "model": model,
+        "activation": activation, "num_classes": num_classes, "loss": loss, "beta": beta,
+        "pgd_steps": pgd_steps,
+        "eps": None if eps is None else parse_fraction(eps, "--eps"),
+        "step_size": None if step_size is None else parse_fraction(step_size, "--step-size"),
+        "label_smoothing": label_smoothing, "batch_size": batch_size, "lr": lr,
+        "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
+        "warmup": warmup, "ema_decay": ema_decay, "ema_warmup": ema_warmup,
+        "bn_momentum": bn_momentum, "augment": augment, "eval_n": eval_n,
+        "eval_every": eval_every, "eval_steps": eval_steps, "eval_batch_size": eval_batch_size,
+        "checkpoint_every": checkpoint_every, "seed": seed, "run_id": run_id, "device": device,
+        "amp": amp, "channels_last": channels_last, "compile": compile, "workers": workers,
+        "progress": progress,
+    }
+    cfg, _ = resolve_run_config(out, overrides, resume)
+    run_training(cfg, out, resume=resume)
