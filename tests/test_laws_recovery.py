@@ -13,6 +13,7 @@ from advscale.laws import approach2, approach3
 from advscale.laws.fit import fit_law
 from advscale.laws.law import Law
 from advscale.laws.objective import Design, Problem
+from advscale.laws.predict import predict_one
 from advscale.laws.presets import PRESETS
 from advscale.laws.simulate import simulate_runs
 
@@ -107,6 +108,9 @@ def test_single_fid_fixes_quality_terms():
     assert out["params"]["epsilon"] == 0.0 and out["params"]["zeta"] == 0.0
     # E then absorbs the quality factor at the data's FID: E' = E (1 + FID)^ε
     assert out["params"]["E"] == pytest.approx(A2["E"] * 3.0 ** A2["epsilon"], rel=0.02)
+    law = Law(out)
+    assert "note" not in predict_one(law, {"n": 1e7, "d": 1e7, "fid": 2.0})
+    assert "one FID (2)" in predict_one(law, {"n": 1e7, "d": 1e7, "fid": 0.0})["note"]
 
 
 def test_accuracy_target_fits_the_error_rate():

@@ -106,6 +106,10 @@ def predict_one(law: Law, query: Mapping[str, Any], accuracy: bool = False,
         "flops_per_param_sample": law.k,
     }
     bands: dict[str, list[float] | None] = {}
+    fids = (law.doc.get("data") or {}).get("fids") or []
+    if "epsilon" in (law.doc.get("fixed") or []) and len(fids) == 1 and fid != fids[0]:
+        out["note"] = (f"this law was fitted to data of one FID ({fids[0]:g}); its predictions "
+                       f"do not depend on FID")
 
     def acc(v: float) -> float:
         return float(law.to_accuracy(v, acc_map))
