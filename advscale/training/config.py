@@ -92,7 +92,7 @@ class TrainConfig:
     amp: bool | None = None
     """bf16 autocast for training; None = on for CUDA, off for CPU."""
     channels_last: bool | None = None
-    """None = on for CUDA, off for CPU."""
+    """None = on (cuDNN, and oneDNN on CPU, run WRN convolutions faster channels-last)."""
     compile: bool = False
     workers: int | None = None
     """DataLoader worker processes; None = 0 on CPU, 4 on CUDA."""

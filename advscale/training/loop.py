@@ -83,7 +83,7 @@ class Run:
         self.log = _log if dist.is_main else (lambda msg: None)
         self.cuda = device.type == "cuda"
         self.amp = cfg.amp if cfg.amp is not None else self.cuda
-        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.cuda
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else True
         if cfg.batch_size % dist.world_size:
             raise AdvscaleError(f"--batch-size {cfg.batch_size} is not divisible by the "
                                 f"{dist.world_size} ranks")
@@ -258,7 +258,7 @@ class Run:
                 do_ckpt = do_eval or _crossed(prev, c.samples_seen, cfg.checkpoint_every)
                 if do_ckpt or c.step - checked_step >= cfg.log_every:
                     checked_step = c.step
-                    self._check_finite(loss_acc)
+                    self._check_finite(loss_acc, weights=do_ckpt)
                     c.loss_sum += float(loss_acc)
                     c.loss_count += count_acc
                     loss_acc.zero_()
@@ -278,10 +278,15 @@ class Run:
                 bar.close()
         return emitted
 
-    def _check_finite(self, loss_acc: torch.Tensor) -> None:
+    def _check_finite(self, loss_acc: torch.Tensor, weights: bool = False) -> None:
+        """Stop (AdvscaleError) if the loss, or with ``weights`` any weight, is not finite."""
         from advscale.training.ddp import all_reduce_sum
 
-        bad = torch.tensor([0.0 if torch.isfinite(loss_acc) else 1.0], device=self.device)
+        ok = bool(torch.isfinite(loss_acc))
+        if weights and ok:
+            ok = bool(torch.isfinite(torch.stack([p.detach().float().sum()
+                                                  for p in self.raw.parameters()]).sum()))
+        bad = torch.tensor([0.0 if ok else 1.0], device=self.device)
         all_reduce_sum(bad, self.dist)
         if bad.item() > 0:
             c = self.counters
@@ -289,8 +294,9 @@ class Run:
                     f"{self.run_dir.path}" if c.last_checkpoint_step >= 0
                     else "no checkpoint had been written yet")
             raise AdvscaleError(
-                f"the training loss became non-finite by step {c.step:,} ({c.samples_seen:,} "
-                f"samples); stopped without saving; {kept} (try a lower --lr)"
+                f"the training loss or weights became non-finite by step {c.step:,} "
+                f"({c.samples_seen:,} samples); stopped without saving; {kept} (try a lower "
+                "--lr)"
             )
 
     def _wall(self) -> float:
