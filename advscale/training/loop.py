@@ -304,9 +304,12 @@ class Run:
 
     def _evaluate_and_record(self, final: bool) -> dict[str, Any]:
         from advscale.records import append_record, make_record, write_record
+        from advscale.training.ddp import broadcast_module
         from advscale.training.evaluate import evaluate_robustness
 
         cfg, c = self.cfg, self.counters
+        # CPU ranks keep local batch-norm statistics: evaluate (and save) rank 0's everywhere
+        broadcast_module(self.ema.module, self.dist)
         self.ema.module.eval()
         res = evaluate_robustness(
             self.ema.module, self.eval_images, self.eval_labels, eps=cfg.eps,
