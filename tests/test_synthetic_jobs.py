@@ -56,24 +56,24 @@ def test_shards_are_whole_batches_that_tile_the_job():
 
 def test_output_layout_and_attributes(gauss, tmp_path):
     out = tmp_path / "syn.h5"
-    s = generate(gauss, out, num=30, steps=5, batch_size=16, seed=1)
-    assert s["n"] == 30 and s["nfe"] == 9 and s["steps"] == 5
+    s = generate(gauss, out, num=20, steps=5, batch_size=16, seed=1)
+    assert s["n"] == 20 and s["nfe"] == 9 and s["steps"] == 5
     assert s["flops_per_image"] == pytest.approx(9 * gauss.flops_per_call)
     images, labels, seeds, attrs = _read(out)
-    assert images.shape == (30, 32, 32, 3) and images.dtype == np.uint8
-    assert attrs["count"] == 30 and attrs["source"] == "synthetic"
+    assert images.shape == (20, 32, 32, 3) and images.dtype == np.uint8
+    assert attrs["count"] == 20 and attrs["source"] == "synthetic"
     assert attrs["status"] == "complete" and attrs["generator"] == "builtin-gaussian"
     assert attrs["is_trained_diffusion_model"] == 0
     assert "NOT a trained diffusion model" in attrs["generator_note"]
     assert attrs["sampler_sigma_max"] == 80.0 and attrs["sampler_rho"] == 7.0
     assert json.loads(attrs["job"])["steps"] == 5
-    assert np.array_equal(seeds, image_seeds(1, np.arange(30)))
-    assert np.array_equal(labels, job_labels(1, 30, 10, np.arange(30)))
+    assert np.array_equal(seeds, image_seeds(1, np.arange(20)))
+    assert np.array_equal(labels, job_labels(1, 20, 10, np.arange(20)))
     assert not partial_path(out).exists()
     with pytest.raises(AdvscaleError, match="already exists"):
-        generate(gauss, out, num=30, steps=5, batch_size=16, seed=1)
+        generate(gauss, out, num=20, steps=5, batch_size=16, seed=1)
     # resuming a finished job is a no-op
-    assert generate(gauss, out, num=30, steps=5, batch_size=16, seed=1,
+    assert generate(gauss, out, num=20, steps=5, batch_size=16, seed=1,
                     resume=True)["rows_generated"] == 0
 
 
@@ -83,7 +83,7 @@ class _Kill(Exception):
 
 def test_kill_and_resume_gives_identical_output(gauss, tmp_path):
     ref = tmp_path / "ref.h5"
-    generate(gauss, ref, num=50, steps=5, batch_size=16, seed=3)
+    generate(gauss, ref, num=40, steps=3, batch_size=16, seed=3)
     out = tmp_path / "out.h5"
 
     def die_after_two_batches(done, total):
@@ -91,18 +91,18 @@ def test_kill_and_resume_gives_identical_output(gauss, tmp_path):
             raise _Kill
 
     with pytest.raises(_Kill):
-        generate(gauss, out, num=50, steps=5, batch_size=16, seed=3,
+        generate(gauss, out, num=40, steps=3, batch_size=16, seed=3,
                  progress=die_after_two_batches)
     part = partial_path(out)
     assert part.exists() and not out.exists()
     with h5py.File(part, "r") as f:
         assert f.attrs["count"] == 32 and f.attrs["status"] == "partial"
     with pytest.raises(AdvscaleError, match="--resume"):
-        generate(gauss, out, num=50, steps=5, batch_size=16, seed=3)
+        generate(gauss, out, num=40, steps=3, batch_size=16, seed=3)
     with pytest.raises(AdvscaleError, match="other settings.*steps"):
-        generate(gauss, out, num=50, steps=6, batch_size=16, seed=3, resume=True)
-    s = generate(gauss, out, num=50, steps=5, batch_size=16, seed=3, resume=True)
-    assert s["resumed_from"] == 32 and s["rows_generated"] == 18
+        generate(gauss, out, num=40, steps=4, batch_size=16, seed=3, resume=True)
+    s = generate(gauss, out, num=40, steps=3, batch_size=16, seed=3, resume=True)
+    assert s["resumed_from"] == 32 and s["rows_generated"] == 8
     a, b = _read(ref), _read(out)
     for x, y in zip(a[:3], b[:3], strict=True):
         assert np.array_equal(x, y)
@@ -110,27 +110,27 @@ def test_kill_and_resume_gives_identical_output(gauss, tmp_path):
 
 def test_one_vs_two_shards_identical_after_stitch(gauss, tmp_path):
     one = tmp_path / "one.h5"
-    generate(gauss, one, num=45, steps=5, batch_size=10, seed=4)
+    generate(gauss, one, num=25, steps=3, batch_size=8, seed=4)
     parts = [tmp_path / f"s{i}.h5" for i in range(2)]
     for i, p in enumerate(parts):
-        generate(gauss, p, num=45, steps=5, batch_size=10, seed=4, shard=(i, 2))
+        generate(gauss, p, num=25, steps=3, batch_size=8, seed=4, shard=(i, 2))
     with pytest.raises(AdvscaleError, match="missing"):
         stitch_synthetic(parts[:1], tmp_path / "bad.h5")
     other = tmp_path / "other.h5"
-    generate(gauss, other, num=45, steps=5, batch_size=10, seed=5, shard=(1, 2))
+    generate(gauss, other, num=25, steps=3, batch_size=8, seed=5, shard=(1, 2))
     with pytest.raises(AdvscaleError, match="different job"):
         stitch_synthetic([parts[0], other], tmp_path / "bad.h5")
     out = tmp_path / "all.h5"
     s = stitch_synthetic(parts[::-1], out)
-    assert s["n"] == 45 and s["virtual"]
+    assert s["n"] == 25 and s["virtual"]
     from advscale.data.reader import ImageMixture
 
     mix = ImageMixture([out])
-    images, labels = mix[np.arange(45)]
+    images, labels = mix[np.arange(25)]
     a = _read(one)
     assert np.array_equal(images, a[0]) and np.array_equal(labels, a[1])
     with h5py.File(out, "r") as f:
-        assert json.loads(f.attrs["synthetic_job"])["steps"] == 5
+        assert json.loads(f.attrs["synthetic_job"])["steps"] == 3
 
 
 def test_saved_fit_reloads_with_same_fingerprint(gauss, tmp_path):
