@@ -82,6 +82,8 @@ class Run:
         self.command = command
         self.log = _log if dist.is_main else (lambda msg: None)
         self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels
         self.amp = cfg.amp if cfg.amp is not None else self.cuda
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else True
         if cfg.batch_size % dist.world_size:
