@@ -72,11 +72,14 @@ class ImageFileWriter:
         image_shape: tuple[int, int, int] = (32, 32, 3),
         with_seeds: bool = False,
         attrs: Mapping[str, Any] | None = None,
+        libver: str | tuple[str, str] = "latest",
     ) -> None:
         h5py = _h5py()
         self.path = Path(path)
         self.n = int(n)
-        self.f = h5py.File(self.path, "w", libver="latest")
+        # libver "earliest" (superblock v0) for files that must survive a SIGKILL: newer
+        # superblocks keep an "open for write" flag that blocks reopening a killed writer's file.
+        self.f = h5py.File(self.path, "w", libver=libver)
         self.f.create_dataset(IMAGE_KEY, shape=(self.n, *image_shape), dtype=np.uint8)
         label_dtype = np.uint8 if len(class_names) <= 256 else np.int32
         self.f.create_dataset(LABEL_KEY, shape=(self.n,), dtype=label_dtype)

@@ -168,7 +168,7 @@ def generate(
             part, n_rows, source="synthetic", class_names=generator.class_names,
             image_shape=(generator.image_shape[1], generator.image_shape[2],
                          generator.image_shape[0]),
-            with_seeds=True, attrs=attrs,
+            with_seeds=True, attrs=attrs, libver="earliest",  # reopenable after SIGKILL
         )
     if log and resumed_from:
         log(f"{part}: resuming at row {resumed_from:,} of {n_rows:,}")
