@@ -1,6 +1,7 @@
 """Attack throughput: PGD-40-CW and AutoAttack (standard) images/s, against a clean forward pass.
 
-Measured in one run on one model (default WRN-16-4, fixed random init, eval mode, fp32):
+Measured in one run on one model (default WRN-16-4, fixed random init, eval mode, fp32, on
+``--device``):
 
 * ``forward``     — clean inference images/s: the baseline every other rate is divided into,
   giving each attack's cost in *forward-pass equivalents per image* (model- and
@@ -25,7 +26,8 @@ throughput (``--gpu-flops``) and clean/robust fractions (``--clean``, ``--robust
 
 Prints one JSON line on stdout and a table on stderr.
 
-    python benchmarks/attack_throughput.py --model wrn-16-4 --n-pgd 32 --n-aa 4 --threads 1
+    python benchmarks/attack_throughput.py --model wrn-16-4 --n-pgd 32 --n-aa 2 --threads 1
+    python benchmarks/attack_throughput.py --model wrn-28-10 --device cuda --n-pgd 1000 --n-aa 50
 """
 
 from __future__ import annotations
@@ -73,17 +75,27 @@ class CallCounter:
         return no_grad + 3.0 * with_grad
 
 
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 @contextlib.contextmanager
 def timed() -> Iterator[list[float]]:
     out: list[float] = []
+    _sync()
     t = time.perf_counter()
     yield out
+    _sync()
     out.append(time.perf_counter() - t)
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, 32, 32, generator=g)
+    return torch.rand(n, 3, 32, 32, generator=g).to(DEVICE)
 
 
 def labels_of(model: nn.Module, x: torch.Tensor, bs: int) -> torch.Tensor:
@@ -94,7 +106,7 @@ def labels_of(model: nn.Module, x: torch.Tensor, bs: int) -> torch.Tensor:
 def run_stages(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, bs: int,
                counter: CallCounter) -> dict:
     """AutoAttack standard through the adapter, timing and counting each stage."""
-    runner = AutoAttackRunner(model, "aa-standard", eps=eps, seed=0, device="cpu")
+    runner = AutoAttackRunner(model, "aa-standard", eps=eps, seed=0, device=DEVICE)
     stage_stats: dict[str, dict] = {}
     orig = runner._run_one
 
@@ -123,6 +135,7 @@ def main() -> None:
     ap.add_argument("--n-aa", type=int, default=4, help="images for AutoAttack (each bound)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     ap.add_argument("--overhead-model", default="wrn-10-1")
     ap.add_argument("--n-overhead", type=int, default=4)
     ap.add_argument("--skip-worst", action="store_true", help="skip the slow worst-case AA")
@@ -131,14 +144,16 @@ def main() -> None:
     ap.add_argument("--clean", type=float, default=0.90, help="clean fraction for the estimate")
     ap.add_argument("--robust", type=float, default=0.60, help="robust fraction for estimate")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     backend = find_backend()
-    model = create_model(a.model).eval().requires_grad_(False)
+    model = create_model(a.model).eval().requires_grad_(False).to(DEVICE)
     counter = CallCounter(model)
-    out: dict = {"model": a.model, "device": "cpu", "threads": torch.get_num_threads(),
+    out: dict = {"model": a.model, "device": str(DEVICE), "threads": torch.get_num_threads(),
                  "package": backend.package, "package_version": backend.version}
 
     # baseline: clean forward
@@ -149,7 +164,7 @@ def main() -> None:
             labels_of(model, xb, a.batch)
     fwd_rate = 3 * len(xb) / t[0]
     out["forward_images_per_s"] = fwd_rate
-    log(f"{a.model} on cpu, {out['threads']} threads; forward {fwd_rate:.1f} images/s")
+    log(f"{a.model} on {DEVICE}, {out['threads']} threads; forward {fwd_rate:.1f} images/s")
 
     # PGD-40-CW
     x = images(a.n_pgd, 1)
@@ -158,7 +173,8 @@ def main() -> None:
     with timed() as t:
         for i in range(0, len(x), a.batch):
             pgd_eval_batch(model, x[i:i + a.batch], y[i:i + a.batch], loss="cw", eps=8 / 255,
-                           step_size=2 / 255, steps=40, generator=torch.Generator().manual_seed(0))
+                           step_size=2 / 255, steps=40,
+                           generator=torch.Generator(device=DEVICE).manual_seed(0))
     pgd_fe = CallCounter.forward_equivalents(*counter.reset()) / len(x)
     out["pgd40_cw_images_per_s"] = len(x) / t[0]
     out["pgd40_cw_forward_equivalents_per_image"] = pgd_fe
@@ -206,20 +222,20 @@ def main() -> None:
             f"assumed {a.gpu_flops:.0e} FLOP/s sustained")
 
     # adapter overhead vs one plain run_standard_evaluation call
-    small = create_model(a.overhead_model).eval().requires_grad_(False)
+    small = create_model(a.overhead_model).eval().requires_grad_(False).to(DEVICE)
     xs = images(a.n_overhead, 3)
     ys = labels_of(small, xs, a.batch)
-    runner = AutoAttackRunner(small, "aa-standard", eps=1e-4, seed=0, device="cpu")
+    runner = AutoAttackRunner(small, "aa-standard", eps=1e-4, seed=0, device=DEVICE)
     with timed() as t:
         ours = runner.run(xs, ys, batch_size=a.batch)
-    plain = backend.cls(small, eps=1e-4, seed=0, version="standard", device="cpu",
+    plain = backend.cls(small, eps=1e-4, seed=0, version="standard", device=DEVICE,
                         norm="Linf")
     torch.manual_seed(0)
     with timed() as t2, contextlib.redirect_stdout(sys.stderr):
         kw = {"batch_size": a.batch} if backend.package == "pyautoattack" else {
             "bs": a.batch, "return_labels": True}
         _, y_plain = plain.run_standard_evaluation(xs, ys, **kw)
-    agree = bool(np.array_equal(ours.robust, (y_plain == ys).numpy()))
+    agree = bool(np.array_equal(ours.robust, (y_plain == ys).cpu().numpy()))
     out["overhead"] = {"model": a.overhead_model, "n": a.n_overhead, "adapter_s": t[0],
                        "plain_s": t2[0], "ratio": t[0] / t2[0], "robust_flags_agree": agree}
     log(f"adapter vs plain run_standard_evaluation ({a.overhead_model}, {a.n_overhead} images, "
