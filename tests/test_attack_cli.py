@@ -90,6 +90,7 @@ def test_killed_run_resumes_to_identical_record(tiny_ckpt, cifar_h5, tmp_path):
               "success"):
         assert np.array_equal(a[k], b[k]), k
     assert a["attack"] == b["attack"]
+    assert not Path(f"{state}.adv").exists(), "per-chunk copies are removed once ADV.h5 is whole"
 
 
 def test_results_file_skips_evaluated_checkpoints(tiny_ckpt, cifar_h5, tmp_path):

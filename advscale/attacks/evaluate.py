@@ -577,6 +577,13 @@ class StateFile:
             np.savez(f, pred_clean=res.pred_clean, pred_adv=res.pred_adv, robust=res.robust,
                      x_adv=res.x_adv, broken_by=np.array(res.broken_by, dtype="U16"))
 
+    def drop_arrays(self, key: str, chunks: Iterable[int]) -> None:
+        for c in chunks:
+            self.arrays_path(key, c).unlink(missing_ok=True)
+        d = Path(f"{self.path}.adv")
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+
     def load_arrays(self, key: str, record: Mapping[str, Any]) -> ChunkResult | None:
         p = self.arrays_path(key, int(record["chunk"]))
         if not p.is_file():
@@ -724,6 +731,8 @@ def evaluate_checkpoint(
 
         parts = [results_by_chunk[c] for c in mine]
         write_adv_file(save_adv, parts, data, static, s)
+        if st is not None:  # the file is whole: the per-chunk copies are no longer needed
+            st.drop_arrays(key, mine)
         log(f"advscale attack: wrote {save_adv} ({sum(p.stop - p.start for p in parts)} images)")
 
     if k > 1:
