@@ -1,4 +1,4 @@
-"""Importing real data into HDF5: every format, every error path, CLI in-process and as a process."""
+"""Importing real data into HDF5: every format and error path, in process and as a process."""
 
 from __future__ import annotations
 
