@@ -58,7 +58,8 @@ def generate_cmd(
         "folder, edm-export .pt2, or diffusers folder."),
     components: int = typer.Option(64, help="builtin-gaussian: principal components per class."),
     residual: str = typer.Option(
-        "isotropic", help="builtin-gaussian: variance off the components: isotropic or none."),
+        "none", help="builtin-gaussian: variance off the components: none (samples lie on "
+        "the components' span; default) or isotropic (adds white noise)."),
     fit_per_class: int = typer.Option(
         None, help="builtin-gaussian: fit on the first N images of each class (default all)."),
     prediction_type: str = typer.Option(
@@ -122,8 +123,8 @@ def fit_gaussian_cmd(
     data: Path = typer.Argument(..., help="Training HDF5 (e.g. train.h5)."),
     out: Path = typer.Option(..., "-o", "--out", help="Fitted model (.safetensors) to write."),
     components: int = typer.Option(64, help="Principal components per class."),
-    residual: str = typer.Option("isotropic", help="Variance off the components: isotropic "
-                                 "or none."),
+    residual: str = typer.Option("none", help="Variance off the components: none or "
+                                 "isotropic."),
     fit_per_class: int = typer.Option(None, help="Use the first N images of each class."),
 ) -> None:
     """Fit the builtin-gaussian once and save it (then generate with --model FILE)."""

@@ -32,7 +32,7 @@ def load_generator(
     device: str = "auto",
     dtype: str = "fp32",
     components: int = 64,
-    residual: str = "isotropic",
+    residual: str = "none",
     fit_per_class: int | None = None,
     prediction_type: str | None = None,
     compile: bool = False,
