@@ -50,17 +50,17 @@ def _root(
     """advscale: scaling laws for adversarial robustness."""
 
 
+# In pipeline order: data → synthetic data → training → evaluation → cost → laws → report.
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(gen_synthetic_cmd.app, name="gen-synthetic")
+app.command("train")(train_cmd.train)
 app.command("attack")(attack_cmd.attack)
+app.command("count-flops")(count_flops_cmd.count_flops)
+app.command("energy", context_settings=energy_cmd.CONTEXT)(energy_cmd.energy)
 app.command("fit")(fit_cmd.fit_cmd)
 app.command("predict")(predict_cmd.predict_cmd)
 app.command("report")(report_cmd.report)
-app.command("train")(train_cmd.train)
 app.add_typer(validity_cmd.app, name="validity")
-app.command("count-flops")(count_flops_cmd.count_flops)
-app.command("energy", context_settings=energy_cmd.CONTEXT)(energy_cmd.energy)
-
 
 def main() -> None:
     """Console-script entry point."""
