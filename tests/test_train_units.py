@@ -341,3 +341,15 @@ def test_validator_rejects_bad_records():
     del bad["adv_loss"]
     with pytest.raises(AdvscaleError, match="lacks"):
         validate_train_eval(bad)
+
+
+def test_bn_momentum_warmup():
+    from advscale.training.loop import bn_momentum_at
+
+    assert bn_momentum_at(0, 0.01) == 1.0
+    assert bn_momentum_at(1, 0.01) == pytest.approx(9 / 11)
+    assert bn_momentum_at(80, 0.01) == pytest.approx(0.1)
+    assert bn_momentum_at(10_000, 0.01) == 0.01
+    assert bn_momentum_at(10_000, 0.1) == 0.1
+    ms = [bn_momentum_at(t, 0.01) for t in range(2000)]
+    assert all(a >= b for a, b in zip(ms, ms[1:], strict=False))

@@ -61,7 +61,8 @@ def train(
                                     rich_help_panel=H_RECIPE),
     ema_warmup: float = typer.Option(None, help="Fraction of steps the EMA copies the weights "
                                      "(default 0.025).", rich_help_panel=H_RECIPE),
-    bn_momentum: float = typer.Option(None, help="Batch-norm momentum (default 0.01).",
+    bn_momentum: float = typer.Option(None, help="Batch-norm momentum after its warm-up (default "
+                                      "0.01).",
                                       rich_help_panel=H_RECIPE),
     augment: bool = typer.Option(None, "--augment/--no-augment", help="Random crop (pad 4) + "
                                  "flip (default on).", rich_help_panel=H_RECIPE),

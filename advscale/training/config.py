@@ -75,7 +75,8 @@ class TrainConfig:
     ema_warmup: float = 0.025
     """Fraction of the steps during which the EMA simply copies the weights."""
     bn_momentum: float = 0.01
-    """Batch-norm running-statistics momentum after the first step (Haiku's 0.99 decay)."""
+    """Batch-norm running-statistics momentum (Haiku's 0.99 decay), reached after a warm-up
+    (see ``advscale.training.loop.bn_momentum_at``)."""
     augment: bool = True
     """Random crop (zero padding 4) + horizontal flip, on the device."""
     eval_n: int = 1024

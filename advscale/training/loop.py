@@ -49,6 +49,15 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return x & ((1 << 63) - 1)
 
 
+def bn_momentum_at(step: int, momentum: float) -> float:
+    """Batch-norm momentum at 0-based ``step``: 1 on the first batch (its statistics replace the
+    initial ones), then ``max(momentum, 9 / (10 + step))``, the EMA's warm-up decay
+    ``(1 + t) / (10 + t)`` seen from the other side, so the statistics' horizon grows with the
+    run like the averaged weights' and early, untrained-network statistics fade in short runs.
+    """
+    return 1.0 if step == 0 else max(float(momentum), 9.0 / (10.0 + step))
+
+
 @dataclass
 class Counters:
     """The scalar progress of a run (saved in the training state)."""
@@ -238,8 +247,9 @@ class Run:
                     x8 = random_crop_flip(x8, 4, True, generator=gen)
                 x = to_model_input(x8, self.channels_last)
                 set_lr(self.optimizer, self.schedule(t))
-                for m in bns:  # Haiku-style: the first batch initialises the running stats
-                    m.momentum = 1.0 if t == 0 else cfg.bn_momentum
+                bn_m = bn_momentum_at(t, cfg.bn_momentum)
+                for m in bns:
+                    m.momentum = bn_m
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                     out = step_fn(self.train_net, x, y, attack, beta=cfg.beta,
                                   label_smoothing=cfg.label_smoothing, generator=gen,
