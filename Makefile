@@ -8,7 +8,6 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed-stamp
 # CIFAR-10 location: $ADVSCALE_DATA, else ../shared/data when present (else download).
 export ADVSCALE_DATA ?= $(if $(wildcard ../shared/data/cifar-10-python.tar.gz),$(abspath ../shared/data),)
-CIFAR := $(if $(ADVSCALE_DATA),$(ADVSCALE_DATA)/cifar-10-python.tar.gz,cifar10)
 DEMO := demo
 
 .PHONY: demo test lint bench clean venv
@@ -25,23 +24,20 @@ test: $(STAMP)
 	$(BIN)/ruff check advscale tests benchmarks
 	$(BIN)/pytest -q
 
-demo: $(STAMP) $(DEMO)/train.h5 $(DEMO)/test.h5
-	$(BIN)/advscale data info $(DEMO)/train.h5 $(DEMO)/test.h5 > $(DEMO)/data-info.jsonl
-	@echo "demo: wrote $(DEMO)/train.h5 and $(DEMO)/test.h5 (records in $(DEMO)/data-info.jsonl)"
+# The main job: examples/quickstart, a small scaling study (train grid, attacks, FLOPs, fits,
+# predictions, report) on the CPU; the report lands in report/report.html.
+demo: $(STAMP)
+	$(MAKE) -C examples/quickstart -j2 ADVSCALE=$(abspath $(BIN))/advscale \
+		PYTHON=$(abspath $(BIN))/python ADVSCALE_DATA=$(ADVSCALE_DATA) \
+		OUT=$(abspath $(DEMO)) REPORT=$(abspath report)
 
-$(DEMO)/train.h5: | $(STAMP)
-	mkdir -p $(DEMO)
-	$(BIN)/advscale data import $(CIFAR) --split train -o $@ > $(DEMO)/train.info.jsonl
-
-$(DEMO)/test.h5: | $(STAMP)
-	mkdir -p $(DEMO)
-	$(BIN)/advscale data import $(CIFAR) --split test -o $@ > $(DEMO)/test.info.jsonl
-
+# Benchmarks print one JSON line each (ratios against a baseline run alongside); some take long.
+BENCH ?= benchmarks/reader_throughput.py
 bench: $(STAMP)
-	$(BIN)/python benchmarks/reader_throughput.py
+	for b in $(BENCH); do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check advscale tests benchmarks
 
 clean:
-	rm -rf $(DEMO)
+	rm -rf $(DEMO) report

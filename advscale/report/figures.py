@@ -77,7 +77,9 @@ def learning_curves(runs: Sequence[Run], path: Path, target: str = "adv_loss") -
     ax.set_yscale("log")
     _plain_y(ax)
     ax.set_xlabel("training compute (FLOPs)")
-    ax.set_ylabel(f"{target} (TRADES β=5 loss under PGD-40-CW)" if target == "adv_loss"
+    attack = next((p.get("eval_attack") for r in runs for p in r.points if p.get("eval_attack")),
+                  "PGD-CW")
+    ax.set_ylabel(f"{target} (TRADES β=5 loss under {attack})" if target == "adv_loss"
                   else target)
     ax.set_title("Learning curves")
     ax.legend(fontsize=8)

@@ -47,7 +47,8 @@ def build_report(
     if runs:
         curves = figures.learning_curves(runs, out / "learning_curves.png")
         written.append(("Learning curves", curves,
-                        "TRADES (β=5) loss under PGD-40-CW of each run's EMA model against the "
+                        "TRADES (β=5) loss under the evaluation PGD-CW attack of each run's EMA "
+                        "model against the "
                         "training FLOPs spent so far, log-log, with the lower envelope "
                         "(Approach 1)."))
     loss_law = next((law for law in laws if law_loss(law) is not None), None)
@@ -134,7 +135,7 @@ def _render(title, written, runs: Sequence[Run], laws, notes) -> str:
         for r in runs
     ]
     runs_html = _table(["run", "model", "N (params)", "D (samples)", "FID", "FLOPs",
-                        "clean acc", "PGD-40-CW acc", "AutoAttack acc", "adv loss"], run_rows)
+                        "clean acc", "PGD-CW acc (eval)", "AutoAttack acc", "adv loss"], run_rows)
     law_rows = []
     for law in laws:
         params = law.get("params") or {}
