@@ -143,3 +143,15 @@ def tiny_ckpt(tmp_path_factory, cifar_h5) -> Path:
     finally:
         torch.set_num_threads(threads)
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: tiny models on a shared 2-core box run faster, and
+    results repeat. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
