@@ -193,8 +193,8 @@ def multistart(problem: Problem, starts: np.ndarray, top_k: int = 8, screen_iter
     return MultiResult(results, len(starts), screen_iters, f)
 
 
-def naive_multistart(problem: Problem, starts: np.ndarray, numeric_grad: bool = True
-                     ) -> FitResult:
+def naive_multistart(problem: Problem, starts: np.ndarray, numeric_grad: bool = True,
+                     progress=None) -> FitResult:
     """The baseline: L-BFGS-B with SciPy's default settings from every start; keep the best.
 
     With ``numeric_grad`` the gradient is SciPy's finite-difference default, as in a plain
@@ -202,7 +202,10 @@ def naive_multistart(problem: Problem, starts: np.ndarray, numeric_grad: bool = 
     """
     bounds = list(zip(problem.lower, problem.upper, strict=True))
     best = FitResult(np.asarray(starts[0], dtype=float), math.inf, "naive")
-    for z0 in np.atleast_2d(starts):
+    starts = np.atleast_2d(starts)
+    for i, z0 in enumerate(starts):
+        if progress:
+            progress(i, len(starts))
         z0 = np.clip(z0, problem.lower, problem.upper)
         with np.errstate(all="ignore"):
             if numeric_grad:
