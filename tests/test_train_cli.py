@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import make_h5
 from typer.testing import CliRunner
 
@@ -19,14 +18,7 @@ from advscale.records import loads_all, read_records
 runner = CliRunner()
 TINY = ["--model", "wrn-10-1", "--pgd-steps", "1", "--eval-n", "16", "--eval-steps", "1",
         "--batch-size", "32", "--lr", "0.1", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

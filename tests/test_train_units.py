@@ -17,15 +17,7 @@ from advscale.errors import AdvscaleError
 from advscale.training.config import TrainConfig, merge_for_resume, paper_batch_lr
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Single-threaded torch: the shared CI machine is faster that way, and results repeat."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- schedule ----------------------------------------------------------------------------------
