@@ -91,16 +91,10 @@ def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any
 
 def read_adv_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """All datasets (numpy arrays; ``attack`` decoded to str) and decoded attrs (``attrs``)."""
-    import h5py
+    from advscale.data.layout import open_h5
 
     p = Path(path)
-    if not p.is_file():
-        raise AdvscaleError(f"{p}: no such file")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as e:
-        raise AdvscaleError(f"{p}: not a readable HDF5 file ({e})") from None
-    with f:
+    with open_h5(p) as f:
         if f.attrs.get("kind") != KIND:
             raise AdvscaleError(f"{p}: not an advscale adversarial-image file")
         out: dict[str, Any] = {k: f[k][()] for k in DATASETS}

@@ -152,16 +152,22 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {k: decode_attr(v) for k, v in f.attrs.items()}
 
 
-def open_image_file(path: str | os.PathLike[str], h5py=None):
-    """Open an image file read-only, checking the layout; AdvscaleError when it is not one."""
+def open_h5(path: str | os.PathLike[str], what: str = "file", h5py=None):
+    """Open any HDF5 file read-only; one-line AdvscaleError when missing or unreadable."""
     h5py = h5py or _h5py()
     path = Path(path)
-    if not path.exists():
-        raise AdvscaleError(f"{path}: no such file")
+    if not path.is_file():
+        raise AdvscaleError(f"{path}: no such {what}")
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as e:
         raise AdvscaleError(f"{path}: not a readable HDF5 file ({e})") from None
+
+
+def open_image_file(path: str | os.PathLike[str], h5py=None):
+    """Open an image file read-only, checking the layout; AdvscaleError when it is not one."""
+    path = Path(path)
+    f = open_h5(path, h5py=h5py)
     for key in (IMAGE_KEY, LABEL_KEY):
         if key not in f:
             f.close()

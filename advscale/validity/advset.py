@@ -103,16 +103,10 @@ def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
     Raises AdvscaleError (one line naming the file) for a missing file, a different kind or a
     newer format version, missing datasets, inconsistent lengths or out-of-range labels.
     """
-    import h5py
+    from advscale.data.layout import open_h5
 
     path = Path(path)
-    if not path.is_file():
-        raise AdvscaleError(f"{path}: no such adversarial-image file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise AdvscaleError(f"{path}: not an HDF5 file ({e})") from None
-    with f:
+    with open_h5(path, "adversarial-image file") as f:
         attrs = {k: _decode(v) for k, v in f.attrs.items()}
         kind = attrs.get("kind")
         if kind is not None and kind != ADV_KIND:
