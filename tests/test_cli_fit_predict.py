@@ -171,3 +171,43 @@ def test_errors_are_one_line_and_leave_no_output(runner, tmp_path):
     assert res.exit_code == 2 and "<stdin>:1: flops must be > 0" in res.output
     res = runner.invoke(app, ["fit", str(bad), "--approach", "2", "--filter", "import os"])
     assert res.exit_code == 2 and "--filter" in res.output
+
+
+def test_fid_metric_provenance_warns_in_fit_and_predict(runner, tmp_path):
+    """FIDs measured off the published protocol are named in the law, and warned about."""
+    proxy = simulate_runs(A2, n_values=NS[:4], d_values=[5e6, 1e7, 2e7], fids=[1.0, 4.0, 10.0],
+                          noise=0.002, seed=3, fid_metric="fid_inception_n1000")
+    src = tmp_path / "proxy.jsonl"
+    src.write_text("".join(dumps(r) + "\n" for r in proxy))
+    law = tmp_path / "law.json"
+    res = runner.invoke(app, ["fit", str(src), "--approach", "2", "-B", "0", "--coarse-grid",
+                              "--no-paper-exclusion", "-o", str(law)])
+    assert res.exit_code == 0, res.output
+    assert "fid_inception_n1000, not the published protocol" in res.stderr
+    doc = json.loads(law.read_text())
+    assert doc["fid_inputs"] == {"metrics": ["fid_inception_n1000"], "synthetic_points": 36,
+                                 "unlabelled_points": 0, "comparable_to_published": False}
+    res = runner.invoke(app, ["predict", "--law", str(law), "--n", "3e7", "--d", "2e7",
+                              "--fid", "2"])
+    assert res.exit_code == 0, res.output
+    (rec,) = loads_all(res.stdout)
+    assert "not the published protocol" in rec["fid_warning"]
+    assert res.stderr.count("warning:") == 1
+    # FID 0 (ideal data) needs no FID metric: no warning
+    res = runner.invoke(app, ["predict", "--law", str(law), "--n", "3e7", "--d", "2e7"])
+    assert "fid_warning" not in loads_all(res.stdout)[0] and "warning" not in res.stderr
+
+    # published-protocol FIDs: comparable, silent
+    pub = tmp_path / "pub.jsonl"
+    pub.write_text("".join(dumps(r) + "\n" for r in simulate_runs(
+        A2, n_values=NS[:4], d_values=[5e6, 1e7, 2e7], fids=[1.0, 4.0], noise=0.002, seed=3)))
+    res = runner.invoke(app, ["fit", str(pub), "--approach", "2", "-B", "0", "--coarse-grid",
+                              "--no-paper-exclusion"])
+    assert res.exit_code == 0 and "warning: FID" not in res.stderr
+    assert loads_all(res.stdout)[0]["fid_inputs"]["comparable_to_published"] is True
+
+    # a preset (published FIDs) queried with a train.eval record whose FID is a proxy
+    query = json.dumps(proxy[0]) + "\n"
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2"], input=query)
+    assert res.exit_code == 0, res.output
+    assert "the query's FID is fid_inception_n1000" in loads_all(res.stdout)[0]["fid_warning"]

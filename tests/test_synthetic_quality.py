@@ -160,6 +160,8 @@ def test_inception_fid_sanity_real_test_images_beat_5_step_samples(cifar_h5, tmp
     real = measure_quality(cifar_h5["test"], cifar_h5["train"], n=1000, ref_n=5000,
                            extractor="inception", save_ref_stats=stats, device=dev)
     fake = measure_quality(tmp_path / "edm5.h5", stats, n=1000, device=dev)
+    print(f"\nreal test images: {real['quality_metric']} = {real['quality_value']:.2f}; "
+          f"5-step builtin-gaussian: {fake['quality_value']:.2f}")
     assert real["quality_metric"] == fake["quality_metric"] == "fid_inception_n1000"
     assert not real["comparable_to_published"] and "fid" not in real
     assert real["quality_value"] < 0.3 * fake["quality_value"], (real, fake)

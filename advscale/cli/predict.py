@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from advscale.cli.common import handle_errors
+from advscale.cli.common import err, handle_errors
 from advscale.errors import AdvscaleError
 
 
@@ -59,12 +59,20 @@ def predict_cmd(
         if not k > 0:
             raise AdvscaleError(f"--flops-per-param-sample must be > 0, got {k!r}")
         the_law.k = float(k)
+    warned: set[str] = set()
+
+    def emit(payload: dict) -> None:
+        w = payload.get("fid_warning")
+        if w and w not in warned:
+            warned.add(w)
+            err(w)
+        write_record(make_record("prediction", payload, config=config))
+
     config = {"law": law, "accuracy": accuracy, "acc_map": acc_map,
               "flops_per_param_sample": k}
     if option_query:
         q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n}
-        payload = predict_one(the_law, q, accuracy, acc_map, where="options")
-        write_record(make_record("prediction", payload, config=config))
+        emit(predict_one(the_law, q, accuracy, acc_map, where="options"))
         return
     from advscale.laws.predict import iter_queries
 
@@ -73,5 +81,4 @@ def predict_cmd(
             q["fid"] = fid
         if omega_n is not None and q.get("omega_n") is None:
             q["omega_n"] = omega_n
-        payload = predict_one(the_law, q, accuracy, acc_map, where=where)
-        write_record(make_record("prediction", payload, config=config))
+        emit(predict_one(the_law, q, accuracy, acc_map, where=where))

@@ -366,3 +366,62 @@ def paper_exclusion(pts: list[Point], log=None, max_params: float = EXCLUSION_MA
             f", FID < {max_fid:g}): dropped {len(dropped)} of {len(by_run)} runs"
             + (" (turn off with --no-paper-exclusion)" if dropped else ""))
     return kept, dropped
+
+
+# -- where the FID values came from --------------------------------------------------------------
+PUBLISHED_FID = "fid"
+"""The metric name of an FID measured with the published protocol (Inception, 50k vs 50k)."""
+
+
+def record_fid_metrics(rec: dict[str, Any]) -> set[str]:
+    """The FID metric names of a record's synthetic sources (empty when it does not say).
+
+    ``train.eval`` records name them per source in ``data[].fid_metric``; a query may carry a
+    top-level ``fid_metric``.
+    """
+    out: set[str] = set()
+    if isinstance(rec.get("fid_metric"), str):
+        out.add(rec["fid_metric"])
+    for s in rec.get("data") or []:
+        if not isinstance(s, dict) or s.get("fid") is None:
+            continue
+        if isinstance(s.get("fid_metric"), str):
+            out.add(s["fid_metric"])
+    return out
+
+
+def fid_inputs(pts: Iterable[Point]) -> dict[str, Any]:
+    """Which FID metrics a fit's points used, and whether they compare with the papers' FIDs.
+
+    ``comparable_to_published`` is true when every point with FID > 0 names the published
+    protocol (``fid``), false when any names another metric (``fid_inception_n1000``: fewer
+    images, biased high), and null when there is no synthetic data or no point says.
+    """
+    metrics: set[str] = set()
+    synthetic = unlabelled = 0
+    for p in pts:
+        if not p.fid > 0:
+            continue
+        synthetic += 1
+        m = record_fid_metrics(p.rec)
+        metrics |= m
+        unlabelled += not m
+    if metrics - {PUBLISHED_FID}:
+        comparable: bool | None = False
+    elif metrics and not unlabelled:
+        comparable = True
+    else:
+        comparable = None
+    return {"metrics": sorted(metrics), "synthetic_points": synthetic,
+            "unlabelled_points": unlabelled, "comparable_to_published": comparable}
+
+
+def fid_warning(info: dict[str, Any]) -> str | None:
+    """One line for people when the FIDs are not the published protocol's, else None."""
+    if info.get("comparable_to_published") is False:
+        other = [m for m in info.get("metrics", []) if m != PUBLISHED_FID]
+        return (f"warning: FID inputs are {', '.join(other)}, not the published protocol "
+                f"(Inception, 50k generated vs the 50k training images); FID-dependent "
+                f"constants and predictions are not comparable to the papers', and --fid "
+                f"queries must use the same metric")
+    return None

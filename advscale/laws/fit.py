@@ -21,6 +21,8 @@ from advscale.laws.data import (
     RecordSet,
     apply_filters,
     collect_points,
+    fid_inputs,
+    fid_warning,
     is_loss,
     paper_exclusion,
     read_runs,
@@ -107,8 +109,11 @@ def fit_law(
                               "(Bartoldson et al. 2024, appendix F.2)",
                       "applied": bool(exclusion), "dropped_runs": dropped},
         "data": _data_summary(pts),
+        "fid_inputs": fid_inputs(pts),
         "seed": seed,
     }
+    if approach in ("2", "3", "gbr") and (warning := fid_warning(common["fid_inputs"])):
+        log(warning)
     if approach in ("2", "3"):
         if not delta > 0:
             raise AdvscaleError(f"--huber-delta must be > 0, got {delta!r}")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from advscale.errors import AdvscaleError
+from advscale.laws.data import PUBLISHED_FID, fid_warning, record_fid_metrics
 from advscale.laws.law import Law, band
 
 _ALIASES = {
@@ -83,6 +84,21 @@ def normalize_query(q: Mapping[str, Any], where: str = "query") -> dict[str, flo
     return out
 
 
+def query_fid_warning(law: Law, query: Mapping[str, Any]) -> str | None:
+    """A sentence when a query's FID and the law's FIDs are not both the published protocol."""
+    info = law.doc.get("fid_inputs") or {}
+    law_metrics = set(info.get("metrics") or [])
+    q_metrics = record_fid_metrics(dict(query))
+    if info.get("comparable_to_published") is False:
+        return fid_warning(info)
+    if q_metrics - {PUBLISHED_FID}:
+        fitted = ", ".join(sorted(law_metrics)) or "unlabelled FIDs"
+        return (f"warning: the query's FID is {', '.join(sorted(q_metrics))}, but the law "
+                f"{law.name!r} was fitted to {fitted}; the metrics differ (biased, not "
+                f"comparable), so the prediction is not for this data's quality")
+    return None
+
+
 def predict_one(law: Law, query: Mapping[str, Any], accuracy: bool = False,
                 acc_map: str = "auto", where: str = "query") -> dict[str, Any]:
     """The payload of one ``prediction`` record (see the module docstring)."""
@@ -106,6 +122,8 @@ def predict_one(law: Law, query: Mapping[str, Any], accuracy: bool = False,
         "flops_per_param_sample": law.k,
     }
     bands: dict[str, list[float] | None] = {}
+    if fid > 0 and (warning := query_fid_warning(law, query)):
+        out["fid_warning"] = warning
     fids = (law.doc.get("data") or {}).get("fids") or []
     if "epsilon" in (law.doc.get("fixed") or []) and len(fids) == 1 and fid != fids[0]:
         out["note"] = (f"this law was fitted to data of one FID ({fids[0]:g}); its predictions "

@@ -93,4 +93,6 @@ def preset(name: str) -> dict[str, Any]:
         )
     doc = copy.deepcopy(PRESETS[name])
     doc["name"] = name
+    # the papers' FIDs follow the published protocol (Inception, 50k vs 50k)
+    doc.setdefault("fid_inputs", {"metrics": ["fid"], "comparable_to_published": True})
     return doc

@@ -33,11 +33,13 @@ def simulate_runs(
     seed: int = 0,
     k: float = PAPER_FLOPS_PER_PARAM_SAMPLE,
     curve_start: float | None = None,
+    fid_metric: str = "fid",
 ) -> list[dict[str, Any]]:
     """``train.eval`` records (dicts) for every (N, D, FID) run; ``noise`` is log-normal σ.
 
     Evaluations are evenly spaced in samples (D/k, 2D/k, ..., D), or log-spaced from
-    ``curve_start``·D to D when ``curve_start`` is given.
+    ``curve_start``·D to D when ``curve_start`` is given. ``fid_metric`` names how the
+    synthetic sources' FIDs were measured (``fid``: the published protocol).
     """
     rng = np.random.default_rng(seed)
     predict = approach2.predict_loss if form == "approach2" else approach3.predict_loss
@@ -61,7 +63,8 @@ def simulate_runs(
                         "eps": 8 / 255, "ema_decay": 0.995, "batch_size": 512, "lr": 0.2,
                         "step": seen // 512, "samples_seen": seen, "samples_unique": int(d),
                         "data": [{"path": "sim.h5", "source": "synthetic", "weight": 1,
-                                  "n": int(d), "fid": fid}],
+                                  "n": int(d), "fid": fid,
+                                  "fid_metric": None if fid is None else fid_metric}],
                         "fid": fid, "train_flops": k * n * seen,
                         "train_flops_per_sample": k * n, "wall_s": 1.0, "train_loss": loss,
                         "eval_n": 10000, "eval_attack": "pgd-cw-40", "clean_acc": min(1.0,
