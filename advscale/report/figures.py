@@ -142,7 +142,11 @@ def law_fit(
     d_grid = np.logspace(np.log10(d_lo), np.log10(d_hi), 120)
     nn, dd = np.meshgrid(n_grid, d_grid)
     zz = loss_fn(nn.ravel(), dd.ravel(), np.full(nn.size, fid)).reshape(nn.shape)
-    cs = ax.contour(dd, nn, zz, levels=12, cmap="viridis", linewidths=0.8)
+    # contour levels over the values that matter: from what the law reaches on the grid up to
+    # the worst observation (a law that explodes at small D would otherwise take every level)
+    levels = _contour_levels(zz, [o[2] for o in obs])
+    norm = plt.Normalize(levels[0], levels[-1])
+    cs = ax.contour(dd, nn, zz, levels=levels, cmap="viridis", norm=norm, linewidths=0.8)
     ax.clabel(cs, fontsize=7, fmt="%.3g")
     # N*(F): along each FLOPs level the N minimising the law under F = C·N·D
     f_lo, f_hi = flops_per_param_sample * n_lo * d_lo, flops_per_param_sample * n_hi * d_hi
@@ -158,7 +162,8 @@ def law_fit(
     ax.plot(d_star, n_star, "r-", lw=2, label="compute-optimal N*(F)")
     if obs:
         sc = ax.scatter([o[1] for o in obs], [o[0] for o in obs], c=[o[2] for o in obs],
-                        cmap="viridis", edgecolors="k", s=28, zorder=3, label="observed")
+                        cmap="viridis", norm=norm, edgecolors="k", s=28, zorder=3,
+                        label="observed")
         fig.colorbar(sc, ax=ax, label=f"observed {target}")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -169,6 +174,18 @@ def law_fit(
     ax.set_title(f"Fitted law: isoloss contours (FID {fid:g})")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
+
+
+def _contour_levels(zz: np.ndarray, observed: Sequence[float], count: int = 12) -> np.ndarray:
+    """``count`` levels from the law's low end on the grid to just above the worst observation."""
+    vals = zz[np.isfinite(zz)]
+    if vals.size == 0:
+        return np.linspace(0.0, 1.0, count)
+    top = max(observed) * 1.02 if observed else float(np.quantile(vals, 0.9))
+    bottom = min(float(np.quantile(vals, 0.02)), min(observed) if observed else top)
+    if not bottom < top:
+        bottom = top - max(abs(top) * 0.1, 1e-9)
+    return np.linspace(bottom, top, count)
 
 
 def predicted_vs_actual(
