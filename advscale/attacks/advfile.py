@@ -36,8 +36,9 @@ from advscale.errors import AdvscaleError
 
 FORMAT_VERSION = 1
 KIND = "advscale-adversarial"
-DATASETS = ("index", "label", "pred_clean", "pred_adv", "image_clean", "image_adv", "success",
-            "attack")
+REQUIRED = ("index", "label", "pred_clean", "pred_adv", "image_clean", "image_adv", "success")
+"""Datasets every reader needs; ``attack`` is optional (older writers)."""
+DATASETS = (*REQUIRED, "attack")
 
 
 def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any,
@@ -89,22 +90,61 @@ def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any
     return path
 
 
+def decode_attr(value: Any) -> Any:
+    """An HDF5 attribute as Python: bytes to str, numpy scalars to Python, JSON text parsed."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def check_adv_file(f: Any, path: Path) -> dict[str, Any]:
+    """Validate an open adversarial-image file against the contract; its decoded attributes.
+
+    One-line AdvscaleError naming ``path`` for another kind, a newer ``format_version``, missing
+    datasets, row counts that differ or image arrays that are not (N, H, W, 3).
+    """
+    attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
+    kind = attrs.get("kind")
+    if kind is not None and kind != KIND:
+        raise AdvscaleError(f"{path}: kind {kind!r} is not an adversarial-image file")
+    version = attrs.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise AdvscaleError(f"{path}: format_version {version!r} is newer than this advscale "
+                            f"reads ({FORMAT_VERSION})")
+    missing = [k for k in REQUIRED if k not in f]
+    if missing:
+        raise AdvscaleError(f"{path}: missing dataset(s) {', '.join(missing)}")
+    n = int(f["index"].shape[0])
+    for k in REQUIRED:
+        if f[k].shape[:1] != (n,):
+            raise AdvscaleError(f"{path}: dataset {k} has {f[k].shape[0]} rows, index {n}")
+    shape = f["image_adv"].shape
+    if len(shape) != 4 or shape[3] != 3 or f["image_clean"].shape != shape:
+        raise AdvscaleError(f"{path}: image_adv/image_clean must both be (N, H, W, 3), got "
+                            f"{shape} and {f['image_clean'].shape}")
+    return attrs
+
+
 def read_adv_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """All datasets (numpy arrays; ``attack`` decoded to str) and decoded attrs (``attrs``)."""
+    """All datasets (numpy arrays; ``attack`` decoded to str) and decoded attrs (``attrs``).
+
+    Validated by :func:`check_adv_file`; ``advscale.validity.advset.load_adv_set`` reads the same
+    file for the human study (display pixels, fingerprint).
+    """
     from advscale.data.layout import open_h5
 
     p = Path(path)
-    with open_h5(p) as f:
-        if f.attrs.get("kind") != KIND:
-            raise AdvscaleError(f"{p}: not an advscale adversarial-image file")
-        out: dict[str, Any] = {k: f[k][()] for k in DATASETS}
-        attrs = {}
-        for k, v in f.attrs.items():
-            v = v.decode() if isinstance(v, bytes) else v
-            if k in ("class_names", "attack_settings"):
-                v = json.loads(v)
-            attrs[k] = v.item() if isinstance(v, np.generic) else v
-    out["attack"] = [b.decode() for b in out["attack"]]
+    with open_h5(p, "adversarial-image file") as f:
+        attrs = check_adv_file(f, p)
+        out: dict[str, Any] = {k: f[k][()] for k in DATASETS if k in f}
+    out["attack"] = [decode_attr(b) for b in out.get("attack", [])]
     out["attrs"] = attrs
     return out
 

@@ -4,7 +4,8 @@ The layout is the contract in docs/formats.md: datasets ``index`` (test-set row)
 ``pred_clean``, ``pred_adv`` (int64), ``image_clean`` uint8 (N, H, W, 3), ``image_adv`` float32
 (N, H, W, 3) in [0, 1], ``success`` bool (adversarial prediction != label) and ``attack`` (bytes);
 attributes ``format_version`` 1, ``kind`` ``"advscale-adversarial"``, ``class_names`` (JSON list),
-``model``, ``checkpoint_sha256``, ``eps`` and ``attack_settings`` (JSON).
+``model``, ``checkpoint_sha256``, ``eps`` and ``attack_settings`` (JSON). The contract checks
+are :func:`advscale.attacks.advfile.check_adv_file`, shared with ``read_adv_file``.
 
 Labels files refer to rows of this file and carry its *fingerprint*, a SHA-256 of the rows'
 test-set indices, labels, adversarial predictions and adversarial pixels, so a labels file can
@@ -14,7 +15,6 @@ never be scored against a different attack's images by mistake.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from advscale.attacks.advfile import decode_attr
 from advscale.errors import AdvscaleError
 
-ADV_KIND = "advscale-adversarial"
-ADV_FORMAT_VERSION = 1
-_REQUIRED = ("index", "label", "pred_clean", "pred_adv", "image_clean", "image_adv", "success")
 _CHUNK = 1024
 
 
@@ -84,59 +82,27 @@ class AdvSet:
         return None
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
 def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
     """Read and validate an adversarial-image file; ``images=False`` skips loading pixels.
 
     Raises AdvscaleError (one line naming the file) for a missing file, a different kind or a
     newer format version, missing datasets, inconsistent lengths or out-of-range labels.
     """
+    from advscale.attacks.advfile import check_adv_file
     from advscale.data.layout import open_h5
 
     path = Path(path)
     with open_h5(path, "adversarial-image file") as f:
-        attrs = {k: _decode(v) for k, v in f.attrs.items()}
-        kind = attrs.get("kind")
-        if kind is not None and kind != ADV_KIND:
-            raise AdvscaleError(f"{path}: kind {kind!r} is not an adversarial-image file")
-        version = attrs.get("format_version", ADV_FORMAT_VERSION)
-        if not isinstance(version, int) or version > ADV_FORMAT_VERSION:
-            raise AdvscaleError(
-                f"{path}: format_version {version!r} is newer than this advscale reads "
-                f"({ADV_FORMAT_VERSION})"
-            )
-        missing = [k for k in _REQUIRED if k not in f]
-        if missing:
-            raise AdvscaleError(f"{path}: missing dataset(s) {', '.join(missing)}")
+        attrs = check_adv_file(f, path)
         n = int(f["index"].shape[0])
-        for k in _REQUIRED:
-            if f[k].shape[:1] != (n,):
-                raise AdvscaleError(f"{path}: dataset {k} has {f[k].shape[0]} rows, index {n}")
         shape = f["image_adv"].shape
-        if len(shape) != 4 or shape[3] != 3 or f["image_clean"].shape != shape:
-            raise AdvscaleError(
-                f"{path}: image_adv/image_clean must both be (N, H, W, 3), got {shape} and "
-                f"{f['image_clean'].shape}"
-            )
         index = np.asarray(f["index"][...], dtype=np.int64)
         label = np.asarray(f["label"][...], dtype=np.int64)
         pred_clean = np.asarray(f["pred_clean"][...], dtype=np.int64)
         pred_adv = np.asarray(f["pred_adv"][...], dtype=np.int64)
         success = np.asarray(f["success"][...], dtype=bool)
         if "attack" in f:
-            attack = [_decode(a) if isinstance(a, bytes) else str(a) for a in f["attack"][...]]
+            attack = [decode_attr(a) if isinstance(a, bytes) else str(a) for a in f["attack"][...]]
         else:
             attack = [str(attrs.get("attack", ""))] * n
         names = attrs.get("class_names")
