@@ -22,9 +22,14 @@ def main(report: str, law1: str, law2: str, power: str, predictions: str) -> Non
     print(f"  Approach 2: L = {p2['A']:.3g}/N^{p2['alpha']:.3g} + {p2['B']:.3g}/D^{p2['beta']:.3g}"
           f" + {p2['E']:.3g}  (R² {a2.get('r2', float('nan')):.3f}; N* ∝ F^a, a = "
           f"{a2['derived']['a']:.2f}, D* ∝ F^b, b = {a2['derived']['b']:.2f})")
+    a, b = a2["derived"]["a"], a2["derived"]["b"]
     if a2.get("at_bound"):
         print(f"    caution: {', '.join(a2['at_bound'])} at the edge of the search box; this law "
               f"is degenerate at this scale, so read N*/D* from the envelope below")
+    elif min(a, b) < 0.05:
+        axis = "D" if b < a else "N"
+        print(f"    caution: the {axis} term has all but vanished at these sizes, so this law "
+              f"sends all extra compute to one axis; read N*/D* from the envelope below")
     d1 = a1["params"]
     print(f"  Approach 1 (envelope): N* ∝ F^{d1['a']:.2f}, D* ∝ F^{d1['b']:.2f}, "
           f"L* ∝ F^{d1['s']:.3f}")
