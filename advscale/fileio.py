@@ -6,6 +6,7 @@ A crash, a Ctrl-C or an exception leaves either the old file or no file, never h
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 import tempfile
@@ -54,3 +55,17 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (read in 1 MiB chunks), e.g. ``sha256`` or ``md5``."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file: the provenance hash of checkpoints, data and weights files."""
+    return file_digest(path, "sha256")

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from advscale.data.layout import decode_attr
 from advscale.errors import AdvscaleError
 
 FORMAT_VERSION = 1
@@ -88,20 +89,6 @@ def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any
             a["eps"] = float(settings.eps)
             a["attack_settings"] = json.dumps(attack_settings)
     return path
-
-
-def decode_attr(value: Any) -> Any:
-    """An HDF5 attribute as Python: bytes to str, numpy scalars to Python, JSON text parsed."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def check_adv_file(f: Any, path: Path) -> dict[str, Any]:

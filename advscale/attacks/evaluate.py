@@ -247,11 +247,8 @@ def resolve_targets(specs: Sequence[str | os.PathLike[str]], log: Log = _stderr_
     checkpoints, e.g. a run directory that has not saved one, are skipped with a note; an
     explicit path that is not an advscale checkpoint is an error. Duplicates are dropped.
     """
-    from advscale.training.checkpoint import (
-        file_sha256,
-        read_checkpoint_metadata,
-        resolve_checkpoint,
-    )
+    from advscale.fileio import file_sha256
+    from advscale.training.checkpoint import read_checkpoint_metadata, resolve_checkpoint
 
     out: list[Target] = []
     seen: set[Path] = set()

@@ -14,7 +14,6 @@ output file does not exist.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -31,7 +30,7 @@ import numpy as np
 from advscale.data import CIFAR10_CLASSES
 from advscale.data.layout import ImageFileWriter, summarize
 from advscale.errors import AdvscaleError
-from advscale.fileio import atomic_path
+from advscale.fileio import atomic_path, file_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # of the official release
@@ -140,14 +139,14 @@ def download_cifar10(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Download the official CIFAR-10 tarball (md5-checked) into ``cache_dir`` and return it."""
     cache = Path(cache_dir or os.environ.get("ADVSCALE_CACHE", Path.home() / ".cache/advscale"))
     dest = cache / "cifar-10-python.tar.gz"
-    if dest.is_file() and _md5(dest) == CIFAR10_MD5:
+    if dest.is_file() and file_digest(dest, "md5") == CIFAR10_MD5:
         return dest
     try:
         with atomic_path(dest) as tmp, urllib.request.urlopen(CIFAR10_URL, timeout=30) as r:
             with open(tmp, "wb") as out:
                 while chunk := r.read(1 << 20):
                     out.write(chunk)
-            if _md5(tmp) != CIFAR10_MD5:
+            if file_digest(tmp, "md5") != CIFAR10_MD5:
                 raise AdvscaleError(f"downloaded {CIFAR10_URL} has the wrong md5; try again")
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         raise AdvscaleError(
@@ -155,14 +154,6 @@ def download_cifar10(cache_dir: str | os.PathLike[str] | None = None) -> Path:
             "`advscale data import path/to/cifar-10-python.tar.gz`"
         ) from None
     return dest
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

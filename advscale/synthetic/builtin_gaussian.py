@@ -309,7 +309,7 @@ def gaussian_from_file(
         open_image_file,
         valid_count,
     )
-    from advscale.training.checkpoint import file_sha256
+    from advscale.fileio import file_sha256
 
     with open_image_file(path) as f:
         n = valid_count(f)

@@ -245,7 +245,7 @@ class UNetGenerator(DiffusionGenerator):
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "cpu", dtype: str = "fp32",
              compile: bool = False) -> UNetGenerator:
-        from advscale.training.checkpoint import file_sha256
+        from advscale.fileio import file_sha256
 
         p = resolve_unet_checkpoint(path)
         tensors, md = _load(p)

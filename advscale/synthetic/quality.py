@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from advscale.errors import AdvscaleError
+from advscale.fileio import file_sha256
 
 INCEPTION_NAME = "inception-v3-tf-2015-12-05"
 KNOWN_INCEPTION_SHA256 = {
@@ -120,14 +121,6 @@ def default_inception_path() -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tf1_bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
     """(out, in) interpolation matrix of TF1 ``resize_bilinear`` (align_corners=False).
 
@@ -170,7 +163,7 @@ class InceptionExtractor:
         if not path.is_file():
             raise AdvscaleError(f"{path}: no such Inception weights file")
         self.path = path
-        self.sha256 = _sha256(path)
+        self.sha256 = file_sha256(path)
         self.protocol = self.sha256 in KNOWN_INCEPTION_SHA256
         if weights is None and not self.protocol:
             raise AdvscaleError(f"{path}: SHA-256 {self.sha256} is not the known Inception file; "

@@ -9,7 +9,6 @@ rebuild the model (``advscale_checkpoint`` = format version, ``model``, ``activa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from advscale.errors import AdvscaleError
-from advscale.fileio import atomic_path
+from advscale.fileio import atomic_path, file_sha256
 
 CHECKPOINT_VERSION = "1"
 MODEL_PREFIX = "model."
@@ -77,14 +76,6 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         except (json.JSONDecodeError, TypeError):
             out[k] = v
     return out
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_for_eval(

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from advscale.attacks.advfile import decode_attr
+from advscale.data.layout import decode_attr
 from advscale.errors import AdvscaleError
 
 _CHUNK = 1024
