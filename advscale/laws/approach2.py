@@ -26,7 +26,7 @@ import numpy as np
 
 from advscale.errors import AdvscaleError
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
-from advscale.laws.optimize import REFIT_ITERS, REFIT_TOL, FitResult, multistart, screen
+from advscale.laws.optimize import FitResult, multistart, refit_replicates
 
 NAMES = ("a", "b", "e", "alpha", "beta", "epsilon", "zeta")
 PUBLIC = ("A", "B", "E", "alpha", "beta", "epsilon", "zeta")
@@ -209,15 +209,10 @@ def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray, fixed_quality:
                 delta: float = HUBER_DELTA) -> np.ndarray:
     """Refit K bootstrap replicates at once: rows weighted by ``counts`` (K, n), from ``theta``.
 
-    The vectorised Levenberg–Marquardt of :func:`advscale.laws.optimize.screen` runs until
-    every replicate's summed Huber loss stalls (relative change < 1e-13); returns θ (K, p).
+    See :func:`advscale.laws.optimize.refit_replicates`.
     """
     free = np.arange(5) if fixed_quality else np.arange(7)
-    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free, delta,
-                 weights=np.asarray(counts, dtype=float))
-    z0 = np.repeat(np.asarray(theta, dtype=float)[free][None], len(counts), axis=0)
-    z, _ = screen(pr, z0, iters=REFIT_ITERS, tol=REFIT_TOL)
-    return pr.full(z)
+    return refit_replicates(FORM, x, theta, free, counts, delta)
 
 
 def check_design(x: Design) -> None:

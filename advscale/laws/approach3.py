@@ -23,14 +23,7 @@ import numpy as np
 
 from advscale.errors import AdvscaleError
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
-from advscale.laws.optimize import (
-    REFIT_ITERS,
-    REFIT_TOL,
-    FitResult,
-    MultiResult,
-    multistart,
-    screen,
-)
+from advscale.laws.optimize import FitResult, MultiResult, multistart, refit_replicates
 
 NAMES = ("a", "b", "e", "q", "alpha", "beta", "kappa", "epsilon")
 PUBLIC = ("A", "B", "E", "Q", "alpha", "beta", "kappa", "epsilon")
@@ -174,15 +167,9 @@ def refit_batch(x: Design, theta: np.ndarray, counts: np.ndarray, delta: float =
                 ) -> np.ndarray:
     """Refit K bootstrap replicates at once: rows weighted by ``counts`` (K, n), from ``theta``.
 
-    The vectorised Levenberg–Marquardt of :func:`advscale.laws.optimize.screen` runs until
-    every replicate's summed Huber loss stalls (relative change < 1e-13); returns θ (K, p).
+    See :func:`advscale.laws.optimize.refit_replicates`.
     """
-    free = np.arange(8)
-    pr = Problem(FORM, x, np.asarray(theta, dtype=float), free, delta,
-                 weights=np.asarray(counts, dtype=float))
-    z0 = np.repeat(np.asarray(theta, dtype=float)[free][None], len(counts), axis=0)
-    z, _ = screen(pr, z0, iters=REFIT_ITERS, tol=REFIT_TOL)
-    return pr.full(z)
+    return refit_replicates(FORM, x, theta, np.arange(8), counts, delta)
 
 
 def check_design(x: Design) -> None:

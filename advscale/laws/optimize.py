@@ -217,3 +217,17 @@ def naive_multistart(problem: Problem, starts: np.ndarray, numeric_grad: bool = 
             best = FitResult(r.x.copy(), float(r.fun), "naive L-BFGS-B", bool(r.success),
                              str(r.message), int(r.nfev))
     return best
+
+
+def refit_replicates(form: Any, x: Any, theta: np.ndarray, free: np.ndarray, counts: np.ndarray,
+                     delta: float) -> np.ndarray:
+    """Refit K bootstrap replicates at once: rows weighted by ``counts`` (K, n), from ``theta``.
+
+    The vectorised Levenberg–Marquardt of :func:`screen` runs on the ``free`` parameters until
+    every replicate's summed Huber loss stalls (relative change < REFIT_TOL); returns θ (K, p).
+    """
+    theta = np.asarray(theta, dtype=float)
+    pr = Problem(form, x, theta, free, delta, weights=np.asarray(counts, dtype=float))
+    z0 = np.repeat(theta[free][None], len(counts), axis=0)
+    z, _ = screen(pr, z0, iters=REFIT_ITERS, tol=REFIT_TOL)
+    return pr.full(z)
