@@ -317,18 +317,22 @@ class PowerMonitor:
         """True when at least one counter is readable."""
         return self.nvml is not None or self.rapl is not None
 
-    def sample(self, first: bool = False, last: bool = False) -> None:
-        """Take one reading of every open counter now."""
+    def sample(self, first: bool = False, last: bool = False) -> float:
+        """Take one reading of every open counter now; returns its time (clock seconds)."""
         t = self.clock()
         if self.nvml is not None:
             self.nvml.sample(t, first=first, last=last)
         if self.rapl is not None:
             self.rapl.sample(t)
+        return t
 
     def begin(self) -> None:
-        """Take the first reading and start the clock (no thread)."""
-        self._t0 = self.clock()
-        self.sample(first=True)
+        """Take the first reading and start the clock (no thread).
+
+        The duration runs from the first reading to the last, the interval the energy
+        counters' difference covers, so mean power = energy / duration is not skewed.
+        """
+        self._t0 = self.sample(first=True)
 
     def start(self, thread: bool = True) -> None:
         """:meth:`begin`, then sample every ``interval_s`` in a daemon thread."""
@@ -349,8 +353,7 @@ class PowerMonitor:
             self._stop.set()
             self._thread.join()
             self._thread = None
-        self.sample(last=True)
-        self._t1 = self.clock()
+        self._t1 = self.sample(last=True)
         duration = self.duration_s
         devices: list[DeviceEnergy] = []
         if self.nvml is not None:
