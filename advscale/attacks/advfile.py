@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from advscale.data.layout import decode_attr
+from advscale.data.layout import decode_attr, open_h5
 from advscale.errors import AdvscaleError
 
 FORMAT_VERSION = 1
@@ -125,8 +125,6 @@ def read_adv_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     Validated by :func:`check_adv_file`; ``advscale.validity.advset.load_adv_set`` reads the same
     file for the human study (display pixels, fingerprint).
     """
-    from advscale.data.layout import open_h5
-
     p = Path(path)
     with open_h5(p, "adversarial-image file") as f:
         attrs = check_adv_file(f, p)

@@ -43,7 +43,7 @@ def encode_attr(value: Any) -> Any:
 def decode_attr(value: Any) -> Any:
     """Inverse of :func:`encode_attr` (JSON strings are parsed back when they parse)."""
     if isinstance(value, bytes):
-        value = value.decode()
+        value = value.decode("utf-8", "replace")
     if isinstance(value, str) and value[:1] in "[{":
         try:
             return json.loads(value)

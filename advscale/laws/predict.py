@@ -87,12 +87,11 @@ def normalize_query(q: Mapping[str, Any], where: str = "query") -> dict[str, flo
 def query_fid_warning(law: Law, query: Mapping[str, Any]) -> str | None:
     """A sentence when a query's FID and the law's FIDs are not both the published protocol."""
     info = law.doc.get("fid_inputs") or {}
-    law_metrics = set(info.get("metrics") or [])
-    q_metrics = record_fid_metrics(dict(query))
     if info.get("comparable_to_published") is False:
         return fid_warning(info)
+    q_metrics = record_fid_metrics(dict(query))
     if q_metrics - {PUBLISHED_FID}:
-        fitted = ", ".join(sorted(law_metrics)) or "unlabelled FIDs"
+        fitted = ", ".join(sorted(info.get("metrics") or [])) or "unlabelled FIDs"
         return (f"warning: the query's FID is {', '.join(sorted(q_metrics))}, but the law "
                 f"{law.name!r} was fitted to {fitted}; the metrics differ (biased, not "
                 f"comparable), so the prediction is not for this data's quality")

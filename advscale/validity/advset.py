@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from advscale.data.layout import decode_attr
+from advscale.attacks.advfile import check_adv_file
+from advscale.data.layout import decode_attr, open_h5
 from advscale.errors import AdvscaleError
 
 _CHUNK = 1024
@@ -88,9 +89,6 @@ def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
     Raises AdvscaleError (one line naming the file) for a missing file, a different kind or a
     newer format version, missing datasets, inconsistent lengths or out-of-range labels.
     """
-    from advscale.attacks.advfile import check_adv_file
-    from advscale.data.layout import open_h5
-
     path = Path(path)
     with open_h5(path, "adversarial-image file") as f:
         attrs = check_adv_file(f, path)

@@ -16,13 +16,12 @@ def last(path: str) -> dict:
 
 def main(report: str, law1: str, law2: str, power: str, predictions: str) -> None:
     rep, a1, a2, pl = last(report), last(law1), last(law2), last(power)
-    p2 = a2["params"]
+    p2, a, b = a2["params"], a2["derived"]["a"], a2["derived"]["b"]
     print("advscale quickstart: what the study found")
     print(f"  runs: {a2['data']['n_runs']} fitted + held out; report: {rep['report']}")
     print(f"  Approach 2: L = {p2['A']:.3g}/N^{p2['alpha']:.3g} + {p2['B']:.3g}/D^{p2['beta']:.3g}"
-          f" + {p2['E']:.3g}  (R² {a2.get('r2', float('nan')):.3f}; N* ∝ F^a, a = "
-          f"{a2['derived']['a']:.2f}, D* ∝ F^b, b = {a2['derived']['b']:.2f})")
-    a, b = a2["derived"]["a"], a2["derived"]["b"]
+          f" + {p2['E']:.3g}  (R² {a2.get('r2', float('nan')):.3f}; N* ∝ F^a, a = {a:.2f}, "
+          f"D* ∝ F^b, b = {b:.2f})")
     if a2.get("at_bound"):
         print(f"    caution: {', '.join(a2['at_bound'])} at the edge of the search box; this law "
               f"is degenerate at this scale, so read N*/D* from the envelope below")
