@@ -113,7 +113,7 @@ def tiny_ckpt(tmp_path_factory, cifar_h5) -> Path:
     import torch
 
     from advscale.models import create_model
-    from advscale.training.checkpoint import save_model_checkpoint
+    from advscale.models.checkpoint import save_model_checkpoint
     from advscale.training.losses import AttackConfig, standard_step_loss
 
     threads = torch.get_num_threads()

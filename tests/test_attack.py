@@ -41,7 +41,7 @@ def confident_subset(ckpt, test_h5, path, n_right: int = 3, n_wrong: int = 1):
     from advscale.attacks.pgd import cw_margin
     from advscale.data import CIFAR10_CLASSES
     from advscale.data.layout import ImageFileWriter
-    from advscale.training.checkpoint import load_for_eval
+    from advscale.models.checkpoint import load_for_eval
 
     model, _ = load_for_eval(ckpt)
     with h5py.File(test_h5, "r") as f:
@@ -100,7 +100,7 @@ def check_adv_file(path, ckpt, test_h5, record, eps):
     import torch
 
     from advscale.attacks.advfile import read_adv_file
-    from advscale.training.checkpoint import load_for_eval
+    from advscale.models.checkpoint import load_for_eval
 
     d = read_adv_file(path)
     n = record["n"]
@@ -225,7 +225,7 @@ def test_adapter_translates_for_official_package(fake_official, tiny_ckpt, cifar
     import torch
 
     from advscale.attacks.autoattack import AutoAttackRunner, find_backend
-    from advscale.training.checkpoint import load_for_eval
+    from advscale.models.checkpoint import load_for_eval
 
     backend = find_backend()
     assert (backend.package, backend.version) == ("autoattack", "0.1-fake")

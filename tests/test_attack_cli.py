@@ -91,7 +91,7 @@ def test_results_file_skips_evaluated_checkpoints(tiny_ckpt, cifar_h5, tmp_path)
     import torch
 
     from advscale.models import create_model
-    from advscale.training.checkpoint import save_model_checkpoint
+    from advscale.models.checkpoint import save_model_checkpoint
 
     runs = tmp_path / "runs"
     (runs / "a").mkdir(parents=True)
@@ -157,7 +157,7 @@ def test_bad_input_gives_one_error_line(tiny_ckpt, cifar_h5, tmp_path, tiny_h5):
     from safetensors.torch import save_file
 
     from advscale.models import create_model
-    from advscale.training.checkpoint import save_model_checkpoint
+    from advscale.models.checkpoint import save_model_checkpoint
 
     test_h5 = cifar_h5["test"]
     junk = tmp_path / "junk.safetensors"

@@ -19,7 +19,7 @@ def _run_dir(root: Path, name: str, seed: int) -> Path:
     import torch
 
     from advscale.models import count_parameters, create_model
-    from advscale.training.checkpoint import save_model_checkpoint
+    from advscale.models.checkpoint import save_model_checkpoint
 
     torch.manual_seed(seed)
     model = create_model("wrn-10-1")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from advscale.errors import AdvscaleError
-from advscale.models import count_parameters, create_model
-from advscale.models.factory import canonical_name, parse_wrn_name, register_all, register_timm
+from advscale.models import canonical_name, count_parameters, create_model, is_model, list_models
+from advscale.models.timm_bridge import register_all, register_timm
 
 
 def _params_meta(name: str, **kw) -> int:
@@ -72,9 +72,10 @@ def test_timm_registry():
 
 
 def test_names():
-    assert parse_wrn_name("WRN-28-10") == (28, 10)
-    assert parse_wrn_name("wrn_70_16") == (70, 16)
-    assert parse_wrn_name("resnet18") is None
+    assert is_model("WRN-28-10") and is_model("wrn_70_16") and is_model("wrn-22-3")
+    assert not is_model("resnet18")
+    assert "wrn-28-10" in list_models() and "wrn-D-W" in list_models()
+    assert list_models("wrn-94-*", families=False) == ["wrn-94-16"]
     assert canonical_name("wrn_28_10") == "wrn-28-10"
     assert count_parameters(create_model("wrn_10_1")) == count_parameters(create_model("wrn-10-1"))
 

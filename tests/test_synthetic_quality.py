@@ -102,7 +102,7 @@ def test_label_agreement_with_a_classifier(tmp_path):
     import torch
 
     from advscale.models import create_model
-    from advscale.training.checkpoint import save_model_checkpoint
+    from advscale.models.checkpoint import save_model_checkpoint
 
     make_h5(tmp_path / "a.h5", 40)
     torch.manual_seed(0)

@@ -35,7 +35,7 @@ def _documented_fields() -> set[str]:
 
 def test_train_cifar10_records_validate(cifar_h5, tmp_path):
     """The acceptance run: wrn-10-1, 2048 CIFAR-10 samples, TRADES with 2 PGD steps."""
-    from advscale.training.checkpoint import load_for_eval
+    from advscale.models.checkpoint import load_for_eval
     from advscale.training.schema import validate_train_eval
 
     out = tmp_path / "run"
@@ -193,26 +193,27 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(small, tmp_path, monkey
 def test_disk_full_on_checkpoint_keeps_previous(small, tmp_path, monkeypatch):
     import errno
 
+    from advscale.core import stfile
     from advscale.training import state as state_mod
     from advscale.training.config import TrainConfig
     from advscale.training.loop import train
 
-    real_save = state_mod._save_file
+    real_save = stfile.save_file
     calls = {"n": 0}
 
     def fill_disk(tensors, filename, metadata):
-        calls["n"] += 1
-        if calls["n"] == 2:
+        calls["n"] += "advscale_train_state" in metadata
+        if calls["n"] == 2 and "advscale_train_state" in metadata:
             Path(filename).write_bytes(b"half a checkpoint")
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(tensors, filename, metadata)
 
-    monkeypatch.setattr(state_mod, "_save_file", fill_disk)
+    monkeypatch.setattr(stfile, "save_file", fill_disk)
     cfg = TrainConfig(data=str(small["train"]), eval_data=str(small["test"]), samples=128,
                       model="wrn-10-1", pgd_steps=1, batch_size=32, lr=0.1, eval_n=16,
                       eval_steps=1, eval_every=64, progress=False)
     out = tmp_path / "run"
-    with pytest.raises(AdvscaleError, match="disk full.*previous checkpoint is intact"):
+    with pytest.raises(AdvscaleError, match="disk full.*previous file there is intact"):
         train(cfg, out, stdout=open(tmp_path / "stdout.jsonl", "w"))  # noqa: SIM115
     _, meta = state_mod.read_state(out)
     assert meta["counters"]["step"] == 2  # the first checkpoint, whole

@@ -47,7 +47,7 @@ def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any
     """Write the chunk results ``parts`` (ChunkResult, in order) of ``data`` atomically."""
     import h5py
 
-    from advscale.fileio import atomic_path
+    from advscale.core.fileio import atomic_path
 
     if parts:
         index = np.concatenate([np.arange(p.start, p.stop, dtype=np.int64) for p in parts])

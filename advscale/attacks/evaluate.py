@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from advscale.core.devices import resolve_device
+from advscale.core.tensors import to_nchw
 from advscale.errors import AdvscaleError
 
 PGD_ATTACKS = {"pgd-cw": "cw", "pgd-ce": "ce"}
@@ -247,8 +249,8 @@ def resolve_targets(specs: Sequence[str | os.PathLike[str]], log: Log = _stderr_
     checkpoints, e.g. a run directory that has not saved one, are skipped with a note; an
     explicit path that is not an advscale checkpoint is an error. Duplicates are dropped.
     """
-    from advscale.fileio import file_sha256
-    from advscale.training.checkpoint import read_checkpoint_metadata, resolve_checkpoint
+    from advscale.core.fileio import file_sha256
+    from advscale.models.checkpoint import read_checkpoint_metadata, resolve_checkpoint
 
     out: list[Target] = []
     seen: set[Path] = set()
@@ -353,8 +355,7 @@ def attack_chunk(model: Any, images: np.ndarray, labels: np.ndarray, s: AttackSe
     start, stop = s.chunk_bounds(chunk)
     seed = s.chunk_seed(chunk)
     t0 = time.perf_counter()
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
-    x = x.div_(255).contiguous()
+    x = to_nchw(np.ascontiguousarray(images), device=device)
     y = torch.from_numpy(labels).to(device).long()
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -566,7 +567,7 @@ class StateFile:
         return Path(f"{self.path}.adv") / f"{key}-{chunk:06d}.npz"
 
     def save_arrays(self, key: str, res: ChunkResult) -> None:
-        from advscale.fileio import atomic_write
+        from advscale.core.fileio import atomic_write
 
         p = self.arrays_path(key, res.chunk)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -652,8 +653,8 @@ def evaluate_checkpoint(
     """
     import torch
 
+    from advscale.models.checkpoint import load_for_eval
     from advscale.records import append_record, make_record
-    from advscale.training.checkpoint import load_for_eval
 
     s = settings
     i, k = shard
@@ -783,24 +784,6 @@ def attack_checkpoints(
             yield ev.record
         else:
             yield from ev.chunk_records
-
-
-def resolve_device(device: str = "auto") -> Any:
-    """``auto`` → CUDA when available, else CPU; other names are checked (AdvscaleError)."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise AdvscaleError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, "
-                            "mps, auto)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AdvscaleError(f"--device {device}: CUDA is not available here")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise AdvscaleError(f"--device {device}: only {torch.cuda.device_count()} GPUs")
-    return dev
 
 
 def _adv_file_key(path: str | os.PathLike[str]) -> str | None:

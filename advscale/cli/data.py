@@ -89,8 +89,8 @@ def mix_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Mixture JSON file to write."),
 ) -> None:
     """Write a mixture file naming sources and sampling weights (nothing is copied)."""
+    from advscale.core.fileio import atomic_write
     from advscale.data.reader import ImageMixture, parse_mixture
-    from advscale.fileio import atomic_write
 
     spec = parse_mixture(sources)
     mixture = ImageMixture(spec.paths)  # validates every source

@@ -84,7 +84,7 @@ def fit_cmd(
     if output is None:
         write_record(record)
     else:
-        from advscale.fileio import atomic_write
+        from advscale.core.fileio import atomic_write
 
         with atomic_write(output) as f:
             write_record(record, f)

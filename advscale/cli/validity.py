@@ -97,7 +97,7 @@ def score_cmd(
     out: str = typer.Option("-", "--out", "-o", help="Output JSONL file ('-' = stdout)."),
 ) -> None:
     """Judge each image valid/deceptive/ambiguous; per-image records, then a summary (JSONL)."""
-    from advscale.fileio import atomic_write
+    from advscale.core.fileio import atomic_write
     from advscale.records import make_record, write_record
     from advscale.validity.advset import load_adv_set
     from advscale.validity.scoring import load_labels, score_labels

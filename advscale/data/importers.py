@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from advscale.core.fileio import atomic_path, file_digest
 from advscale.data import CIFAR10_CLASSES
 from advscale.data.layout import ImageFileWriter, summarize
 from advscale.errors import AdvscaleError
-from advscale.fileio import atomic_path, file_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # of the official release

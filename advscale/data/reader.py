@@ -242,8 +242,8 @@ def stitch(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str])
     """
     import h5py
 
+    from advscale.core.fileio import atomic_path
     from advscale.data.layout import FORMAT_VERSION, class_names_of, summarize
-    from advscale.fileio import atomic_path
 
     out = Path(out)
     infos = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from advscale.models.registry import register_family, register_model
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 
@@ -103,3 +105,32 @@ class WideResNet(nn.Module):
         x = self.blocks(self.stem(x))
         x = self.pool(self.act(self.bn(x))).flatten(1)
         return self.fc(x)
+
+
+PAPER_WRNS = ((10, 1), (16, 2), (16, 4), (28, 4), (28, 10), (34, 10), (34, 20), (40, 10),
+              (46, 16), (58, 10), (70, 16), (82, 8), (94, 16), (106, 16))
+"""The WRN sizes the papers train, registered by name (any other ``wrn-D-W`` works too)."""
+
+
+def _wrn_name(depth: int, width: int) -> str:
+    return f"wrn-{depth}-{width}"
+
+
+@register_family("wrn-D-W", r"wrn-(\d+)-(\d+)", _wrn_name)
+def wrn(depth: int, width: int, num_classes: int = 10, activation: str = "silu",
+        **kwargs: object) -> WideResNet:
+    """Any WRN-``depth``-``width`` (depth = 6k + 4); ``activation`` silu (default), relu, gelu."""
+    return WideResNet(depth, width, num_classes=num_classes, activation=activation, **kwargs)
+
+
+def _register_paper_sizes() -> None:
+    for d, w in PAPER_WRNS:
+        def entry(num_classes: int = 10, activation: str = "silu", _d: int = d, _w: int = w,
+                  **kwargs: object) -> WideResNet:
+            return WideResNet(_d, _w, num_classes=num_classes, activation=activation, **kwargs)
+
+        entry.__doc__ = f"WRN-{d}-{w} (Bartoldson et al. / Debenedetti et al. sizes)."
+        register_model(entry, name=_wrn_name(d, w))
+
+
+_register_paper_sizes()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from advscale.fileio import atomic_write
+from advscale.core.fileio import atomic_write
 from advscale.report import figures
 from advscale.report.runs import Run, group_runs
 

@@ -141,33 +141,22 @@ class GaussianGenerator(DiffusionGenerator):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fitted parameters to a ``.safetensors`` file (atomically)."""
-        from safetensors.torch import save_file
-
-        from advscale.fileio import atomic_path
+        from advscale.core.stfile import save_tensors
 
         tensors = {"means": self.means, "bases": self.bases, "variances": self.variances,
                    "residual": self.residual}
         md = {"format": FORMAT, "class_names": json.dumps(self.class_names),
               "image_shape": json.dumps(list(self.image_shape)),
               "fit_info": json.dumps(self.fit_info), "note": NOTE}
-        path = Path(path)
-        with atomic_path(path, suffix=".safetensors.tmp") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                      metadata=md)
-        return path
+        return save_tensors(path, tensors, md, what="builtin-gaussian model")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
              ) -> GaussianGenerator:
         """Read a model written by :meth:`save` (safetensors: nothing is unpickled)."""
-        from safetensors import SafetensorError, safe_open
+        from advscale.core.stfile import load_tensors
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                md = dict(f.metadata() or {})
-                t = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise AdvscaleError(f"{path}: not a safetensors file ({e})") from None
+        t, md = load_tensors(path, what="safetensors file", decode=False)
         if md.get("format") != FORMAT:
             raise AdvscaleError(f"{path}: not a fitted builtin-gaussian model")
         return cls(t["means"], t["bases"], t["variances"], t["residual"],
@@ -302,6 +291,7 @@ def gaussian_from_file(
 
     ``max_per_class`` keeps the first that many images of each class (None: all).
     """
+    from advscale.core.fileio import file_sha256
     from advscale.data.layout import (
         IMAGE_KEY,
         LABEL_KEY,
@@ -309,7 +299,6 @@ def gaussian_from_file(
         open_image_file,
         valid_count,
     )
-    from advscale.fileio import file_sha256
 
     with open_image_file(path) as f:
         n = valid_count(f)

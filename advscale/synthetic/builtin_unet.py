@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from advscale.core.tensors import to_nchw
 from advscale.errors import AdvscaleError
 from advscale.synthetic.base import DiffusionGenerator
 from advscale.synthetic.edm import SIGMA_DATA, EDMPrecond
@@ -192,26 +193,15 @@ def denoiser_flops(cfg: UNetConfig) -> float:
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
+    from advscale.core.stfile import save_tensors
 
-    from advscale.fileio import atomic_path
-
-    md = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
-    with atomic_path(path, suffix=".safetensors.tmp") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata=md)
+    save_tensors(path, tensors, meta, what="denoiser checkpoint")
 
 
 def _load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from advscale.core.stfile import load_tensors
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            md = dict(f.metadata() or {})
-        return load_file(str(path)), md
-    except (SafetensorError, OSError, ValueError) as e:
-        raise AdvscaleError(f"{path}: not a safetensors file ({e})") from None
+    return load_tensors(path, what="safetensors file", decode=False)
 
 
 def resolve_unet_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -245,7 +235,7 @@ class UNetGenerator(DiffusionGenerator):
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "cpu", dtype: str = "fp32",
              compile: bool = False) -> UNetGenerator:
-        from advscale.fileio import file_sha256
+        from advscale.core.fileio import file_sha256
 
         p = resolve_unet_checkpoint(path)
         tensors, md = _load(p)
@@ -318,12 +308,12 @@ def train_denoiser(
     resuming continues bit-for-bit (batches, noise and dropout derive from the seed and the
     step). Each yielded dict is a ``synthetic.denoiser`` record payload (docs/formats.md).
     """
+    from advscale.core.devices import resolve_device
     from advscale.data.layout import class_names_of, open_image_file
     from advscale.data.reader import ImageMixture, parse_mixture
     from advscale.data.sampler import MixtureStream
-    from advscale.synthetic.generators import resolve_device
 
-    dev = torch.device(resolve_device(device))
+    dev = resolve_device(device)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     spec = parse_mixture(str(data))
@@ -377,7 +367,7 @@ def train_denoiser(
         g = torch.Generator().manual_seed(s)
         torch.manual_seed(s)  # dropout
         images, labels = mixture[stream.indices(nimg, nimg + bs)]
-        y = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+        y = to_nchw(images, value_range="symmetric")
         flip = torch.rand(bs, generator=g) < 0.5
         y = torch.where(flip[:, None, None, None], y.flip(3), y)
         sigma = (torch.randn(bs, generator=g) * P_STD + P_MEAN).exp()

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from advscale.core.tensors import to_nchw
+
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0
 RHO = 7.0
@@ -218,5 +220,4 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def from_uint8(pixels: Any) -> torch.Tensor:
     """uint8 NHWC pixels (array or tensor) to float64 NCHW images in ``[-1, 1]``."""
-    x = torch.as_tensor(pixels)
-    return x.permute(0, 3, 1, 2).to(torch.float64) / 127.5 - 1.0
+    return to_nchw(pixels, value_range="symmetric", dtype=torch.float64)

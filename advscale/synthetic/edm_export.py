@@ -79,7 +79,7 @@ def export_module(
 
     Returns the metadata stored with it. Writes atomically.
     """
-    from advscale.fileio import atomic_path
+    from advscale.core.fileio import atomic_path
 
     module = module.eval()
     c, h, w = image_shape
@@ -151,7 +151,7 @@ def export_edm_pickle(
 def _export_unpickled(
     pkl: Path, out: str | os.PathLike[str], key: str, num_classes: int | None
 ) -> dict[str, Any]:
-    from advscale.fileio import file_sha256
+    from advscale.core.fileio import file_sha256
 
     try:
         with open(pkl, "rb") as f:
@@ -251,7 +251,7 @@ class ExportedEDMGenerator(DiffusionGenerator):
     def load(cls, path: str | os.PathLike[str], device: str = "cpu", dtype: str = "fp32",
              compile: bool = False) -> ExportedEDMGenerator:
         """Check and load an exported program; ``compile`` wraps it in ``torch.compile``."""
-        from advscale.fileio import file_sha256
+        from advscale.core.fileio import file_sha256
 
         p = Path(path)
         if not p.is_file():

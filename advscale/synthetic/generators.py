@@ -1,43 +1,109 @@
-"""Build a generator by name: ``builtin-gaussian``, ``builtin-unet``, ``edm-export``, ``diffusers``.
+"""The generator registry: ``builtin-gaussian``, ``builtin-unet``, ``edm-export``, ``diffusers``.
 
-Each returns an :class:`advscale.synthetic.base.DiffusionGenerator`.
+Each loader is registered with :func:`register_generator` and returns an
+:class:`advscale.synthetic.base.DiffusionGenerator`; :func:`load_generator` is a lookup.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from advscale.core.devices import resolve_device
 from advscale.errors import AdvscaleError
 
-GENERATORS = ("builtin-gaussian", "builtin-unet", "edm-export", "diffusers")
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """Everything a loader may use (each uses what it needs; see :func:`load_generator`)."""
+
+    device: torch.device
+    data: str | os.PathLike[str] | None = None
+    model: str | os.PathLike[str] | None = None
+    dtype: str = "fp32"
+    components: int = 64
+    residual: str = "none"
+    fit_per_class: int | None = None
+    prediction_type: str | None = None
+    compile: bool = False
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else is passed through."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AdvscaleError(f"--device {device}: no CUDA GPU is available")
-    return device
+Loader = Callable[[GeneratorOptions], Any]
+_LOADERS: dict[str, Loader] = {}
 
 
-def load_generator(
-    kind: str,
-    *,
-    data: str | os.PathLike[str] | None = None,
-    model: str | os.PathLike[str] | None = None,
-    device: str = "auto",
-    dtype: str = "fp32",
-    components: int = 64,
-    residual: str = "none",
-    fit_per_class: int | None = None,
-    prediction_type: str | None = None,
-    compile: bool = False,
-) -> Any:
-    """Construct generator ``kind``.
+def register_generator(name: str, needs_model: bool = True) -> Callable[[Loader], Loader]:
+    """Decorator: register a loader under ``name`` (``needs_model``: ``--model`` is required)."""
+
+    def deco(fn: Loader) -> Loader:
+        def checked(opts: GeneratorOptions) -> Any:
+            if needs_model and opts.model is None:
+                raise AdvscaleError(f"{name} needs --model PATH")
+            return fn(opts)
+
+        checked.__doc__ = fn.__doc__
+        _LOADERS[name] = checked
+        return fn
+
+    return deco
+
+
+def list_generators() -> list[str]:
+    """The registered generator names."""
+    return list(_LOADERS)
+
+
+@register_generator("builtin-gaussian", needs_model=False)
+def _gaussian(o: GeneratorOptions) -> Any:
+    """Fit per-class Gaussians to ``data`` (or load a saved fit from ``model``)."""
+    from advscale.synthetic.builtin_gaussian import GaussianGenerator, gaussian_from_file
+
+    if o.model is not None:
+        return GaussianGenerator.load(o.model, device=o.device)
+    if o.data is None:
+        raise AdvscaleError("builtin-gaussian fits a Gaussian to your training data: "
+                            "pass --data train.h5 (or --model FIT.safetensors)")
+    return gaussian_from_file(o.data, components=o.components, residual=o.residual,
+                              max_per_class=o.fit_per_class, device=o.device)
+
+
+@register_generator("builtin-unet")
+def _unet(o: GeneratorOptions) -> Any:
+    """A ``train-denoiser`` checkpoint or run folder."""
+    from advscale.synthetic.builtin_unet import UNetGenerator
+
+    return UNetGenerator.load(o.model, device=o.device, dtype=o.dtype, compile=o.compile)
+
+
+@register_generator("edm-export")
+def _edm_export(o: GeneratorOptions) -> Any:
+    """A ``.pt2`` written by ``gen-synthetic export``."""
+    from advscale.synthetic.edm_export import ExportedEDMGenerator
+
+    return ExportedEDMGenerator.load(o.model, device=o.device, dtype=o.dtype, compile=o.compile)
+
+
+@register_generator("diffusers")
+def _diffusers(o: GeneratorOptions) -> Any:
+    """A diffusers model folder; ``prediction_type`` says what the network outputs."""
+    from advscale.synthetic.diffusers_gen import DiffusersGenerator
+
+    if o.prediction_type is None:
+        raise AdvscaleError("diffusers models need --prediction-type epsilon|sample|"
+                            "v_prediction (what the network was trained to output)")
+    return DiffusersGenerator.load(o.model, prediction_type=o.prediction_type, device=o.device,
+                                   dtype=o.dtype, compile=o.compile)
+
+
+GENERATORS = tuple(_LOADERS)
+
+
+def load_generator(kind: str, *, device: str = "auto", **options: Any) -> Any:
+    """Construct generator ``kind`` (a name from :func:`list_generators`).
 
     * ``builtin-gaussian`` needs ``data`` (training HDF5 to fit; ``components``, ``residual``,
       ``fit_per_class`` control the fit) or ``model`` (a fit saved by ``fit-gaussian``).
@@ -48,35 +114,9 @@ def load_generator(
     ``dtype`` (``fp32`` or ``bf16``) is the network's compute dtype; the sampler state is
     float64 regardless. ``compile`` wraps the network in ``torch.compile``.
     """
-    dev = resolve_device(device)
-    if dtype not in ("fp32", "bf16"):
-        raise AdvscaleError(f"--dtype {dtype!r} must be fp32 or bf16")
-    if kind == "builtin-gaussian":
-        from advscale.synthetic.builtin_gaussian import GaussianGenerator, gaussian_from_file
-
-        if model is not None:
-            return GaussianGenerator.load(model, device=dev)
-        if data is None:
-            raise AdvscaleError("builtin-gaussian fits a Gaussian to your training data: "
-                                "pass --data train.h5 (or --model FIT.safetensors)")
-        return gaussian_from_file(data, components=components, residual=residual,
-                                  max_per_class=fit_per_class, device=dev)
-    if kind in ("builtin-unet", "edm-export", "diffusers") and model is None:
-        raise AdvscaleError(f"{kind} needs --model PATH")
-    if kind == "builtin-unet":
-        from advscale.synthetic.builtin_unet import UNetGenerator
-
-        return UNetGenerator.load(model, device=dev, dtype=dtype, compile=compile)
-    if kind == "edm-export":
-        from advscale.synthetic.edm_export import ExportedEDMGenerator
-
-        return ExportedEDMGenerator.load(model, device=dev, dtype=dtype, compile=compile)
-    if kind == "diffusers":
-        from advscale.synthetic.diffusers_gen import DiffusersGenerator
-
-        if prediction_type is None:
-            raise AdvscaleError("diffusers models need --prediction-type epsilon|sample|"
-                                "v_prediction (what the network was trained to output)")
-        return DiffusersGenerator.load(model, prediction_type=prediction_type, device=dev,
-                                       dtype=dtype, compile=compile)
-    raise AdvscaleError(f"unknown generator {kind!r}; choose from {', '.join(GENERATORS)}")
+    if kind not in _LOADERS:
+        raise AdvscaleError(f"unknown generator {kind!r}; choose from {', '.join(_LOADERS)}")
+    opts = GeneratorOptions(device=resolve_device(device), **options)
+    if opts.dtype not in ("fp32", "bf16"):
+        raise AdvscaleError(f"--dtype {opts.dtype!r} must be fp32 or bf16")
+    return _LOADERS[kind](opts)

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from advscale.core.fileio import file_sha256
+from advscale.core.tensors import to_nchw
 from advscale.errors import AdvscaleError
-from advscale.fileio import file_sha256
 
 INCEPTION_NAME = "inception-v3-tf-2015-12-05"
 KNOWN_INCEPTION_SHA256 = {
@@ -197,8 +198,7 @@ class InceptionExtractor:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-            x = x.permute(0, 3, 1, 2).to(torch.float32)  # pixel values 0..255
+            x = to_nchw(np.ascontiguousarray(images), value_range="pixel", device=self.device)
             x = self._resize(x)
             x = (x / 128.0 - 1.0).clamp(-1.0, 0.9921875)
             f = self.net(x)
@@ -300,7 +300,7 @@ def _label_agreement(
     with torch.inference_mode():
         for s in range(0, len(rows), batch_size):
             images, lab = mixture[rows[s : s + batch_size]]
-            x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 255.0
+            x = to_nchw(images, device=device)
             pred = model(x).argmax(1).cpu().numpy()
             hits += int((pred == lab).sum())
     return hits / len(rows)
@@ -343,9 +343,9 @@ def measure_quality(
     ``n``/``ref_n`` pick seeded random subsets. ``annotate`` writes the result into ``gen``'s
     attributes (``quality_metric``, ``quality_value``, ..., and ``fid`` only when comparable).
     """
+    from advscale.core.devices import resolve_device
     from advscale.data.layout import open_image_file, valid_count
     from advscale.data.reader import ImageMixture
-    from advscale.synthetic.generators import resolve_device
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -434,7 +434,7 @@ def measure_quality(
     if comparable:
         result["fid"] = value
     if classifier is not None:
-        from advscale.training.checkpoint import load_for_eval
+        from advscale.models.checkpoint import load_for_eval
 
         model, meta = load_for_eval(classifier, device=dev)
         result["classifier"] = str(classifier)
@@ -481,7 +481,7 @@ def _save_ref_stats(
     feats: np.ndarray, n: int, source: str, ref: str, seed: int, keep: int = 10_000,
 ) -> None:
     """Reference statistics (+ up to ``keep`` feature rows for KID) as an .npz, atomically."""
-    from advscale.fileio import atomic_path
+    from advscale.core.fileio import atomic_path
 
     if len(feats) > keep:
         feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), keep, False))]

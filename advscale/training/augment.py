@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from advscale.core.tensors import to_nchw
+
 
 def random_crop_flip(
     images: torch.Tensor,
@@ -41,6 +43,6 @@ def random_crop_flip(
 
 def to_model_input(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """uint8 (N, H, W, C) → float32 (N, C, H, W) in [0, 1] (channels-last memory if asked)."""
-    x = images.permute(0, 3, 1, 2).float().div_(255)
+    x = to_nchw(images)
     return x.contiguous(memory_format=torch.channels_last if channels_last
                         else torch.contiguous_format)

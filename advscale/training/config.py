@@ -189,7 +189,7 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write as JSON, atomically."""
-        from advscale.fileio import atomic_write
+        from advscale.core.fileio import atomic_write
 
         with atomic_write(path) as f:
             json.dump(self.to_dict(), f, indent=2, sort_keys=True)

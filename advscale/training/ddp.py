@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from advscale.core.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -42,17 +44,9 @@ def env_dist_info() -> DistInfo:
 
 
 def pick_device(name: str, info: DistInfo) -> torch.device:
-    """``auto`` → this rank's CUDA device when there is one, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{info.local_rank}"
-    dev = torch.device(name)
+    """``auto`` → this rank's CUDA device when there is one, else CPU (made current)."""
+    dev = resolve_device(name, local_rank=info.local_rank)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            from advscale.errors import AdvscaleError
-
-            raise AdvscaleError("--device cuda: no CUDA device is available")
         torch.cuda.set_device(dev)
     return dev
 

@@ -100,9 +100,9 @@ class Run:
                                 f"{dist.world_size} ranks")
 
         # -- model first: an unknown name fails before any data is read --------------------
-        from advscale.models import count_parameters, create_model, parse_wrn_name
+        from advscale.models import count_parameters, create_model, is_model
 
-        self.is_wrn = parse_wrn_name(cfg.model) is not None
+        self.is_wrn = is_model(cfg.model)
         kwargs = {"activation": cfg.activation} if self.is_wrn else {}
         torch.manual_seed(cfg.seed)  # the initial weights (identical on every rank)
         raw = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
@@ -382,7 +382,7 @@ class Run:
         return rec
 
     def _checkpoint(self) -> None:
-        from advscale.training.checkpoint import save_model_checkpoint
+        from advscale.models.checkpoint import save_model_checkpoint
         from advscale.training.ddp import barrier, check_in_sync
         from advscale.training.state import collect_state, save_state
 

@@ -44,7 +44,7 @@ class RunDir:
 
     @property
     def last(self) -> Path:
-        from advscale.training.checkpoint import LAST_NAME
+        from advscale.models.checkpoint import LAST_NAME
 
         return self.path / LAST_NAME
 

@@ -14,7 +14,6 @@ so a crash or a full disk leaves the previous state intact.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from pathlib import Path
@@ -23,17 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from advscale.core.stfile import load_tensors, save_tensors
 from advscale.errors import AdvscaleError
-from advscale.fileio import atomic_path
 
 STATE_VERSION = "1"
 STATE_NAME = "state.safetensors"
-
-
-def _save_file(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    save_file(tensors, path, metadata=metadata)
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
@@ -76,32 +69,14 @@ def save_state(
 ) -> Path:
     """Write ``run_dir/state.safetensors`` atomically. A failure (e.g. a full disk) raises
     AdvscaleError and leaves the previous state file untouched."""
-    path = Path(run_dir) / STATE_NAME
     md = {"advscale_train_state": STATE_VERSION, "state": json.dumps(meta)}
-    try:
-        with atomic_path(path, suffix=".safetensors.tmp") as tmp:
-            _save_file(tensors, str(tmp), md)
-    except Exception as e:  # OSError or safetensors' own error type
-        why = "disk full" if getattr(e, "errno", None) == errno.ENOSPC else str(e)
-        raise AdvscaleError(
-            f"could not write the training checkpoint {path} ({why}); the previous checkpoint "
-            "is intact"
-        ) from None
-    return path
+    return save_tensors(Path(run_dir) / STATE_NAME, tensors, md, what="training checkpoint")
 
 
 def read_state(run_dir: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load ``run_dir/state.safetensors``: (tensors on CPU, JSON scalars)."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     path = Path(run_dir) / STATE_NAME
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            md = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise AdvscaleError(f"{path}: unreadable training state ({e})") from None
+    tensors, md = load_tensors(path, what="readable training state", decode=False)
     if md.get("advscale_train_state") != STATE_VERSION:
         raise AdvscaleError(f"{path}: not an advscale training state (version "
                             f"{md.get('advscale_train_state')!r})")

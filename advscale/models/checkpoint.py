@@ -1,15 +1,14 @@
-"""Checkpoints that load without unpickling code.
+"""Model checkpoints that load without unpickling code (owned by the model layer).
 
 A model checkpoint is a ``.safetensors`` file: tensors ``model.<param>`` (the weights to
-evaluate, i.e. the EMA weights for a trained run) and string metadata describing how to
-rebuild the model (``advscale_checkpoint`` = format version, ``model``, ``activation``,
-``num_classes``, ``run_id``, ``samples_seen``, ...). The training state needed to resume
-(optimiser, EMA, scheduler, sampler, RNG) lives beside it; see ``advscale.training`` docs.
+evaluate, i.e. the EMA weights for a trained run) and metadata describing how to rebuild the
+model (``advscale_checkpoint`` = format version, ``model``, ``activation``, ``num_classes``,
+``run_id``, ``samples_seen``, ...). The training state needed to resume (optimiser, EMA,
+scheduler, sampler, RNG) lives beside it; see :mod:`advscale.training.state`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from advscale.core.fileio import file_sha256
+from advscale.core.stfile import load_tensors, read_metadata, save_tensors
 from advscale.errors import AdvscaleError
-from advscale.fileio import atomic_path, file_sha256
+from advscale.models.registry import create_model
 
 CHECKPOINT_VERSION = "1"
 MODEL_PREFIX = "model."
@@ -30,18 +31,9 @@ def save_model_checkpoint(
     path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]
 ) -> Path:
     """Write ``model``'s state (parameters and buffers) with metadata, atomically."""
-    from safetensors.torch import save_file
-
-    tensors = {
-        MODEL_PREFIX + k: v.detach().to("cpu").contiguous()
-        for k, v in model.state_dict().items()
-    }
-    md = {"advscale_checkpoint": CHECKPOINT_VERSION}
-    md.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
-    path = Path(path)
-    with atomic_path(path, suffix=".safetensors.tmp") as tmp:
-        save_file(tensors, str(tmp), metadata=md)
-    return path
+    tensors = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+    return save_tensors(path, tensors, {"advscale_checkpoint": CHECKPOINT_VERSION, **meta},
+                        what="model checkpoint")
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -59,23 +51,12 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata of an advscale checkpoint (JSON values decoded)."""
-    from safetensors import SafetensorError, safe_open
-
     p = resolve_checkpoint(path)
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            md = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise AdvscaleError(f"{p}: not a safetensors checkpoint ({e})") from None
+    md = read_metadata(p, what="safetensors checkpoint")
     if "advscale_checkpoint" not in md:
         raise AdvscaleError(f"{p}: not an advscale checkpoint (no advscale metadata)")
-    out: dict[str, Any] = {}
-    for k, v in md.items():
-        try:
-            out[k] = json.loads(v)
-        except (json.JSONDecodeError, TypeError):
-            out[k] = v
-    return out
+    md["advscale_checkpoint"] = str(md["advscale_checkpoint"])
+    return md
 
 
 def load_for_eval(
@@ -86,10 +67,6 @@ def load_for_eval(
     Returns ``(model, meta)``; ``meta`` has the checkpoint metadata plus ``checkpoint_path``
     and ``checkpoint_sha256``.
     """
-    from safetensors.torch import load_file
-
-    from advscale.models import create_model
-
     p = resolve_checkpoint(path)
     meta = read_checkpoint_metadata(p)
     model = create_model(
@@ -97,7 +74,7 @@ def load_for_eval(
         num_classes=int(meta.get("num_classes", 10)),
         activation=str(meta.get("activation", "silu")),
     )
-    state = load_file(str(p))
+    state, _ = load_tensors(p, what="safetensors checkpoint")
     state = {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
     try:
         model.load_state_dict(state)

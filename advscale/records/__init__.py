@@ -19,11 +19,13 @@ import math
 import os
 import socket
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from advscale import __version__
+from advscale.core.jsonl import append_line
+from advscale.core.jsonl import read_log as _read_log
 from advscale.errors import AdvscaleError
 
 SCHEMA_VERSION = 1
@@ -108,14 +110,17 @@ def write_record(record: Mapping[str, Any], stream: IO[str] | None = None) -> No
 
 
 def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
-    """Append one record to a JSONL file, flushed and fsynced (append-only, crash-safe)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = dumps(record) + "\n"
-    with open(path, "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one record to a JSONL file, flushed and fsynced (append-only, crash-safe).
+
+    A torn last line left by an earlier crash is cut off first (see :mod:`advscale.core.jsonl`).
+    """
+    append_line(path, dumps(record), parse_line)
+
+
+def read_log(path: str | os.PathLike[str], log: Callable[[str], None] | None = None
+             ) -> list[dict[str, Any]]:
+    """The records of an append-only JSONL file under the one torn-last-line policy."""
+    return _read_log(path, parse_line, log).items
 
 
 def parse_line(line: str, where: str = "<record>") -> dict[str, Any]:
