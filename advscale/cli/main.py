@@ -10,13 +10,14 @@ import sys
 
 import typer
 
-from advscale import __version__
+from advscale.version import __version__
 from advscale.cli import attack as attack_cmd
 from advscale.cli import count_flops as count_flops_cmd
 from advscale.cli import data as data_cmd
 from advscale.cli import energy as energy_cmd
 from advscale.cli import fit as fit_cmd
 from advscale.cli import gen_synthetic as gen_synthetic_cmd
+from advscale.cli import model as model_cmd
 from advscale.cli import predict as predict_cmd
 from advscale.cli import report as report_cmd
 from advscale.cli import train as train_cmd
@@ -61,6 +62,7 @@ app.command("fit")(fit_cmd.fit_cmd)
 app.command("predict")(predict_cmd.predict_cmd)
 app.command("report")(report_cmd.report)
 app.add_typer(validity_cmd.app, name="validity")
+app.add_typer(model_cmd.app, name="model")
 
 def main() -> None:
     """Console-script entry point."""

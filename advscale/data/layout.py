@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from advscale.errors import AdvscaleError
@@ -26,7 +27,6 @@ SEED_KEY = "seed"
 
 
 def _h5py():
-    import h5py
 
     return h5py
 

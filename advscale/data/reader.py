@@ -19,9 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
-from advscale.data.layout import IMAGE_KEY, LABEL_KEY, open_image_file, valid_count
+from advscale.core.fileio import atomic_path
+from advscale.data.layout import (
+    FORMAT_VERSION,
+    IMAGE_KEY,
+    LABEL_KEY,
+    class_names_of,
+    open_image_file,
+    summarize,
+    valid_count,
+)
 from advscale.errors import AdvscaleError
 
 
@@ -60,7 +72,6 @@ class H5ImageSource:
             self._pid, self._maps = os.getpid(), {}
         arr = self._maps.get(file)
         if arr is None:
-            import h5py
 
             f = h5py.File(file, "r")
             d = f[IMAGE_KEY]
@@ -217,8 +228,6 @@ def torch_loader(
     ``batch_sampler`` yields index arrays (e.g. ResumableBatchSampler); each becomes one
     batched read of the mixture.
     """
-    import torch
-    from torch.utils.data import DataLoader
 
     def collate(batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -240,10 +249,7 @@ def stitch(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str])
 
     Source paths are stored relative to ``out``'s folder when possible, so the set can move.
     """
-    import h5py
 
-    from advscale.core.fileio import atomic_path
-    from advscale.data.layout import FORMAT_VERSION, class_names_of, summarize
 
     out = Path(out)
     infos = []

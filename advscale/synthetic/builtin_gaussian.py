@@ -26,6 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from advscale.core.fileio import file_sha256
+from advscale.core.stfile import load_tensors, save_tensors
+from advscale.data.layout import IMAGE_KEY, LABEL_KEY, class_names_of, open_image_file, valid_count
 from advscale.errors import AdvscaleError
 from advscale.synthetic.base import DiffusionGenerator
 
@@ -141,7 +144,6 @@ class GaussianGenerator(DiffusionGenerator):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fitted parameters to a ``.safetensors`` file (atomically)."""
-        from advscale.core.stfile import save_tensors
 
         tensors = {"means": self.means, "bases": self.bases, "variances": self.variances,
                    "residual": self.residual}
@@ -154,7 +156,6 @@ class GaussianGenerator(DiffusionGenerator):
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu"
              ) -> GaussianGenerator:
         """Read a model written by :meth:`save` (safetensors: nothing is unpickled)."""
-        from advscale.core.stfile import load_tensors
 
         t, md = load_tensors(path, what="safetensors file", decode=False)
         if md.get("format") != FORMAT:
@@ -291,14 +292,6 @@ def gaussian_from_file(
 
     ``max_per_class`` keeps the first that many images of each class (None: all).
     """
-    from advscale.core.fileio import file_sha256
-    from advscale.data.layout import (
-        IMAGE_KEY,
-        LABEL_KEY,
-        class_names_of,
-        open_image_file,
-        valid_count,
-    )
 
     with open_image_file(path) as f:
         n = valid_count(f)

@@ -32,11 +32,22 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
+from advscale.core.devices import resolve_device
+from advscale.core.fileio import file_sha256
+from advscale.core.stfile import load_tensors, save_tensors
 from advscale.core.tensors import to_nchw
+from advscale.data.layout import class_names_of, open_image_file
+from advscale.data.reader import ImageMixture, parse_mixture
+from advscale.data.sampler import MixtureStream
 from advscale.errors import AdvscaleError
+from advscale.models.averaging import EMA
+from advscale.models.optim_state import load_optimizer_tensors, optimizer_tensors
+from advscale.records import append_record, make_record
 from advscale.synthetic.base import DiffusionGenerator
 from advscale.synthetic.edm import SIGMA_DATA, EDMPrecond
+from advscale.synthetic.jobs import image_seeds
 
 FORMAT = "advscale-edm-unet"
 P_MEAN, P_STD = -1.2, 1.2
@@ -178,7 +189,6 @@ def build_denoiser(cfg: UNetConfig) -> EDMPrecond:
 
 def denoiser_flops(cfg: UNetConfig) -> float:
     """FLOPs per image of one denoiser call, counted on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
         d = build_denoiser(cfg)
@@ -193,14 +203,10 @@ def denoiser_flops(cfg: UNetConfig) -> float:
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    from advscale.core.stfile import save_tensors
-
     save_tensors(path, tensors, meta, what="denoiser checkpoint")
 
 
 def _load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from advscale.core.stfile import load_tensors
-
     return load_tensors(path, what="safetensors file", decode=False)
 
 
@@ -235,8 +241,6 @@ class UNetGenerator(DiffusionGenerator):
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "cpu", dtype: str = "fp32",
              compile: bool = False) -> UNetGenerator:
-        from advscale.core.fileio import file_sha256
-
         p = resolve_unet_checkpoint(path)
         tensors, md = _load(p)
         if md.get("format") != FORMAT:
@@ -279,8 +283,6 @@ class UNetGenerator(DiffusionGenerator):
 
 
 def _seed_of(seed: int, step: int) -> int:
-    from advscale.synthetic.jobs import image_seeds
-
     return int(image_seeds(seed, np.asarray([step]))[0])
 
 
@@ -308,14 +310,61 @@ def train_denoiser(
     resuming continues bit-for-bit (batches, noise and dropout derive from the seed and the
     step). Each yielded dict is a ``synthetic.denoiser`` record payload (docs/formats.md).
     """
-    from advscale.core.devices import resolve_device
-    from advscale.data.layout import class_names_of, open_image_file
-    from advscale.data.reader import ImageMixture, parse_mixture
-    from advscale.data.sampler import MixtureStream
-
     dev = resolve_device(device)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    spec, mixture, class_names, cfg = _denoiser_data(data, config)
+    stream = MixtureStream(mixture.sizes, spec.weights, seed=seed)
+    total = int(round(kimg * 1000))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights depend on the seed alone
+        net = build_denoiser(cfg).to(dev)
+    ema = EMA(net)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    state_path = run / "state.safetensors"
+    run_meta = {"format": FORMAT, "unet_config": cfg.to_json(), "class_names": class_names,
+                "data": str(data), "seed": seed, "batch_size": batch_size, "lr": lr,
+                "warmup_kimg": warmup_kimg, "ema_kimg": ema_kimg}
+    nimg, step = _resume_denoiser(state_path, run_meta, net, ema, opt, resume, log)
+    params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    flops_fwd = denoiser_flops(cfg)
+    every = int(save_every_kimg * 1000)
+    next_save = (nimg // every + 1) * every
+    losses: list[float] = []
+    t0, n0 = time.perf_counter(), nimg
+    autocast = dtype == "bf16" and dev.type == "cuda"
+    while nimg < total:
+        bs = min(batch_size, total - nimg)
+        images, labels = mixture[stream.indices(nimg, nimg + bs)]
+        lr_now = lr * min(1.0, (nimg + bs) / max(warmup_kimg * 1000, 1))
+        loss = _denoiser_step(net, opt, images, labels, _seed_of(seed, step), lr_now, dev,
+                              autocast)
+        nimg += bs
+        step += 1
+        half = min(ema_kimg * 1000, nimg * 0.05)
+        ema.blend(net, 0.5 ** (bs / max(half, 1e-8)))  # EDM's half-life EMA
+        losses.append(loss)
+        if nimg >= next_save or nimg >= total:
+            meta = {**run_meta, "nimg": nimg, "step": step, "kimg": nimg / 1000}
+            _save_denoiser(run, state_path, net, ema, opt, meta)
+            wall = time.perf_counter() - t0
+            rec = {"run_dir": str(run), "kimg": nimg / 1000, "step": step,
+                   "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
+                   "params": params, "denoiser_flops_per_call": flops_fwd,
+                   "train_flops": 3 * flops_fwd * nimg, "wall_s": wall,
+                   "images_per_s": (nimg - n0) / wall if wall > 0 else None,
+                   "checkpoint": str(run / "last.safetensors"), "final": nimg >= total}
+            append_record(run / "log.jsonl", make_record("synthetic.denoiser", rec, seed=seed))
+            if log:
+                log(f"{run}: {nimg / 1000:.1f} kimg, loss {rec['loss']:.4f}")
+            losses = []
+            next_save += every
+            yield rec
+
+
+def _denoiser_data(data: str | os.PathLike[str], config: UNetConfig | None
+                   ) -> tuple[Any, ImageMixture, list[str], UNetConfig]:
+    """The training mixture, its class names and the U-Net config sized to its images."""
     spec = parse_mixture(str(data))
     mixture = ImageMixture(spec.paths)
     with open_image_file(spec.paths[0]) as f:
@@ -328,117 +377,65 @@ def train_denoiser(
                         "resolution": h})
     if h % (2 ** (len(cfg.channel_mult) - 1)):
         raise AdvscaleError(f"resolution {h} is not divisible by 2^{len(cfg.channel_mult) - 1}")
-    stream = MixtureStream(mixture.sizes, spec.weights, seed=seed)
-    total = int(round(kimg * 1000))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights depend on the seed alone
-        net = build_denoiser(cfg).to(dev)
-    ema = build_denoiser(cfg).to(dev).requires_grad_(False)
-    ema.load_state_dict(net.state_dict())
-    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
-    nimg, step = 0, 0
-    state_path = run / "state.safetensors"
-    run_meta = {"format": FORMAT, "unet_config": cfg.to_json(), "class_names": class_names,
-                "data": str(data), "seed": seed, "batch_size": batch_size, "lr": lr,
-                "warmup_kimg": warmup_kimg, "ema_kimg": ema_kimg}
-    if state_path.exists() and resume:
-        tensors, md = _load(state_path)
-        for k in ("unet_config", "seed", "batch_size"):
-            if md.get(k) != (run_meta[k] if isinstance(run_meta[k], str)
-                             else json.dumps(run_meta[k])):
-                raise AdvscaleError(f"{state_path}: saved with another {k}; use a new run dir")
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        _load_adam(opt, tensors)
-        nimg, step = int(md["nimg"]), int(md["step"])
-        if log:
-            log(f"{run}: resuming at {nimg / 1000:.1f} kimg (step {step})")
-    elif state_path.exists():
+    return spec, mixture, class_names, cfg
+
+
+def _resume_denoiser(state_path: Path, run_meta: dict[str, Any], net: nn.Module, ema: EMA,
+                     opt: torch.optim.Optimizer, resume: bool,
+                     log: Callable[[str], None] | None) -> tuple[int, int]:
+    """Load a saved state into ``net``/``ema``/``opt``; ``(images seen, steps)`` (0, 0 if new)."""
+    if not state_path.exists():
+        return 0, 0
+    if not resume:
         raise AdvscaleError(f"{state_path} exists; pass --resume or use a new run dir")
-    params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    flops_fwd = denoiser_flops(cfg)
-    next_save = (nimg // int(save_every_kimg * 1000) + 1) * int(save_every_kimg * 1000)
-    losses: list[float] = []
-    t0, n0 = time.perf_counter(), nimg
-    autocast = dtype == "bf16" and dev.type == "cuda"
-    while nimg < total:
-        bs = min(batch_size, total - nimg)
-        s = _seed_of(seed, step)
-        g = torch.Generator().manual_seed(s)
-        torch.manual_seed(s)  # dropout
-        images, labels = mixture[stream.indices(nimg, nimg + bs)]
-        y = to_nchw(images, value_range="symmetric")
-        flip = torch.rand(bs, generator=g) < 0.5
-        y = torch.where(flip[:, None, None, None], y.flip(3), y)
-        sigma = (torch.randn(bs, generator=g) * P_STD + P_MEAN).exp()
-        noise = torch.randn(y.shape, generator=g)
-        y, sigma, noise = y.to(dev), sigma.to(dev), noise.to(dev)
-        lab = torch.from_numpy(labels).to(dev)
-        weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-            d = net(y + noise * sigma[:, None, None, None], sigma, lab)
-        loss = (weight[:, None, None, None] * (d.float() - y) ** 2).mean()
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (nimg + bs) / max(warmup_kimg * 1000, 1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for p in net.parameters():
-            if p.grad is not None:
-                torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
-        opt.step()
-        nimg += bs
-        step += 1
-        half = min(ema_kimg * 1000, nimg * 0.05)
-        beta = 0.5 ** (bs / max(half, 1e-8))
-        with torch.no_grad():
-            for pe, pn in zip(ema.parameters(), net.parameters(), strict=True):
-                pe.lerp_(pn.detach(), 1 - beta)
-            for be, bn in zip(ema.buffers(), net.buffers(), strict=True):
-                be.copy_(bn)
-        losses.append(float(loss.detach()))
-        if nimg >= next_save or nimg >= total:
-            meta = {**run_meta, "nimg": nimg, "step": step, "kimg": nimg / 1000}
-            _save(run / "last.safetensors", ema.state_dict(), meta)
-            st = {**{"net." + k: v for k, v in net.state_dict().items()},
-                  **{"ema." + k: v for k, v in ema.state_dict().items()},
-                  **_adam_tensors(opt)}
-            _save(state_path, st, meta)
-            wall = time.perf_counter() - t0
-            rec = {"run_dir": str(run), "kimg": nimg / 1000, "step": step,
-                   "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
-                   "params": params, "denoiser_flops_per_call": flops_fwd,
-                   "train_flops": 3 * flops_fwd * nimg, "wall_s": wall,
-                   "images_per_s": (nimg - n0) / wall if wall > 0 else None,
-                   "checkpoint": str(run / "last.safetensors"), "final": nimg >= total}
-            from advscale.records import append_record, make_record
-
-            append_record(run / "log.jsonl", make_record("synthetic.denoiser", rec, seed=seed))
-            if log:
-                log(f"{run}: {nimg / 1000:.1f} kimg, loss {rec['loss']:.4f}")
-            losses = []
-            next_save += int(save_every_kimg * 1000)
-            yield rec
+    tensors, md = _load(state_path)
+    for k in ("unet_config", "seed", "batch_size"):
+        if md.get(k) != (run_meta[k] if isinstance(run_meta[k], str)
+                         else json.dumps(run_meta[k])):
+            raise AdvscaleError(f"{state_path}: saved with another {k}; use a new run dir")
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    ema.module.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    load_optimizer_tensors(opt, tensors, prefix="adam.")
+    nimg, step = int(md["nimg"]), int(md["step"])
+    if log:
+        log(f"{state_path.parent}: resuming at {nimg / 1000:.1f} kimg (step {step})")
+    return nimg, step
 
 
-def _adam_tensors(opt: torch.optim.Adam) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, p in enumerate(opt.param_groups[0]["params"]):
-        st = opt.state.get(p)
-        if not st:
-            continue
-        out[f"adam.{i}.exp_avg"] = st["exp_avg"]
-        out[f"adam.{i}.exp_avg_sq"] = st["exp_avg_sq"]
-        out[f"adam.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
-    return out
+def _denoiser_step(net: nn.Module, opt: torch.optim.Optimizer, images: np.ndarray,
+                   labels: np.ndarray, seed: int, lr: float, dev: torch.device,
+                   autocast: bool) -> float:
+    """One EDM denoising step (flip, log-normal σ, weighted MSE); returns the loss."""
+    bs = len(images)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout
+    y = to_nchw(images, value_range="symmetric")
+    flip = torch.rand(bs, generator=g) < 0.5
+    y = torch.where(flip[:, None, None, None], y.flip(3), y)
+    sigma = (torch.randn(bs, generator=g) * P_STD + P_MEAN).exp()
+    noise = torch.randn(y.shape, generator=g)
+    y, sigma, noise = y.to(dev), sigma.to(dev), noise.to(dev)
+    lab = torch.from_numpy(labels).to(dev)
+    weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        d = net(y + noise * sigma[:, None, None, None], sigma, lab)
+    loss = (weight[:, None, None, None] * (d.float() - y) ** 2).mean()
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in net.parameters():
+        if p.grad is not None:
+            torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+    opt.step()
+    return float(loss.detach())
 
 
-def _load_adam(opt: torch.optim.Adam, tensors: dict[str, torch.Tensor]) -> None:
-    for i, p in enumerate(opt.param_groups[0]["params"]):
-        key = f"adam.{i}.exp_avg"
-        if key not in tensors:
-            continue
-        opt.state[p] = {
-            "step": tensors[f"adam.{i}.step"].reshape(()).clone(),
-            "exp_avg": tensors[key].to(p.device).clone(),
-            "exp_avg_sq": tensors[f"adam.{i}.exp_avg_sq"].to(p.device).clone(),
-        }
+def _save_denoiser(run: Path, state_path: Path, net: nn.Module, ema: EMA,
+                   opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
+    """EMA weights to ``last.safetensors``; weights, EMA and Adam moments to the state file."""
+    _save(run / "last.safetensors", ema.module.state_dict(), meta)
+    adam, _, _ = optimizer_tensors(opt, "adam.")
+    st = {**{"net." + k: v for k, v in net.state_dict().items()},
+          **{"ema." + k: v for k, v in ema.module.state_dict().items()}, **adam}
+    _save(state_path, st, meta)

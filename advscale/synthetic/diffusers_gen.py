@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from advscale.data import CIFAR10_CLASSES
 from advscale.errors import AdvscaleError
 from advscale.synthetic.base import DiffusionGenerator
 
@@ -78,7 +80,6 @@ class DiffusersGenerator(DiffusionGenerator):
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         self.image_shape = (c, int(h), int(w))
         if int(k) == 10:
-            from advscale.data import CIFAR10_CLASSES
 
             self.class_names = list(CIFAR10_CLASSES)
         else:
@@ -149,7 +150,6 @@ class DiffusersGenerator(DiffusionGenerator):
         return a.sqrt() * x_t - (1 - a).sqrt() * out
 
     def _measure_flops(self) -> float:
-        from torch.utils.flop_counter import FlopCounterMode
 
         c, h, w = self.image_shape
         x = torch.zeros(1, c, h, w, device=self.device)

@@ -32,7 +32,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from advscale.core.fileio import atomic_path, file_sha256
+from advscale.data import CIFAR10_CLASSES
 from advscale.errors import AdvscaleError
 from advscale.synthetic.base import DiffusionGenerator
 
@@ -60,7 +63,6 @@ class _EDMInterface(nn.Module):
 
 def measure_flops(module: nn.Module, example: tuple[torch.Tensor, ...]) -> float:
     """FLOPs per image of one call (2 per multiply-add, convolutions and matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         module(*example)
@@ -79,7 +81,6 @@ def export_module(
 
     Returns the metadata stored with it. Writes atomically.
     """
-    from advscale.core.fileio import atomic_path
 
     module = module.eval()
     c, h, w = image_shape
@@ -151,7 +152,6 @@ def export_edm_pickle(
 def _export_unpickled(
     pkl: Path, out: str | os.PathLike[str], key: str, num_classes: int | None
 ) -> dict[str, Any]:
-    from advscale.core.fileio import file_sha256
 
     try:
         with open(pkl, "rb") as f:
@@ -251,7 +251,6 @@ class ExportedEDMGenerator(DiffusionGenerator):
     def load(cls, path: str | os.PathLike[str], device: str = "cpu", dtype: str = "fp32",
              compile: bool = False) -> ExportedEDMGenerator:
         """Check and load an exported program; ``compile`` wraps it in ``torch.compile``."""
-        from advscale.core.fileio import file_sha256
 
         p = Path(path)
         if not p.is_file():
@@ -297,6 +296,5 @@ class ExportedEDMGenerator(DiffusionGenerator):
 
 
 def _cifar_names() -> list[str]:
-    from advscale.data import CIFAR10_CLASSES
 
     return list(CIFAR10_CLASSES)

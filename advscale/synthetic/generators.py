@@ -15,6 +15,10 @@ import torch
 
 from advscale.core.devices import resolve_device
 from advscale.errors import AdvscaleError
+from advscale.synthetic.builtin_gaussian import GaussianGenerator, gaussian_from_file
+from advscale.synthetic.builtin_unet import UNetGenerator
+from advscale.synthetic.diffusers_gen import DiffusersGenerator
+from advscale.synthetic.edm_export import ExportedEDMGenerator
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,6 @@ def list_generators() -> list[str]:
 @register_generator("builtin-gaussian", needs_model=False)
 def _gaussian(o: GeneratorOptions) -> Any:
     """Fit per-class Gaussians to ``data`` (or load a saved fit from ``model``)."""
-    from advscale.synthetic.builtin_gaussian import GaussianGenerator, gaussian_from_file
 
     if o.model is not None:
         return GaussianGenerator.load(o.model, device=o.device)
@@ -74,7 +77,6 @@ def _gaussian(o: GeneratorOptions) -> Any:
 @register_generator("builtin-unet")
 def _unet(o: GeneratorOptions) -> Any:
     """A ``train-denoiser`` checkpoint or run folder."""
-    from advscale.synthetic.builtin_unet import UNetGenerator
 
     return UNetGenerator.load(o.model, device=o.device, dtype=o.dtype, compile=o.compile)
 
@@ -82,7 +84,6 @@ def _unet(o: GeneratorOptions) -> Any:
 @register_generator("edm-export")
 def _edm_export(o: GeneratorOptions) -> Any:
     """A ``.pt2`` written by ``gen-synthetic export``."""
-    from advscale.synthetic.edm_export import ExportedEDMGenerator
 
     return ExportedEDMGenerator.load(o.model, device=o.device, dtype=o.dtype, compile=o.compile)
 
@@ -90,7 +91,6 @@ def _edm_export(o: GeneratorOptions) -> Any:
 @register_generator("diffusers")
 def _diffusers(o: GeneratorOptions) -> Any:
     """A diffusers model folder; ``prediction_type`` says what the network outputs."""
-    from advscale.synthetic.diffusers_gen import DiffusersGenerator
 
     if o.prediction_type is None:
         raise AdvscaleError("diffusers models need --prediction-type epsilon|sample|"

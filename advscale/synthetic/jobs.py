@@ -23,9 +23,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import torch
 
+from advscale.data.layout import ImageFileWriter, read_attrs
+from advscale.data.reader import stitch
+from advscale.data.sampler import FeistelPermutation
 from advscale.errors import AdvscaleError
+from advscale.synthetic.edm import edm_sample, to_uint8
 
 LABELING = "feistel-balanced-v1"
 SEEDING = "splitmix64-v1"
@@ -55,7 +61,6 @@ def job_labels(seed: int, num: int, num_classes: int, rows: np.ndarray) -> np.nd
     Over the whole job every class gets ``floor(num/K)`` or ``ceil(num/K)`` images, in a
     shuffled order, and any slice of indices can be labelled without the rest.
     """
-    from advscale.data.sampler import FeistelPermutation
 
     key = int(_splitmix(np.asarray([(seed ^ 0x1ABE1) & 0xFFFFFFFFFFFFFFFF], np.uint64))[0])
     perm = FeistelPermutation(num, key)
@@ -119,10 +124,7 @@ def generate(
     interrupted ``out.partial`` exists and ``resume`` is False or its settings differ.
     The summary is the payload of the ``synthetic`` record (docs/formats.md).
     """
-    import torch
 
-    from advscale.data.layout import ImageFileWriter, read_attrs
-    from advscale.synthetic.edm import edm_sample, to_uint8
 
     if num < 1:
         raise AdvscaleError("--num must be >= 1")
@@ -252,8 +254,6 @@ def stitch_synthetic(
     each is complete, and that together they cover rows ``0 .. num-1`` exactly once; they are
     concatenated in row order, so the result equals the job run as one shard.
     """
-    from advscale.data.layout import read_attrs
-    from advscale.data.reader import stitch
 
     if not shards:
         raise AdvscaleError("no shard files to stitch")
@@ -284,7 +284,6 @@ def stitch_synthetic(
         pos = job["row_end"]
     if pos != ref["num_total"]:
         raise AdvscaleError(f"shards cover rows 0..{pos} of {ref['num_total']}: a shard is missing")
-    import h5py
 
     summary = stitch([*map(str, real), *(str(p) for p, _ in infos)], out)
     n_real = summary["n"] - ref["num_total"]

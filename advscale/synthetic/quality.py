@@ -24,15 +24,23 @@ import importlib.util
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import torch
 
-from advscale.core.fileio import file_sha256
+from advscale.core.devices import resolve_device
+from advscale.core.fileio import atomic_path, file_sha256
 from advscale.core.tensors import to_nchw
+from advscale.data.layout import open_image_file, valid_count
+from advscale.data.reader import ImageMixture
 from advscale.errors import AdvscaleError
+from advscale.models.checkpoint import load_for_eval
+from advscale.synthetic.builtin_gaussian import _top_components
 
 INCEPTION_NAME = "inception-v3-tf-2015-12-05"
 KNOWN_INCEPTION_SHA256 = {
@@ -153,7 +161,6 @@ class InceptionExtractor:
     dim = 2048
 
     def __init__(self, weights: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
-        import torch
 
         path = Path(weights) if weights is not None else default_inception_path()
         if path is None:
@@ -172,7 +179,6 @@ class InceptionExtractor:
         self.name = INCEPTION_NAME if self.protocol else f"inception-user-{self.sha256[:12]}"
         self.device = torch.device(device)
         try:
-            import warnings
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
@@ -182,7 +188,6 @@ class InceptionExtractor:
         self._mats: dict[tuple[int, int], Any] = {}
 
     def _resize(self, x: Any) -> Any:
-        import torch
 
         h, w = x.shape[2], x.shape[3]
         key = (h, w)
@@ -195,7 +200,6 @@ class InceptionExtractor:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Features (B, 2048) float64 of uint8 NHWC images."""
-        import torch
 
         with torch.inference_mode():
             x = to_nchw(np.ascontiguousarray(images), value_range="pixel", device=self.device)
@@ -232,9 +236,7 @@ class PCAExtractor:
 
     @classmethod
     def fit(cls, images: np.ndarray, k: int = 64, seed: int = 0) -> PCAExtractor:
-        import torch
 
-        from advscale.synthetic.builtin_gaussian import _top_components
 
         x = images.reshape(len(images), -1).astype(np.float64) / 255.0
         mean = x.mean(0)
@@ -294,7 +296,6 @@ def _label_agreement(
     mixture: Any, rows: np.ndarray, model: Any, device: str, batch_size: int
 ) -> float:
     """Fraction of ``rows`` a classifier assigns to their stored label."""
-    import torch
 
     hits = 0
     with torch.inference_mode():
@@ -343,9 +344,6 @@ def measure_quality(
     ``n``/``ref_n`` pick seeded random subsets. ``annotate`` writes the result into ``gen``'s
     attributes (``quality_metric``, ``quality_value``, ..., and ``fid`` only when comparable).
     """
-    from advscale.core.devices import resolve_device
-    from advscale.data.layout import open_image_file, valid_count
-    from advscale.data.reader import ImageMixture
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -434,7 +432,6 @@ def measure_quality(
     if comparable:
         result["fid"] = value
     if classifier is not None:
-        from advscale.models.checkpoint import load_for_eval
 
         model, meta = load_for_eval(classifier, device=dev)
         result["classifier"] = str(classifier)
@@ -455,7 +452,6 @@ def measure_quality(
 
 def annotate_file(path: str | os.PathLike[str], result: dict[str, Any]) -> None:
     """Store a quality result in an image file's attributes (``fid`` only when comparable)."""
-    import h5py
 
     try:
         with h5py.File(path, "r+") as f:
@@ -481,7 +477,6 @@ def _save_ref_stats(
     feats: np.ndarray, n: int, source: str, ref: str, seed: int, keep: int = 10_000,
 ) -> None:
     """Reference statistics (+ up to ``keep`` feature rows for KID) as an .npz, atomically."""
-    from advscale.core.fileio import atomic_path
 
     if len(feats) > keep:
         feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), keep, False))]

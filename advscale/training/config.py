@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advscale.core.fileio import atomic_write
 from advscale.errors import AdvscaleError
 
 LOSS_NAMES = ("trades", "pgd-at", "standard")
@@ -189,7 +190,6 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write as JSON, atomically."""
-        from advscale.core.fileio import atomic_write
 
         with atomic_write(path) as f:
             json.dump(self.to_dict(), f, indent=2, sort_keys=True)

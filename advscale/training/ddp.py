@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from advscale.core.devices import resolve_device
+from advscale.errors import AdvscaleError
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,6 @@ def pick_device(name: str, info: DistInfo) -> torch.device:
 
 def init_distributed(device: torch.device, info: DistInfo) -> None:
     """Join the process group of a torchrun launch (no-op for a single process)."""
-    import torch.distributed as dist
 
     if info.distributed and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -61,7 +63,6 @@ def init_distributed(device: torch.device, info: DistInfo) -> None:
 
 
 def shutdown_distributed() -> None:
-    import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -69,7 +70,6 @@ def shutdown_distributed() -> None:
 
 def barrier(info: DistInfo) -> None:
     if info.distributed:
-        import torch.distributed as dist
 
         dist.barrier()
 
@@ -77,7 +77,6 @@ def barrier(info: DistInfo) -> None:
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum ``t`` over ranks, in place (identity for a single process)."""
     if info.distributed:
-        import torch.distributed as dist
 
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
@@ -87,7 +86,6 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     """Rank 0's ``obj`` on every rank (e.g. a run id or an error message)."""
     if not info.distributed:
         return obj
-    import torch.distributed as dist
 
     box = [obj]
     dist.broadcast_object_list(box, src=0)
@@ -98,7 +96,6 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
 def broadcast_module(module: nn.Module, info: DistInfo) -> None:
     """Copy rank 0's parameters and buffers to every rank."""
     if info.distributed:
-        import torch.distributed as dist
 
         for t in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(t.data, src=0)
@@ -108,7 +105,6 @@ def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Modul
     """``model`` wrapped for gradient averaging (unchanged for a single process)."""
     if not info.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
@@ -119,9 +115,7 @@ def check_in_sync(module: nn.Module, info: DistInfo) -> None:
     """Raise AdvscaleError if the ranks' parameters differ (a broken gradient average)."""
     if not info.distributed:
         return
-    import torch.distributed as dist
 
-    from advscale.errors import AdvscaleError
 
     total = sum(p.detach().double().sum() for p in module.parameters())
     hi = torch.stack([total, -total]).to(next(module.parameters()).device)

@@ -12,7 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from advscale.core.jsonl import repair_tail
 from advscale.errors import AdvscaleError
+from advscale.models.checkpoint import LAST_NAME
+from advscale.records import parse_line
 from advscale.training.config import (
     TrainConfig,
     config_differences,
@@ -44,8 +47,6 @@ class RunDir:
 
     @property
     def last(self) -> Path:
-        from advscale.models.checkpoint import LAST_NAME
-
         return self.path / LAST_NAME
 
     def is_empty(self) -> bool:
@@ -63,12 +64,7 @@ class RunDir:
 
     def drop_torn_record(self) -> None:
         """Cut an incomplete last line (a crash mid-append) off ``records.jsonl``."""
-        if not self.records.is_file():
-            return
-        data = self.records.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.records, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        repair_tail(self.records, parse_line)
 
 
 def resolve_run_config(

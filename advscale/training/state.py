@@ -24,6 +24,7 @@ from torch import nn
 
 from advscale.core.stfile import load_tensors, save_tensors
 from advscale.errors import AdvscaleError
+from advscale.models.optim_state import load_optimizer_tensors, optimizer_tensors
 
 STATE_VERSION = "1"
 STATE_NAME = "state.safetensors"
@@ -45,19 +46,13 @@ def collect_state(
         tensors[f"model.{k}"] = _cpu(v)
     for k, v in ema_module.state_dict().items():
         tensors[f"ema.{k}"] = _cpu(v)
-    opt = optimizer.state_dict()
-    opt_scalars: dict[str, dict[str, Any]] = {}
-    for idx, st in opt["state"].items():
-        for name, val in st.items():
-            if isinstance(val, torch.Tensor):
-                tensors[f"optim.{idx}.{name}"] = _cpu(val)
-            else:
-                opt_scalars.setdefault(str(idx), {})[name] = val
+    opt_tensors, opt_scalars, groups = optimizer_tensors(optimizer, "optim.")
+    tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     meta = dict(scalars)
-    meta["optim_param_groups"] = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
+    meta["optim_param_groups"] = groups
     meta["optim_scalars"] = opt_scalars
     return tensors, meta
 
@@ -101,13 +96,8 @@ def restore_state(
         ema_module.load_state_dict(part("ema."))
     except RuntimeError as e:
         raise AdvscaleError(f"training state does not fit the model ({e})") from None
-    state: dict[int, dict[str, Any]] = {}
-    for k, v in part("optim.").items():
-        idx, name = k.split(".", 1)
-        state.setdefault(int(idx), {})[name] = v
-    for idx, d in meta.get("optim_scalars", {}).items():
-        state.setdefault(int(idx), {}).update(d)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["optim_param_groups"]})
+    load_optimizer_tensors(optimizer, tensors, meta.get("optim_scalars", {}),
+                           meta["optim_param_groups"], "optim.")
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from advscale.attacks.advfile import check_adv_file
+from advscale.data import CIFAR10_CLASSES
 from advscale.data.layout import decode_attr, open_h5
 from advscale.errors import AdvscaleError
 
@@ -105,7 +106,6 @@ def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
             attack = [str(attrs.get("attack", ""))] * n
         names = attrs.get("class_names")
         if names is None:
-            from advscale.data import CIFAR10_CLASSES
 
             names = list(CIFAR10_CLASSES)
         if not (isinstance(names, list) and names and all(isinstance(c, str) for c in names)):

@@ -35,6 +35,7 @@ from typing import Any
 from advscale.errors import AdvscaleError
 from advscale.validity import RATER_KINDS
 from advscale.validity.advset import AdvSet
+from advscale.validity.store import read_label_file
 
 RULE = (
     "valid: >= {min_correct} raters chose the true class or >= 1 human rater chose it with high "
@@ -136,7 +137,6 @@ def load_labels(
     paths: Iterable[str | os.PathLike[str]], log: Callable[[str], None] | None = None
 ) -> list[dict[str, Any]]:
     """Every ``validity.label`` record in the given files/directories, in file order."""
-    from advscale.validity.store import read_label_file
 
     records: list[dict[str, Any]] = []
     for path in label_files(paths):

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from advscale.core.jsonl import read_log, repair_tail
 from advscale.errors import AdvscaleError
-from advscale.records import RecordError, dumps, make_record, parse_line
+from advscale.records import dumps, make_record, parse_line
 from advscale.validity import CONFIDENCES, RATER_ID_PATTERN, RATER_KINDS, VERSIONS
 from advscale.validity.advset import AdvSet
 
@@ -66,28 +67,12 @@ class LabelLines:
 
 
 def read_label_file(path: str | os.PathLike[str]) -> LabelLines:
-    """Parse a labels JSONL file; a torn (unterminated, unparsable) last line is reported.
+    """Parse a labels JSONL file under the torn-last-line policy of :mod:`advscale.core.jsonl`.
 
     Records of other kinds are skipped. A malformed complete line raises RecordError.
     """
-    path = Path(path)
-    data = path.read_bytes()
-    torn = 0
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        tail = data[cut:]
-        try:
-            parse_line(tail.decode("utf-8"), f"{path}:last")
-        except (RecordError, UnicodeDecodeError):
-            torn = len(tail)
-            data = data[:cut]
-    records = []
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-        if line.strip():
-            rec = parse_line(line, f"{path}:{lineno}")
-            if rec["kind"] == LABEL_KIND:
-                records.append(rec)
-    return LabelLines(records, torn)
+    lines = read_log(path, parse_line)
+    return LabelLines([r for r in lines.items if r["kind"] == LABEL_KIND], lines.torn_bytes)
 
 
 def _lock(f: IO[Any], path: Path) -> None:
@@ -158,13 +143,8 @@ class LabelStore:
         path = labels_path(self.directory, rater)
         f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
         _lock(f, path)
+        repair_tail(path, parse_line, self._log)
         lines = read_label_file(path)
-        if lines.torn_bytes:
-            size = path.stat().st_size
-            f.truncate(size - lines.torn_bytes)
-            f.flush()
-            os.fsync(f.fileno())
-            self._log(f"{path}: removed an unfinished last line ({lines.torn_bytes} bytes)")
         answers: dict[tuple[int, str], dict[str, Any]] = {}
         for rec in lines.records:
             if rec.get("adv_fingerprint") != self.adv.fingerprint:

@@ -1,5 +1,8 @@
 """Weight averaging: an exponential moving average (EMA) of the weights, the reported model.
 
+One EMA for every trainer: adversarial training (:meth:`EMA.update`, the schedule below) and the
+built-in denoiser (:meth:`EMA.blend` with EDM's half-life decay, computed by its trainer).
+
 As in Gowal et al. (2020) and Wang et al. (2023): for the first ``warmup_steps`` optimizer
 steps the average simply copies the weights; afterwards each step mixes with decay
 ``min(decay, (1 + t) / (10 + t))`` where ``t`` counts steps since the warm-up, so a short run
@@ -34,19 +37,22 @@ class EMA:
         t = step - self.warmup_steps - 1
         return min(self.decay, (1.0 + t) / (10.0 + t))
 
-    @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Average ``model``'s parameters in (after 1-based optimizer ``step``), copy buffers."""
-        d = self.current_decay(step)
+        self.blend(model, self.current_decay(step))
+        self.updates = int(step)
+
+    @torch.no_grad()
+    def blend(self, model: nn.Module, decay: float) -> None:
+        """``ema ← decay·ema + (1 − decay)·model`` for parameters (0: copy); buffers copied."""
         ema_p = [p for p in self.module.parameters()]
         new_p = [p.detach() for p in model.parameters()]
-        if d == 0.0:
+        if decay == 0.0:
             torch._foreach_copy_(ema_p, new_p)
         else:
-            torch._foreach_lerp_(ema_p, new_p, 1.0 - d)
+            torch._foreach_lerp_(ema_p, new_p, 1.0 - decay)
         for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
-        self.updates = int(step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "decay": self.decay, "warmup_steps": self.warmup_steps}
