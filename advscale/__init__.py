@@ -1,11 +1,38 @@
 """advscale: scaling laws for adversarial robustness.
 
-The package is a library first; ``advscale.cli`` is a thin typer layer over it. Importing
-``advscale`` is cheap: torch, timm and h5py are imported only by the modules that need them.
+A library first; ``advscale.cli`` is a thin typer layer over it. The public API is one
+function per subcommand, loaded on first use so ``import advscale`` stays light (no torch)::
+
+    import advscale
+    records = advscale.train("train.h5", "runs/a", model="wrn-10-1", samples=4096)
+    law = advscale.fit(advscale.read_records("runs/*/records.jsonl"), approach="2")
+    advscale.predict(law, flops=1e18)
+
+See ``docs/python-api.md``. Lower layers (``advscale.models``, ``advscale.attacks``, ...) are
+public too; ``ARCHITECTURE.md`` maps them.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from advscale.errors import AdvscaleError  # noqa: E402
+from typing import Any
 
-__all__ = ["AdvscaleError", "__version__"]
+from advscale.errors import AdvscaleError
+from advscale.version import __version__
+
+API = ("train", "attack", "count_flops", "measure_energy", "fit", "predict", "report",
+       "read_records")
+"""The functions of :mod:`advscale.api`, re-exported here on first use."""
+
+__all__ = ["AdvscaleError", "__version__", *API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in API:
+        from advscale import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'advscale' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])

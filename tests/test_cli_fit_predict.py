@@ -132,6 +132,17 @@ def test_fit_output_file_and_predict_queries_on_stdin(runner, records_file, tmp_
     assert recs[2]["omega_n"] == 0.7 and recs[2]["omega_d"] > 1
 
 
+def test_fit_takes_the_registry_name_too(runner, records_file):
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "approach2", "-B", "0",
+                              "--coarse-grid", "-q"])
+    assert res.exit_code == 0, res.output
+    (rec,) = loads_all(res.stdout)
+    assert rec["approach"] == "2" and rec["form"] == "approach2"
+    assert rec["provenance"]["config"]["approach"] == "approach2"
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "4"])
+    assert res.exit_code == 2 and "--approach '4': choose from 1, 2, 3" in res.output
+
+
 def test_predict_preset_from_options(runner):
     res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2", "--n", "1e8",
                               "--d", "1e9", "--fid", "0", "--accuracy"])

@@ -75,12 +75,13 @@ def _runs_with_accuracy(c=0.2, alpha=0.02, n=60, seed=0):
             "train_flops": f, "robust_acc": acc + 0.01, "adv_loss": 1.0, "final": True,
             "activation": ["relu", "gelu"][i % 2], "loss": ["trades", "pgd-at"][i % 2],
             "pgd_steps": [1, 2, 5, 7, 10][i % 5], "ema_decay": 0.995 if i % 4 else None,
-            "data": []}, command="t"))
+            "data": []}, command="t", check=False))
         recs.append(make_record("attack", {
             "run_id": rid, "params": 1e6 * (1 + i % 5), "samples_seen": f / 1e7,
-            "attack": "aa-standard", "robust_acc": acc}, command="t"))
+            "attack": "aa-standard", "robust_acc": acc}, command="t", check=False))
         # as `advscale energy -- advscale train` writes it: after the run, without a run_id
-        recs.append(make_record("energy", {"cost_usd": 3e-9 * f ** 0.95}, command="t"))
+        recs.append(make_record("energy", {"cost_usd": 3e-9 * f ** 0.95}, command="t",
+                                check=False))
     return recs
 
 
@@ -122,7 +123,7 @@ def test_gbr_ranks_the_features_that_matter():
             "run_id": f"g{i}", "params": params, "samples_seen": 1e6, "final": True,
             "fid": 3.0 if synthetic else None, "robust_acc": acc,
             "activation": ["relu", "gelu"][(i // 2) % 2], "loss": "trades",
-            "pgd_steps": [1, 10][(i // 4) % 2], "ema_decay": 0.995}, command="t"))
+            "pgd_steps": [1, 10][(i // 4) % 2], "ema_decay": 0.995}, command="t", check=False))
     out = fit_law(records=recs, approach="gbr", target="robust_acc", n_boot=0)
     imp = out["feature_importances"]
     assert set(imp) == {"params", "synthetic", "activation", "loss", "pgd_steps", "ema"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.optimize
 from scipy.optimize import minimize
 
 from advscale.laws import approach2, approach3, optimize
@@ -86,7 +87,8 @@ def test_polish_keeps_a_better_optimum_whatever_the_success_flag(data2, monkeypa
     class Fake:
         x, success, message, nfev = best, False, "maximum evaluations reached", 2000
 
-    monkeypatch.setattr(optimize, "least_squares", lambda *a, **k: Fake())
+    # optimize imports SciPy's optimisers when it polishes (laws stay light at import)
+    monkeypatch.setattr(scipy.optimize, "least_squares", lambda *a, **k: Fake())
     res = optimize.polish(pr, approach2.FORM.from_public(A2) + 0.3, lbfgs=False)
     assert np.allclose(res.z, best) and res.success is False
     assert res.objective == pytest.approx(pr.objective(best))

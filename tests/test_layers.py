@@ -103,7 +103,7 @@ def test_layer_table_is_parsed():
     assert LAYERS["core"] < LAYERS["models"] < LAYERS["attacks"] < LAYERS["training"]
     assert LAYERS["training"] == LAYERS["synthetic"] == LAYERS["validity"]
     assert {"laws", "report", "energy", "records"} <= TORCH_FREE
-    assert LAYERS["cli"] > LAYERS["advscale"] > LAYERS["report"] > LAYERS["laws"]
+    assert LAYERS["cli"] > LAYERS["advscale"] > LAYERS["api"] > LAYERS["report"] > LAYERS["laws"]
 
 
 def test_every_import_points_down():

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.core.fileio import atomic_write
+from advscale.laws.fit import fit_record
+from advscale.records import write_record
 
 
 @handle_errors
@@ -15,7 +21,8 @@ def fit_cmd(
         None, help="JSONL records (train.eval, attack); '-' or nothing reads stdin."
     ),
     approach: str = typer.Option(..., "--approach", "-a",
-                                 help="1, 2, 3, power-law or gbr (docs/laws.md)."),
+                                 help="1, 2, 3, power-law or gbr (or the names approach1, "
+                                 "approach2, approach3; docs/laws.md)."),
     target: str = typer.Option(
         None, help="adv_loss (default for 1-3), robust_acc, clean_acc, or aa_acc (default for "
         "power-law and gbr; needs attack records)."),
@@ -51,49 +58,34 @@ def fit_cmd(
 
     Pipe it into `advscale predict --law -`. Methods and layouts: docs/laws.md, docs/formats.md.
     """
-    import sys
-
-    from advscale.laws.fit import fit_law
-    from advscale.records import make_record, write_record
-
-    sources = files or ["-"]
-    log = (lambda m: None) if quiet else err
-    progress = None
-    bar_ctx = None
+    options = {"approach": approach, "target": target, "points": points,
+               "filters": filter_ or [], "exclusion": exclusion, "n_boot": n_boot, "seed": seed,
+               "attack": attack, "also": also or [], "full_grid": not coarse, "delta": delta,
+               "log": (lambda m: None) if quiet else err}
     if not quiet and n_boot > 0 and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import Progress
-
-        bar_ctx = Progress(transient=True, console=Console(stderr=True))
-        task = bar_ctx.add_task("bootstrap", total=n_boot)
-
-        def progress(done: int, total: int) -> None:
-            bar_ctx.update(task, completed=done, total=total)
-
-    config = {"files": sources, "approach": approach, "target": target, "filter": filter_ or [],
-              "bootstrap": n_boot, "seed": seed, "points": points, "paper_exclusion": exclusion,
-              "attack": attack, "also": also or [], "coarse_grid": coarse, "huber_delta": delta}
-    if bar_ctx is not None:
-        with bar_ctx:
-            payload = _run(fit_law, sources, approach, target, points, filter_, exclusion, n_boot,
-                           seed, attack, also, coarse, delta, log, progress)
+        with _progress_bar(n_boot) as progress:
+            record = fit_record(files or ["-"], progress=progress, **options)
     else:
-        payload = _run(fit_law, sources, approach, target, points, filter_, exclusion, n_boot,
-                       seed, attack, also, coarse, delta, log, progress)
-    record = make_record("fit", payload, config=config, seed=seed)
+        record = fit_record(files or ["-"], **options)
     if output is None:
         write_record(record)
-    else:
-        from advscale.core.fileio import atomic_write
-
-        with atomic_write(output) as f:
-            write_record(record, f)
-        err(f"{output}: fit record written")
+        return
+    with atomic_write(output) as f:
+        write_record(record, f)
+    err(f"{output}: fit record written")
 
 
-def _run(fit_law, sources, approach, target, points, filters, exclusion, n_boot, seed, attack,
-         also, coarse, delta, log, progress):
-    return fit_law(sources, approach=approach, target=target, points=points,
-                   filters=filters or [], exclusion=exclusion, n_boot=n_boot, seed=seed,
-                   attack=attack, also=also or [], full_grid=not coarse, delta=delta, log=log,
-                   progress=progress)
+@contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[int, int], None]]:
+    """A transient bootstrap progress bar on stderr; yields the ``progress`` callback."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bar = Progress(transient=True, console=Console(stderr=True))
+    task = bar.add_task("bootstrap", total=total)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield progress

@@ -10,7 +10,6 @@ import sys
 
 import typer
 
-from advscale.version import __version__
 from advscale.cli import attack as attack_cmd
 from advscale.cli import count_flops as count_flops_cmd
 from advscale.cli import data as data_cmd
@@ -23,6 +22,7 @@ from advscale.cli import report as report_cmd
 from advscale.cli import train as train_cmd
 from advscale.cli import validity as validity_cmd
 from advscale.cli.common import fail
+from advscale.version import __version__
 
 app = typer.Typer(
     name="advscale",

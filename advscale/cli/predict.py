@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
+
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
+from advscale.laws.law import Law
+from advscale.laws.predict import iter_predictions, prediction_record
+from advscale.records import write_record
 
 
 @handle_errors
@@ -24,7 +31,7 @@ def predict_cmd(
     k: float = typer.Option(
         None, "--flops-per-param-sample",
         help="FLOPs = K*N*D constant (e.g. count-flops' flops_per_param_sample); default: the "
-        "law's own (from its records), else the paper's 7822."),
+        f"law's own (from its records), else the paper's {PAPER_FLOPS_PER_PARAM_SAMPLE:g}."),
     accuracy: bool = typer.Option(False, "--accuracy",
                                   help="Also give accuracies (loss->accuracy regression)."),
     acc_map: str = typer.Option("auto", "--acc-map",
@@ -42,12 +49,6 @@ def predict_cmd(
 
     --fid and --omega-n are defaults for stdin queries. See docs/laws.md.
     """
-    import sys
-
-    from advscale.laws.law import Law
-    from advscale.laws.predict import predict_one
-    from advscale.records import make_record, write_record
-
     if acc_map not in ("auto", "paper", "law"):
         raise AdvscaleError(f"--acc-map {acc_map!r}: choose auto, paper or law")
     option_query = any(v is not None for v in (n, d, flops))
@@ -56,29 +57,21 @@ def predict_cmd(
                             "(--n/--d/--fid, --flops) or --queries FILE")
     the_law = Law.load(law)
     if k is not None:
-        if not k > 0:
-            raise AdvscaleError(f"--flops-per-param-sample must be > 0, got {k!r}")
-        the_law.k = float(k)
-    warned: set[str] = set()
+        the_law.set_flops_per_param_sample(k)
+    if option_query:
+        q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n}
+        _emit([prediction_record(the_law, q, accuracy, acc_map, where="options")])
+    else:
+        _emit(iter_predictions(the_law, queries or "-", sys.stdin, fid=fid, omega_n=omega_n,
+                               accuracy=accuracy, acc_map=acc_map))
 
-    def emit(payload: dict) -> None:
-        w = payload.get("fid_warning")
+
+def _emit(records: Iterable[dict]) -> None:
+    """Write each record to stdout, and each distinct FID warning once to stderr."""
+    warned: set[str] = set()
+    for rec in records:
+        w = rec.get("fid_warning")
         if w and w not in warned:
             warned.add(w)
             err(w)
-        write_record(make_record("prediction", payload, config=config))
-
-    config = {"law": law, "accuracy": accuracy, "acc_map": acc_map,
-              "flops_per_param_sample": k}
-    if option_query:
-        q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n}
-        emit(predict_one(the_law, q, accuracy, acc_map, where="options"))
-        return
-    from advscale.laws.predict import iter_queries
-
-    for where, q in iter_queries(queries or "-", stdin=sys.stdin):
-        if fid is not None and q.get("fid") is None and q.get("FID") is None:
-            q["fid"] = fid
-        if omega_n is not None and q.get("omega_n") is None:
-            q["omega_n"] = omega_n
-        emit(predict_one(the_law, q, accuracy, acc_map, where=where))
+        write_record(rec)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from advscale.energy.report import J_PER_KWH, MEASURED, DeviceEnergy, trapezoid_j
@@ -57,14 +57,9 @@ def parse_power(text: str) -> float | None:
     return value if value >= 0 else None
 
 
-def parse_power_log(
-    lines: Iterable[str], name: str = "<log>", gpus: int | None = None
-) -> tuple[dict[str, list[tuple[float, float]]], int]:
-    """Samples per GPU, ``{gpu id: [(seconds since the first row, watts), ...]}``, and the
-    number of rows skipped for an unreadable power value. Raises AdvscaleError naming
-    ``name:line`` for a malformed log.
-    """
-    rows = csv.reader(line for line in lines if line.strip())
+def _log_columns(rows: Iterator[list[str]], name: str
+                 ) -> tuple[list[str], dict[str, int], int, int | None]:
+    """The header, column indices, the power column and the GPU-id column (if any)."""
     try:
         header = [h.strip().lower() for h in next(rows)]
     except StopIteration:
@@ -77,6 +72,18 @@ def parse_power_log(
     if power_col is None:
         raise AdvscaleError(f"{name}: no 'power.draw' column (header {', '.join(header)})")
     id_col = next((cols[c] for c in _ID_COLUMNS if c in cols), None)
+    return header, cols, power_col, id_col
+
+
+def parse_power_log(
+    lines: Iterable[str], name: str = "<log>", gpus: int | None = None
+) -> tuple[dict[str, list[tuple[float, float]]], int]:
+    """Samples per GPU, ``{gpu id: [(seconds since the first row, watts), ...]}``, and the
+    number of rows skipped for an unreadable power value. Raises AdvscaleError naming
+    ``name:line`` for a malformed log.
+    """
+    rows = csv.reader(line for line in lines if line.strip())
+    header, cols, power_col, id_col = _log_columns(rows, name)
     if gpus is not None and gpus < 1:
         raise AdvscaleError(f"gpus must be >= 1, got {gpus}")
 

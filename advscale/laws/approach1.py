@@ -11,17 +11,26 @@ regressions then give
 
 It needs whole training curves (``train.eval`` records at several points of each run), all of
 one dataset (the approach does not model FID).
+
+:class:`Approach1` is the registered approach (``approach1``, ``--approach 1``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from advscale.errors import AdvscaleError
+from advscale.laws import bootstrap, summary
+from advscale.laws.approach import Approach, FitData, register_approach
+from advscale.laws.data import is_loss
 
 N_QUERY = 1000
+PUBLIC = ("k_L", "s", "k_N", "a", "k_D", "b")
+ENVELOPE_SHOWN = 200
+"""At most about this many envelope points are kept in a fit record (evenly thinned)."""
 
 
 @dataclass
@@ -139,3 +148,78 @@ def predict(params: dict[str, float], flops) -> dict[str, np.ndarray]:
     f = np.asarray(flops, dtype=float)
     return {"loss": params["k_L"] * f ** params["s"], "n": params["k_N"] * f ** params["a"],
             "d": params["k_D"] * f ** params["b"]}
+
+
+def _one_dataset(pts: list) -> None:
+    fids = sorted({p.fid for p in pts})
+    if len(fids) > 1:
+        raise AdvscaleError(
+            f"approach 1 fits one dataset at a time (it does not model FID); the records have "
+            f"FIDs {', '.join(f'{f:g}' for f in fids[:6])}: add e.g. --filter 'FID == {fids[0]:g}'"
+        )
+
+
+def _thinned(env: Envelope) -> dict[str, list[float]]:
+    step = max(1, env.flops.size // ENVELOPE_SHOWN)
+    return {"flops": env.flops.tolist()[::step], "value": env.value.tolist()[::step],
+            "n": env.n.tolist()[::step], "d": env.d.tolist()[::step]}
+
+
+def _bootstrap(curves: list[Curve], lower: bool, names: list[str], data: FitData
+               ) -> dict[str, Any]:
+    """Refit the envelope on whole runs drawn with replacement."""
+    run = np.array([c.run for c in curves])
+
+    def refit(rows: np.ndarray) -> np.ndarray | None:
+        sub = [Curve(i, curves[r].n, curves[r].flops, curves[r].d, curves[r].value)
+               for i, r in enumerate(rows)]
+        try:
+            p = fit_envelope(sub, lower)["params"]
+        except AdvscaleError:
+            return None
+        return np.array([p[k] for k in names])
+
+    boot = bootstrap.run_bootstrap(run, np.zeros(len(run)), refit,
+                                   lambda th, rows: np.zeros(len(rows)), data.n_boot, data.seed,
+                                   data.progress)
+    return summary.boot_block(names, boot)
+
+
+@register_approach
+class Approach1(Approach):
+    """The envelope of training curves (all evaluation points of each run, one dataset)."""
+
+    name = "approach1"
+    option = "1"
+    params = PUBLIC
+    points = "all"
+    needs_flops = True
+
+    def fit(self, data: FitData) -> dict[str, Any]:
+        pts = data.points
+        _one_dataset(pts)
+        lower = is_loss(data.target)
+        curves = curves_from_points(pts, lower)
+        res = fit_envelope(curves, lower)
+        out: dict[str, Any] = {
+            "form": self.name, "quantity": "loss" if lower else "accuracy",
+            "params": res["params"], "derived": self.derived(res["params"]),
+            "stats": {**res["stats"], "n_points": len(pts), "n_runs": len(curves)},
+            "envelope": _thinned(res["envelope"]),
+        }
+        if data.n_boot > 0:
+            out["bootstrap"] = _bootstrap(curves, lower, list(res["params"]), data)
+        p = res["params"]
+        data.log(f"approach 1: envelope of {len(curves)} runs, "
+                 f"{res['stats']['envelope_points']} points; N* ~ F^{p['a']:.3f}, "
+                 f"D* ~ F^{p['b']:.3f}, L* ~ F^{p['s']:.3f}")
+        return out
+
+    def optimal(self, params: dict, flops: float, fid=0.0, k: float = 0.0
+                ) -> tuple[float, float, float]:
+        """N*, D*, L* from the envelope's regressions (``fid`` and ``k`` play no part)."""
+        out = predict(params, flops)
+        return float(out["n"]), float(out["d"]), float(out["loss"])
+
+    def derived(self, params: dict) -> dict[str, float]:
+        return {"a": params["a"], "b": params["b"]}

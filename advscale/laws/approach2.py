@@ -15,6 +15,10 @@ Fitting (appendix F.2): stage 1 fits (a, b, e, α, β) on the base dataset (the 
 most runs) with ε = ζ = 0 from the 5⁵-point grid; stage 2 fits (ε, ζ) on the other datasets from
 the 4×3 grid, holding the rest; then — beyond the paper — all seven parameters are polished
 jointly on all data, so the result is a true optimum of the full objective.
+
+:class:`Approach2` is the registered approach (``approach2``, ``--approach 2``): the fit
+pipeline of :mod:`advscale.laws.parametric` with this search, and Eq. 3's predictions (Eq. 4's
+optimum and Eq. 6's trade-off analytically, :mod:`advscale.laws.optimal`).
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
+from advscale.laws.approach import FitData, register_approach
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
+from advscale.laws.optimal import optimal_approach2, tradeoff_approach2
 from advscale.laws.optimize import FitResult, multistart, refit_replicates
+from advscale.laws.parametric import ParametricApproach, Search
 
 NAMES = ("a", "b", "e", "alpha", "beta", "epsilon", "zeta")
 PUBLIC = ("A", "B", "E", "alpha", "beta", "epsilon", "zeta")
@@ -104,8 +112,14 @@ def predict_loss(params: dict[str, float], n, d, fid=0.0) -> np.ndarray:
     return params["A"] / n ** params["alpha"] + bq / d ** params["beta"] + eq
 
 
-def derived(params: dict[str, float], fid: float = 0.0, flops_per_param_sample: float = 7822.0,
-            ) -> dict[str, float]:
+def asymptote(params: dict[str, float], fid=0.0) -> np.ndarray:
+    """The loss as N, D → ∞: ``E' = E · (1 + FID)^ε``."""
+    return np.asarray(params["E"]) * (1 + np.asarray(fid, float)) ** np.asarray(
+        params.get("epsilon", 0.0))
+
+
+def derived(params: dict[str, float], fid: float = 0.0,
+            flops_per_param_sample: float = PAPER_FLOPS_PER_PARAM_SAMPLE) -> dict[str, float]:
     """Eq. 4's exponents a = β/(α+β), b = α/(α+β) and G = (αA/(βB'))^(1/(α+β)) at ``fid``."""
     al, be = params["alpha"], params["beta"]
     out = {"a": float("nan"), "b": float("nan"), "G": float("nan")}
@@ -225,3 +239,52 @@ def check_design(x: Design) -> None:
         )
     if len(x) < 8:
         raise AdvscaleError(f"approach 2 needs at least 8 points; got {len(x)} after filtering")
+
+
+@register_approach
+class Approach2(ParametricApproach):
+    """Eq. 3 fitted by appendix F.2's two stages and a joint polish; Eq. 4 and 6 analytic."""
+
+    name = "approach2"
+    option = "2"
+    params = PUBLIC
+    form = FORM
+    top_k = 8
+    """Distinct screened starts polished tightly (``optimize.multistart``)."""
+    screen_iters = 30
+    """Vectorised damped Gauss–Newton steps every grid start takes before ranking."""
+
+    def check_design(self, x: Design) -> None:
+        check_design(x)
+
+    def search(self, x: Design, data: FitData) -> Search:
+        res = fit(x, top_k=self.top_k, screen_iters=self.screen_iters,
+                  full_grid=data.full_grid, delta=data.delta, log=data.log)
+        fixed = ["epsilon", "zeta"] if res.fixed_quality else []
+        if res.fixed_quality:
+            data.log(f"one FID ({res.base_fid:g}) in the data: epsilon and zeta fixed at 0; "
+                     f"the law holds at that FID only")
+
+        def replicates(counts: np.ndarray) -> np.ndarray:
+            return refit_batch(x, res.theta, counts, res.fixed_quality, data.delta)
+
+        free = np.arange(5) if res.fixed_quality else np.arange(7)
+        return Search(res.theta, res.objective, res.stages, free, replicates, fixed)
+
+    def predict(self, params: dict, n, d, fid=0.0) -> np.ndarray:
+        return predict_loss(params, n, d, fid)
+
+    def asymptote(self, params: dict, fid=0.0) -> np.ndarray:
+        return asymptote(params, fid)
+
+    def optimal(self, params: dict, flops: float, fid=0.0,
+                k: float = PAPER_FLOPS_PER_PARAM_SAMPLE) -> tuple[float, float, float]:
+        n, d = optimal_approach2(params, flops, fid, k)
+        return float(n), float(d), float(predict_loss(params, n, d, fid))
+
+    def tradeoff(self, params: dict, n_opt: float, d_opt: float, omega_n: float, fid=0.0
+                 ) -> float:
+        return float(tradeoff_approach2(params, n_opt, d_opt, omega_n, fid))
+
+    def derived(self, params: dict) -> dict[str, float]:
+        return derived(params)

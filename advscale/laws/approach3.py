@@ -13,6 +13,9 @@ Internally θ = (a, b, e, q, α, β, κ, ε) with a = ln A, b = ln B, e = ln E, 
 
 Fitting (appendix F.3) starts from the 648-point grid, screened and polished (all parameters
 at once, as the paper does).
+
+:class:`Approach3` is the registered approach (``approach3``, ``--approach 3``); its optimum
+N*, D* and Eq. 6 trade-off are found numerically (:mod:`advscale.laws.optimal`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import itertools
 
 import numpy as np
 
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
+from advscale.laws.approach import FitData, register_approach
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
+from advscale.laws.optimal import optimal_numeric, tradeoff_numeric
 from advscale.laws.optimize import FitResult, MultiResult, multistart, refit_replicates
+from advscale.laws.parametric import ParametricApproach, Search
 
 NAMES = ("a", "b", "e", "q", "alpha", "beta", "kappa", "epsilon")
 PUBLIC = ("A", "B", "E", "Q", "alpha", "beta", "kappa", "epsilon")
@@ -188,3 +195,48 @@ def check_design(x: Design) -> None:
         )
     if len(x) < 10:
         raise AdvscaleError(f"approach 3 needs at least 10 points; got {len(x)} after filtering")
+
+
+@register_approach
+class Approach3(ParametricApproach):
+    """Eq. 5 fitted from appendix F.3's grid; N*, D* and Eq. 6 found numerically."""
+
+    name = "approach3"
+    option = "3"
+    params = PUBLIC
+    form = FORM
+    top_k = 8
+    """Distinct screened starts polished tightly (``optimize.multistart``)."""
+    screen_iters = 40
+    """Vectorised damped Gauss–Newton steps every grid start takes before ranking."""
+
+    def check_design(self, x: Design) -> None:
+        check_design(x)
+
+    def search(self, x: Design, data: FitData) -> Search:
+        res = fit(x, top_k=self.top_k, screen_iters=self.screen_iters,
+                  full_grid=data.full_grid, delta=data.delta, log=data.log)
+        theta = res.best.z.copy()
+
+        def replicates(counts: np.ndarray) -> np.ndarray:
+            return refit_batch(x, theta, counts, data.delta)
+
+        return Search(theta, res.best.objective, res.summary(), np.arange(len(NAMES)), replicates)
+
+    def predict(self, params: dict, n, d, fid=0.0) -> np.ndarray:
+        return predict_loss(params, n, d, fid)
+
+    def asymptote(self, params: dict, fid=0.0) -> np.ndarray:
+        return asymptote(params, fid)
+
+    def optimal(self, params: dict, flops: float, fid=0.0,
+                k: float = PAPER_FLOPS_PER_PARAM_SAMPLE) -> tuple[float, float, float]:
+        return optimal_numeric(lambda n, d: predict_loss(params, n, d, fid), flops, k)
+
+    def tradeoff(self, params: dict, n_opt: float, d_opt: float, omega_n: float, fid=0.0
+                 ) -> float:
+        return tradeoff_numeric(lambda n, d: predict_loss(params, n, d, fid), n_opt, d_opt,
+                                omega_n)
+
+    def derived(self, params: dict) -> dict[str, float]:
+        return derived(params)

@@ -66,45 +66,51 @@ class RecordFilter:
             raise AdvscaleError(f"--filter {self.expr!r}: {e}") from None
 
     def _eval(self, node: ast.AST, rec: Mapping[str, Any]) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id in rec:
-                return rec[node.id]
-            return _CONST.get(node.id)
-        if isinstance(node, ast.List | ast.Tuple):
-            return [self._eval(e, rec) for e in node.elts]
-        if isinstance(node, ast.BoolOp):
-            vals = (self._eval_bool(v, rec) for v in node.values)
-            return all(vals) if isinstance(node.op, ast.And) else any(vals)
-        if isinstance(node, ast.UnaryOp):
-            if isinstance(node.op, ast.Not):
-                return not self._eval_bool(node.operand, rec)
-            v = self._eval(node.operand, rec)
-            if v is None:
-                raise _Null
-            return -v if isinstance(node.op, ast.USub) else +v
-        if isinstance(node, ast.BinOp):
-            a, b = self._eval(node.left, rec), self._eval(node.right, rec)
-            if a is None or b is None:
-                raise _Null
-            return _BIN[type(node.op)](a, b)
-        if isinstance(node, ast.Compare):
-            left = self._eval(node.left, rec)
-            for op, comp in zip(node.ops, node.comparators, strict=True):
-                right = self._eval(comp, rec)
-                if (left is None or right is None) and not isinstance(op, ast.Eq | ast.NotEq):
-                    return False
-                if not _CMP[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.Call):
-            args = [self._eval(a, rec) for a in node.args]
-            if any(a is None for a in args):
-                raise _Null
-            return _FUNCS[node.func.id](*args)  # type: ignore[union-attr]
+        for kind, method in _EVALUATORS:
+            if isinstance(node, kind):
+                return method(self, node, rec)
         raise AdvscaleError(f"--filter {self.expr!r}: cannot evaluate {type(node).__name__}")
+
+    def _name(self, node: ast.Name, rec: Mapping[str, Any]) -> Any:
+        return rec[node.id] if node.id in rec else _CONST.get(node.id)
+
+    def _sequence(self, node: ast.List | ast.Tuple, rec: Mapping[str, Any]) -> list[Any]:
+        return [self._eval(e, rec) for e in node.elts]
+
+    def _boolop(self, node: ast.BoolOp, rec: Mapping[str, Any]) -> bool:
+        vals = (self._eval_bool(v, rec) for v in node.values)
+        return all(vals) if isinstance(node.op, ast.And) else any(vals)
+
+    def _unary(self, node: ast.UnaryOp, rec: Mapping[str, Any]) -> Any:
+        if isinstance(node.op, ast.Not):
+            return not self._eval_bool(node.operand, rec)
+        v = self._eval(node.operand, rec)
+        if v is None:
+            raise _Null
+        return -v if isinstance(node.op, ast.USub) else +v
+
+    def _binop(self, node: ast.BinOp, rec: Mapping[str, Any]) -> Any:
+        a, b = self._eval(node.left, rec), self._eval(node.right, rec)
+        if a is None or b is None:
+            raise _Null
+        return _BIN[type(node.op)](a, b)
+
+    def _compare(self, node: ast.Compare, rec: Mapping[str, Any]) -> bool:
+        left = self._eval(node.left, rec)
+        for op, comp in zip(node.ops, node.comparators, strict=True):
+            right = self._eval(comp, rec)
+            if (left is None or right is None) and not isinstance(op, ast.Eq | ast.NotEq):
+                return False
+            if not _CMP[type(op)](left, right):
+                return False
+            left = right
+        return True
+
+    def _call(self, node: ast.Call, rec: Mapping[str, Any]) -> Any:
+        args = [self._eval(a, rec) for a in node.args]
+        if any(a is None for a in args):
+            raise _Null
+        return _FUNCS[node.func.id](*args)  # type: ignore[union-attr]
 
     def _eval_bool(self, node: ast.AST, rec: Mapping[str, Any]) -> bool:
         try:
@@ -115,6 +121,19 @@ class RecordFilter:
 
 class _Null(Exception):
     """Arithmetic on a missing field: the whole comparison is false."""
+
+
+_EVALUATORS: tuple[tuple[type | tuple[type, ...], Callable[..., Any]], ...] = (
+    (ast.Constant, lambda self, node, rec: node.value),
+    (ast.Name, RecordFilter._name),
+    ((ast.List, ast.Tuple), RecordFilter._sequence),
+    (ast.BoolOp, RecordFilter._boolop),
+    (ast.UnaryOp, RecordFilter._unary),
+    (ast.BinOp, RecordFilter._binop),
+    (ast.Compare, RecordFilter._compare),
+    (ast.Call, RecordFilter._call),
+)
+"""Which method evaluates each allowed node type."""
 
 
 _ALLOWED = (

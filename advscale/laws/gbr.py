@@ -6,6 +6,8 @@ EMA of the weights was kept. scikit-learn's ``GradientBoostingRegressor`` (50 es
 5) is trained on a seeded 70:30 split; the fit reports the held-out R² and RMSE, the training
 R², a 5-fold cross-validated R², and feature importances (one-hot columns summed back to their
 feature). scikit-learn is imported only here, and only when a GBR fit is asked for.
+
+:class:`GBR` is the registered approach (``gbr``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from typing import Any
 import numpy as np
 
 from advscale.errors import AdvscaleError
+from advscale.laws.approach import Approach, FitData, register_approach
+from advscale.laws.data import Point, is_loss
 
 FEATURES = ("params", "synthetic", "activation", "loss", "pgd_steps", "ema")
+
+DESCRIBES_ONLY = ("gbr fits describe which recipe features matter; they are not a law to predict "
+                  "with (use approach 2/3 or a power law)")
 
 
 def recipe_features(rec: dict[str, Any]) -> dict[str, Any]:
@@ -93,3 +100,37 @@ def fit(rows: list[dict[str, Any]], y: np.ndarray, seed: int = 0, test_size: flo
             "r2_cv_mean": float(np.mean(cv)), "r2_cv_std": float(np.std(cv)), "cv_folds": folds,
         },
     }
+
+
+def _last_per_run(pts: list[Point]) -> list[Point]:
+    by_run: dict[str, Point] = {}
+    for p in pts:
+        by_run[p.run_id] = p
+    return list(by_run.values())
+
+
+@register_approach
+class GBR(Approach):
+    """Debenedetti et al. §3.1: which recipe features predict accuracy; not a law to query."""
+
+    name = "gbr"
+    option = "gbr"
+    predictive = False
+    default_target = "aa_acc"
+    warns_fid = True
+
+    def refusal(self, operation: str) -> AdvscaleError:
+        return AdvscaleError(DESCRIBES_ONLY)
+
+    def fit(self, data: FitData) -> dict[str, Any]:
+        if data.n_boot:
+            data.log("gbr: --bootstrap is not used (a seeded 70:30 split and 5-fold CV instead)")
+        runs = _last_per_run(data.points)
+        rows = [recipe_features(p.rec) for p in runs]
+        y = np.array([p.value for p in runs])
+        res = fit(rows, y, seed=data.seed)  # the module's fit
+        data.log(f"gbr: held-out R2 {res['stats']['r2_test']:.3f} on {res['stats']['n_test']} "
+                 "runs; importances " + ", ".join(
+                     f"{k} {v:.2f}" for k, v in res["feature_importances"].items()))
+        return {"form": self.name, "quantity": "loss" if is_loss(data.target) else "accuracy",
+                **res}

@@ -1,8 +1,9 @@
 """A fitted or published law, and everything ``advscale predict`` computes from it.
 
-A law document is the payload of a ``fit`` record (docs/formats.md) or a preset
-(:mod:`advscale.laws.presets`): ``form`` (``approach1``, ``approach2``, ``approach3``,
-``power-law``; ``gbr`` fits describe data and do not predict), ``params``, ``target``, the
+A law document is a ``fit`` record (docs/formats.md) or a preset
+(:mod:`advscale.laws.presets`): ``form`` (the approach's registry name, see
+:mod:`advscale.laws.approach`: ``approach1``, ``approach2``, ``approach3``, ``power-law``;
+``gbr`` fits describe data and do not predict), ``params``, ``target``, the
 fitted ``quantity`` (``loss``; ``error`` = 1 − accuracy when an accuracy was fitted with
 Approach 2/3; ``accuracy`` for power laws), ``flops_per_param_sample`` and optionally
 ``loss_to_accuracy`` and ``bootstrap`` (parameter samples, for prediction bands).
@@ -19,21 +20,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
-from advscale.laws import approach1, approach2, approach3, powerlaw
+from advscale.laws.approach import Approach, approach_name, get_approach
 from advscale.laws.bootstrap import percentile_interval
-from advscale.laws.optimal import (
-    PAPER_FLOPS_PER_PARAM_SAMPLE,
-    optimal_approach2,
-    optimal_numeric,
-    tradeoff_approach2,
-    tradeoff_numeric,
-)
 from advscale.laws.presets import PAPER_ACCURACY_MAP, PRESETS, preset
-
-PREDICTIVE_FORMS = ("approach1", "approach2", "approach3", "power-law")
-_PARAMS = {"approach2": approach2.PUBLIC, "approach3": approach3.PUBLIC,
-           "approach1": ("k_L", "s", "k_N", "a", "k_D", "b"), "power-law": ("C", "alpha")}
 
 
 def load_law_doc(spec: str, stdin: IO[str] | None = None) -> dict[str, Any]:
@@ -85,37 +76,49 @@ def _parse_docs(text: str, where: str) -> list[dict[str, Any]]:
     return out
 
 
+def law_approach(doc: dict[str, Any], name: str = "law") -> Approach:
+    """The approach of a law document, from its ``form`` (a one-line error if unknown)."""
+    form = doc.get("form")
+    if approach_name(form) is None:
+        raise AdvscaleError(f"law {name!r}: unknown form {form!r}")
+    return get_approach(form)
+
+
 class Law:
-    """Evaluate a law document: values, compute-optimal settings, asymptote, Eq. 6, bands."""
+    """Evaluate a law document: values, compute-optimal settings, asymptote, Eq. 6, bands.
+
+    What the law answers is its approach's (:mod:`advscale.laws.approach`); ``form`` is the
+    approach's registry name.
+    """
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
-        self.form = doc.get("form")
         self.name = str(doc.get("name", "law"))
-        if self.form == "gbr":
-            raise AdvscaleError(
-                "gbr fits describe which recipe features matter; they are not a law to predict "
-                "with (use approach 2/3 or a power law)"
-            )
-        if self.form not in PREDICTIVE_FORMS:
-            raise AdvscaleError(f"law {self.name!r}: unknown form {self.form!r}")
-        params = doc.get("params")
-        need = _PARAMS[self.form]
-        if not isinstance(params, dict) or any(
-            not isinstance(params.get(k), int | float) for k in need
-        ):
-            raise AdvscaleError(f"law {self.name!r}: 'params' must give numbers for "
-                                f"{', '.join(need)}")
-        self.params = {k: float(params[k]) for k in need}
+        self.spec = self.name
+        self.approach = law_approach(doc, self.name)
+        if not self.approach.predictive:
+            raise self.approach.refusal("predict")
+        self.form = self.approach.name
+        self.params = self.approach.check_params(doc.get("params"), self.name)
         self.target = str(doc.get("target", "adv_loss"))
         self.quantity = str(doc.get("quantity", "loss"))
         k = doc.get("flops_per_param_sample")
         self.k = float(k) if isinstance(k, int | float) and k > 0 else PAPER_FLOPS_PER_PARAM_SAMPLE
+        self.k_override: float | None = None
         self.acc_map = doc.get("loss_to_accuracy") or None
 
     @classmethod
     def load(cls, spec: str, stdin: IO[str] | None = None) -> Law:
-        return cls(load_law_doc(spec, stdin))
+        """The law named by ``spec``: a preset, a fit file, or ``-`` (stdin)."""
+        law = cls(load_law_doc(spec, stdin))
+        law.spec = spec
+        return law
+
+    def set_flops_per_param_sample(self, k: float) -> None:
+        """Use ``k`` in FLOPs = k·N·D instead of the law's own constant."""
+        if not k > 0:
+            raise AdvscaleError(f"--flops-per-param-sample must be > 0, got {k!r}")
+        self.k = self.k_override = float(k)
 
     # -- parameter samples ----------------------------------------------------------------
     def samples(self) -> list[dict[str, float]]:
@@ -130,55 +133,37 @@ class Law:
     # -- the law --------------------------------------------------------------------------
     def needs(self) -> str:
         """What a query needs: ``ndf`` (N, D, FID) or ``flops``."""
-        return "ndf" if self.form in ("approach2", "approach3") else "flops"
+        return self.approach.inputs
+
+    def supports(self, operation: str) -> bool:
+        """Whether the law's approach answers ``operation`` (e.g. ``asymptote``)."""
+        return self.approach.supports(operation)
 
     def value(self, n, d, fid=0.0, params: dict | None = None) -> np.ndarray:
         """The fitted quantity at N parameters, D samples, FID (Approaches 2 and 3)."""
-        p = self.params if params is None else params
-        if self.form == "approach2":
-            return approach2.predict_loss(p, n, d, fid)
-        if self.form == "approach3":
-            return approach3.predict_loss(p, n, d, fid)
-        raise AdvscaleError(f"a {self.form} law predicts from --flops, not from N and D")
+        return self.approach.predict(self.params if params is None else params, n, d, fid)
+
+    def at_budget(self, flops, params: dict | None = None) -> np.ndarray:
+        """The fitted quantity for a budget of ``flops`` (laws of FLOPs: the power law)."""
+        return self.approach.at_budget(self.params if params is None else params, flops)
 
     def asymptote(self, fid=0.0, params: dict | None = None) -> np.ndarray:
         """The fitted quantity as N, D → ∞ at ``fid``."""
-        p = self.params if params is None else params
-        if self.form == "approach2":
-            return np.asarray(p["E"]) * (1 + np.asarray(fid, float)) ** np.asarray(
-                p.get("epsilon", 0.0))
-        if self.form == "approach3":
-            return approach3.asymptote(p, fid)
-        raise AdvscaleError(f"a {self.form} law has no N, D → ∞ asymptote")
+        return self.approach.asymptote(self.params if params is None else params, fid)
 
     def optimal(self, flops: float, fid=0.0, params: dict | None = None
                 ) -> tuple[float, float, float]:
         """N*, D* and the value at them for a budget of ``flops`` (plain FLOPs)."""
         p = self.params if params is None else params
-        if self.form == "approach2":
-            n, d = optimal_approach2(p, flops, fid, self.k)
-            return float(n), float(d), float(approach2.predict_loss(p, n, d, fid))
-        if self.form == "approach3":
-            return optimal_numeric(lambda n, d: approach3.predict_loss(p, n, d, fid), flops,
-                                   self.k)
-        if self.form == "approach1":
-            out = approach1.predict(p, flops)
-            return float(out["n"]), float(out["d"]), float(out["loss"])
-        return float("nan"), float("nan"), float(powerlaw.predict(p, flops))
+        return self.approach.optimal(p, flops, fid, self.k)
 
     def tradeoff(self, flops: float, omega_n: float, fid=0.0, params: dict | None = None
                  ) -> tuple[float, float]:
         """Eq. 6 at the budget's optimum: ω_D and the compute overhead ω_N·ω_D − 1."""
+        self.approach.require("tradeoff")
         p = self.params if params is None else params
         n, d, _ = self.optimal(flops, fid, p)
-        if self.form == "approach2":
-            wd = float(tradeoff_approach2(p, n, d, omega_n, fid))
-        elif self.form == "approach3":
-            wd = tradeoff_numeric(lambda nn, dd: approach3.predict_loss(p, nn, dd, fid), n, d,
-                                  omega_n)
-        else:
-            raise AdvscaleError(f"the Eq. 6 trade-off needs an Approach 2 or 3 law, not "
-                                f"{self.form}")
+        wd = self.approach.tradeoff(p, n, d, omega_n, fid)
         return wd, omega_n * wd - 1
 
     def to_accuracy(self, value, mapping: str = "auto") -> np.ndarray:

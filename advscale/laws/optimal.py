@@ -2,7 +2,8 @@
 
 Training FLOPs are modelled as ``F = k · N · D`` with ``k`` FLOPs per parameter per sample:
 7822 in Bartoldson et al. (2024) for TRADES-10 (their FLOPs convention), or the model's own
-constant from ``advscale count-flops`` (``flops_per_param_sample``).
+constant from ``advscale count-flops`` (``flops_per_param_sample``); the paper's is
+:data:`advscale.core.units.PAPER_FLOPS_PER_PARAM_SAMPLE`.
 
 * Approach 2 (Eq. 4), analytic: ``N* = G (F/k)^a``, ``D* = G⁻¹ (F/k)^b``,
   ``G = (αA/(βB'))^(1/(α+β))``, ``a = β/(α+β)``, ``b = α/(α+β)``.
@@ -20,10 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
 
-PAPER_FLOPS_PER_PARAM_SAMPLE = 7822.0
-"""Bartoldson et al. (2024) §3.2.2: training FLOPs ≈ 7822 · N · D (TRADES, 10 PGD steps)."""
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 
 
 def optimal_approach2(params: dict, flops, fid=0.0, k: float = PAPER_FLOPS_PER_PARAM_SAMPLE
@@ -44,6 +43,8 @@ def optimal_numeric(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], flops:
                     k: float = PAPER_FLOPS_PER_PARAM_SAMPLE, grid: int = 400
                     ) -> tuple[float, float, float]:
     """N*, D*, L* minimising ``loss(N, D)`` subject to ``k·N·D = flops`` (N, D ≥ 1)."""
+    from scipy.optimize import minimize_scalar  # heavy: only when a numeric optimum is asked
+
     c = float(flops) / k
     if not c > 1:
         raise ValueError(f"budget {flops:g} FLOPs is below one parameter-sample ({k:g} FLOPs)")
@@ -85,6 +86,8 @@ def tradeoff_approach2(params: dict, n_opt, d_opt, omega_n, fid=0.0) -> np.ndarr
 def tradeoff_numeric(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], n_opt: float,
                      d_opt: float, omega_n: float) -> float:
     """ω_D with ``loss(ω_N N*, ω_D D*) = loss(N*, D*)``, by root finding in ln ω_D."""
+    from scipy.optimize import brentq  # heavy: only when a numeric trade-off is asked
+
     target = float(np.asarray(loss(n_opt, d_opt)))
 
     def g(lw: float) -> float:

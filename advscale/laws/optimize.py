@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares, minimize
 
 from advscale.laws.objective import Problem
 
@@ -133,6 +132,8 @@ def screen(problem: Problem, starts: np.ndarray, iters: int = 30, tol: float | N
 
 def polish(problem: Problem, z0: np.ndarray, lbfgs: bool = True) -> FitResult:
     """Polish one start tightly: Huber least squares, then L-BFGS-B; keep the lower objective."""
+    from scipy.optimize import least_squares, minimize  # heavy: only when fitting
+
     lo, hi = problem.lower, problem.upper
     z0 = np.clip(np.asarray(z0, dtype=float), lo, hi)
     best = FitResult(z0, problem.objective(z0), "start", False, "start", 0)
@@ -200,6 +201,8 @@ def naive_multistart(problem: Problem, starts: np.ndarray, numeric_grad: bool = 
     With ``numeric_grad`` the gradient is SciPy's finite-difference default, as in a plain
     ``minimize(huber_loss, x0, method="L-BFGS-B")`` loop. Used by ``benchmarks/``.
     """
+    from scipy.optimize import minimize  # heavy: only when fitting
+
     bounds = list(zip(problem.lower, problem.upper, strict=True))
     best = FitResult(np.asarray(starts[0], dtype=float), math.inf, "naive")
     starts = np.atleast_2d(starts)

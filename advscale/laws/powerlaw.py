@@ -8,16 +8,24 @@ with the best accuracy (lowest value for a loss) is kept — the best-performanc
 is fitted by least squares in log-log space, with the R² of that regression. The same best runs
 give power laws of other fields against FLOPs (electricity cost, energy, CO2: ``--also``).
 FLOPs are plain FLOPs here; see :mod:`advscale.laws.presets` for the paper's own constants.
+
+:class:`PowerLaw` is the registered approach (``power-law``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from advscale.errors import AdvscaleError
+from advscale.laws import bootstrap, summary
+from advscale.laws.approach import Approach, FitData, register_approach
 from advscale.laws.approach1 import loglog_fit
+from advscale.laws.data import Point, RecordSet, is_loss
 
 N_BINS = 19
+PUBLIC = ("C", "alpha")
 
 
 def best_per_bin(flops: np.ndarray, value: np.ndarray, n_bins: int = N_BINS,
@@ -69,3 +77,77 @@ def fit(flops: np.ndarray, value: np.ndarray, extra: dict[str, np.ndarray] | Non
 def predict(params: dict[str, float], flops) -> np.ndarray:
     """``C · FLOPs^α`` at ``flops`` (plain FLOPs)."""
     return params["C"] * np.asarray(flops, dtype=float) ** params["alpha"]
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def field_of_run(rs: RecordSet, p: Point, name: str) -> float:
+    """Field ``name`` of the point's record, else of its run's latest other record (NaN)."""
+    v = _number(p.rec.get(name))
+    if v is not None:
+        return v
+    run = rs.runs.get(p.run_id)
+    for t in reversed(run.others if run else []):
+        v = _number(t.rec.get(name))
+        if v is not None:
+            return v
+    return float("nan")
+
+
+def _bootstrap(flops: np.ndarray, value: np.ndarray, sel: np.ndarray, data: FitData
+               ) -> dict[str, Any]:
+    """Resample the per-bin best points (the envelope), not runs.
+
+    A bootstrap over runs drops the best run of a bin in a third of the replicates and biases
+    a maximum down.
+    """
+    fs, vs = flops[sel], value[sel]
+
+    def refit(rows: np.ndarray) -> np.ndarray | None:
+        if np.unique(fs[rows]).size < 2:
+            return None
+        law = loglog_fit(fs[rows], vs[rows])
+        return np.array([law["k"], law["slope"]])
+
+    boot = bootstrap.run_bootstrap(np.arange(sel.size), vs, refit,
+                                   lambda th, rows: th[0] * fs[rows] ** th[1], data.n_boot,
+                                   data.seed, data.progress)
+    return summary.boot_block(list(PUBLIC), boot,
+                              resampling="the per-bin best points, with replacement")
+
+
+@register_approach
+class PowerLaw(Approach):
+    """Debenedetti et al.: the best accuracy per log-spaced FLOPs bin as ``C·FLOPs^α``."""
+
+    name = "power-law"
+    option = "power-law"
+    params = PUBLIC
+    default_target = "aa_acc"
+    needs_flops = True
+
+    def fit(self, data: FitData) -> dict[str, Any]:
+        pts, higher = data.points, not is_loss(data.target)
+        flops = np.array([p.flops for p in pts], dtype=float)
+        value = np.array([p.value for p in pts], dtype=float)
+        extra = {name: np.array([field_of_run(data.runs, p, name) for p in pts])
+                 for name in data.also}
+        res = fit(flops, value, extra, higher_is_better=higher)  # the module's fit
+        out: dict[str, Any] = {
+            "form": self.name, "quantity": "accuracy" if higher else "loss",
+            "params": res["params"], "also": res["also"],
+            "stats": {"r2": res["r2"], "bins": N_BINS, "bins_used": res["bins_used"],
+                      "n_points": len(pts), "n_runs": len({p.run_id for p in pts})},
+            "selected_runs": [pts[i].run_id for i in res["selected"]],
+        }
+        if data.n_boot > 0:
+            out["bootstrap"] = _bootstrap(flops, value, res["selected"], data)
+        p = res["params"]
+        data.log(f"power law: {data.target} = {p['C']:.4g} * FLOPs^{p['alpha']:.4g} "
+                 f"(R2 {res['r2']:.3f}, {res['bins_used']} bins)")
+        return out
+
+    def at_budget(self, params: dict, flops) -> np.ndarray:
+        return predict(params, flops)

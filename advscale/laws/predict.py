@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from advscale.errors import AdvscaleError
 from advscale.laws.data import PUBLISHED_FID, fid_warning, record_fid_metrics
 from advscale.laws.law import Law, band
+from advscale.records import make_record
 
 _ALIASES = {
     "n": ("n", "N", "params"),
@@ -98,82 +99,148 @@ def query_fid_warning(law: Law, query: Mapping[str, Any]) -> str | None:
     return None
 
 
-def predict_one(law: Law, query: Mapping[str, Any], accuracy: bool = False,
-                acc_map: str = "auto", where: str = "query") -> dict[str, Any]:
-    """The payload of one ``prediction`` record (see the module docstring)."""
+def _checked_query(law: Law, query: Mapping[str, Any], where: str) -> dict[str, float | None]:
+    """The normalized query, refused in one line when it does not fit the law."""
     q = normalize_query(query, where)
-    n, d, fid, flops, wn = q["n"], q["d"], q["fid"], q["flops"], q["omega_n"]
-    has_nd = n is not None or d is not None
-    if has_nd and (n is None or d is None):
+    has_nd = q["n"] is not None or q["d"] is not None
+    if has_nd and (q["n"] is None or q["d"] is None):
         raise AdvscaleError(f"{where}: give both n and d (or neither)")
-    if not has_nd and flops is None:
+    if not has_nd and q["flops"] is None:
         raise AdvscaleError(f"{where}: give n and d (with fid), or flops")
-    if wn is not None and flops is None:
+    if q["omega_n"] is not None and q["flops"] is None:
         raise AdvscaleError(f"{where}: omega_n needs flops (the budget whose optimum it scales)")
     if has_nd and law.needs() == "flops":
         raise AdvscaleError(f"{where}: a {law.form} law predicts from flops, not n and d")
-    qn = law.quantity
-    want_acc = accuracy or qn == "error"
-    samples = law.samples()
-    out: dict[str, Any] = {
-        "law": law.name, "form": law.form, "target": law.target, "quantity": qn,
-        "query": {k: v for k, v in q.items() if v is not None},
-        "flops_per_param_sample": law.k,
-    }
-    bands: dict[str, list[float] | None] = {}
+    return q
+
+
+class _Prediction:
+    """One prediction being assembled: values named after the law's quantity, and bands."""
+
+    def __init__(self, law: Law, q: dict[str, float | None], accuracy: bool, acc_map: str):
+        self.law, self.q, self.acc_map = law, q, acc_map
+        self.qn = law.quantity
+        self.want_acc = (accuracy or self.qn == "error") and self.qn != "accuracy"
+        self.samples = law.samples()
+        self.bands: dict[str, list[float] | None] = {}
+        self.out: dict[str, Any] = {
+            "law": law.name, "form": law.form, "target": law.target, "quantity": self.qn,
+            "query": {k: v for k, v in q.items() if v is not None},
+            "flops_per_param_sample": law.k,
+        }
+
+    def _acc(self, v: float) -> float:
+        return float(self.law.to_accuracy(v, self.acc_map))
+
+    def band(self, name: str, fn: Callable[[dict], float]) -> None:
+        """The bootstrap band of ``name`` (when the law carries samples)."""
+        if self.samples:
+            self.bands[name] = band(fn, self.samples)
+
+    def add(self, name: str, value: float, fn: Callable[[dict], float]) -> None:
+        """``name`` = ``value`` (``fn(params)`` for bands), and its accuracy when wanted."""
+        self.out[name] = value
+        self.band(name, fn)
+        if self.want_acc:
+            aname = name.replace(self.qn, "accuracy", 1)
+            self.out[aname] = self._acc(value)
+            self.band(aname, lambda s: self._acc(fn(s)))
+
+    def finish(self) -> dict[str, Any]:
+        if self.samples:
+            self.out["bands"] = self.bands
+            self.out["band_level"] = 0.95
+            self.out["bootstrap_samples"] = len(self.samples)
+        return self.out
+
+
+def _notes(p: _Prediction, query: Mapping[str, Any]) -> None:
+    """FID warnings, and a note when the law cannot depend on the query's FID."""
+    law, fid = p.law, p.q["fid"]
     if fid > 0 and (warning := query_fid_warning(law, query)):
-        out["fid_warning"] = warning
+        p.out["fid_warning"] = warning
     fids = (law.doc.get("data") or {}).get("fids") or []
     if "epsilon" in (law.doc.get("fixed") or []) and len(fids) == 1 and fid != fids[0]:
-        out["note"] = (f"this law was fitted to data of one FID ({fids[0]:g}); its predictions "
-                       f"do not depend on FID")
+        p.out["note"] = (f"this law was fitted to data of one FID ({fids[0]:g}); its predictions "
+                         f"do not depend on FID")
 
-    def acc(v: float) -> float:
-        return float(law.to_accuracy(v, acc_map))
 
-    def add(name: str, value: float, fn) -> None:
-        out[name] = value
-        if samples:
-            bands[name] = band(fn, samples)
-        if want_acc and qn != "accuracy":
-            aname = name.replace(qn, "accuracy", 1)
-            out[aname] = acc(value)
-            if samples:
-                bands[aname] = band(lambda s, fn=fn: acc(fn(s)), samples)
+def _at_nd(p: _Prediction) -> None:
+    law, n, d, fid = p.law, p.q["n"], p.q["d"], p.q["fid"]
+    p.add(p.qn, float(law.value(n, d, fid)), lambda s: law.value(n, d, fid, s))
+    if p.q["flops"] is None:
+        p.out["train_flops"] = law.k * n * d
 
-    if has_nd:
-        add(qn, float(law.value(n, d, fid)), lambda s: law.value(n, d, fid, s))
-        if flops is None:
-            out["train_flops"] = law.k * n * d
-    if law.form in ("approach2", "approach3"):
-        add(f"{qn}_inf", float(law.asymptote(fid)), lambda s: law.asymptote(fid, s))
-    if flops is not None:
-        n_opt, d_opt, v_opt = law.optimal(flops, fid)
-        if law.form == "power-law":
-            add(qn, v_opt, lambda s: law.optimal(flops, fid, s)[2])
-            for name, p in law.also().items():
-                out[name] = float(p["C"] * flops ** p["alpha"])
-        else:
-            out["n_opt"], out["d_opt"] = n_opt, d_opt
-            if samples:
-                bands["n_opt"] = band(lambda s: law.optimal(flops, fid, s)[0], samples)
-                bands["d_opt"] = band(lambda s: law.optimal(flops, fid, s)[1], samples)
-            add(f"{qn}_opt", v_opt, lambda s: law.optimal(flops, fid, s)[2])
-        if wn is not None:
-            wd, overhead = law.tradeoff(flops, wn, fid)
-            out["omega_n"] = wn
-            out["omega_d"] = wd if math.isfinite(wd) else None
-            out["compute_overhead"] = overhead if math.isfinite(overhead) else None
-            out["n_tradeoff"] = wn * n_opt
-            out["d_tradeoff"] = wd * d_opt if math.isfinite(wd) else None
-            if not math.isfinite(wd):
-                out["note"] = (f"no data size reaches the optimal {qn} with a model "
-                               f"{wn:g}× the optimal size")
-            if samples:
-                bands["compute_overhead"] = band(lambda s: law.tradeoff(flops, wn, fid, s)[1],
-                                                 samples)
-    if samples:
-        out["bands"] = bands
-        out["band_level"] = 0.95
-        out["bootstrap_samples"] = len(samples)
-    return out
+
+def _at_budget(p: _Prediction) -> None:
+    """The optimum for the budget (N*, D*, value), or a law of FLOPs' value and ``also``."""
+    law, flops, fid = p.law, p.q["flops"], p.q["fid"]
+    if not law.supports("optimal"):
+        p.add(p.qn, float(law.at_budget(flops)), lambda s: law.at_budget(flops, s))
+        for name, c in law.also().items():
+            p.out[name] = float(c["C"] * flops ** c["alpha"])
+        return
+    n_opt, d_opt, v_opt = law.optimal(flops, fid)
+    p.out["n_opt"], p.out["d_opt"] = n_opt, d_opt
+    p.band("n_opt", lambda s: law.optimal(flops, fid, s)[0])
+    p.band("d_opt", lambda s: law.optimal(flops, fid, s)[1])
+    p.add(f"{p.qn}_opt", v_opt, lambda s: law.optimal(flops, fid, s)[2])
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def _tradeoff(p: _Prediction) -> None:
+    """Eq. 6 for ``omega_n``: ω_D, the compute overhead and the trade-off's N and D."""
+    law, flops, fid, wn = p.law, p.q["flops"], p.q["fid"], p.q["omega_n"]
+    wd, overhead = law.tradeoff(flops, wn, fid)
+    n_opt, d_opt = p.out["n_opt"], p.out["d_opt"]
+    p.out.update(omega_n=wn, omega_d=_finite(wd), compute_overhead=_finite(overhead),
+                 n_tradeoff=wn * n_opt,
+                 d_tradeoff=wd * d_opt if math.isfinite(wd) else None)
+    if not math.isfinite(wd):
+        p.out["note"] = (f"no data size reaches the optimal {p.qn} with a model "
+                         f"{wn:g}× the optimal size")
+    p.band("compute_overhead", lambda s: law.tradeoff(flops, wn, fid, s)[1])
+
+
+def predict_one(law: Law, query: Mapping[str, Any], accuracy: bool = False,
+                acc_map: str = "auto", where: str = "query") -> dict[str, Any]:
+    """The payload of one ``prediction`` record (see the module docstring)."""
+    q = _checked_query(law, query, where)
+    p = _Prediction(law, q, accuracy, acc_map)
+    _notes(p, query)
+    if q["n"] is not None:
+        _at_nd(p)
+    if law.supports("asymptote"):
+        p.add(f"{p.qn}_inf", float(law.asymptote(q["fid"])), lambda s: law.asymptote(q["fid"], s))
+    if q["flops"] is not None:
+        _at_budget(p)
+        if q["omega_n"] is not None:
+            _tradeoff(p)
+    return p.finish()
+
+
+def prediction_record(law: Law, query: Mapping[str, Any], accuracy: bool = False,
+                      acc_map: str = "auto", where: str = "query", command: str | None = None
+                      ) -> dict[str, Any]:
+    """:func:`predict_one` as a whole ``prediction`` record, with provenance."""
+    config = {"law": law.spec, "accuracy": accuracy, "acc_map": acc_map,
+              "flops_per_param_sample": law.k_override}
+    return make_record("prediction", predict_one(law, query, accuracy, acc_map, where),
+                       command=command, config=config)
+
+
+def iter_predictions(law: Law, source: str = "-", stdin: IO[str] | None = None, *,
+                     fid: float | None = None, omega_n: float | None = None,
+                     accuracy: bool = False, acc_map: str = "auto",
+                     command: str | None = None) -> Iterator[dict[str, Any]]:
+    """One ``prediction`` record per JSONL query of ``source``; ``fid`` and ``omega_n`` are
+    defaults for queries that do not give them."""
+    for where, q in iter_queries(source, stdin=stdin):
+        if fid is not None and q.get("fid") is None and q.get("FID") is None:
+            q["fid"] = fid
+        if omega_n is not None and q.get("omega_n") is None:
+            q["omega_n"] = omega_n
+        yield prediction_record(law, q, accuracy, acc_map, where, command)

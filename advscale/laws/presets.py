@@ -23,8 +23,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
-from advscale.laws.optimal import PAPER_FLOPS_PER_PARAM_SAMPLE
 
 PAPER_ACCURACY_MAP = {"slope": -0.7496, "intercept": 1.2575, "r2": 0.98,
                       "accuracy_field": "robust_acc",

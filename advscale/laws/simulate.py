@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from advscale.laws import approach2, approach3
-from advscale.laws.optimal import PAPER_FLOPS_PER_PARAM_SAMPLE
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
+from advscale.laws.approach import get_approach
+from advscale.laws.presets import PAPER_ACCURACY_MAP
 from advscale.records import make_record
 
 _PROV = {"advscale_version": "sim", "command": "advscale.laws.simulate", "config": {},
@@ -42,34 +43,43 @@ def simulate_runs(
     synthetic sources' FIDs were measured (``fid``: the published protocol).
     """
     rng = np.random.default_rng(seed)
-    predict = approach2.predict_loss if form == "approach2" else approach3.predict_loss
+    predict = get_approach(form, "form").predict
     out = []
     for fid in fids:
         for n in n_values:
             for d in d_values:
                 rid = f"sim-n{n:.3g}-d{d:.3g}-fid{fid}"
-                if curve_start is None:
-                    fracs = np.arange(1, curve_points + 1) / curve_points
-                else:
-                    fracs = np.geomspace(curve_start, 1.0, curve_points)
+                fracs = _fractions(curve_points, curve_start)
                 for j, frac in enumerate(fracs, start=1):
                     seen = int(round(d * frac))
                     loss = float(predict(params, n, seen, fid or 0.0)) * float(
                         np.exp(rng.normal(0.0, noise)))
-                    acc = float(np.clip(1.2575 - 0.7496 * loss, 0.0, 1.0))
-                    payload = {
-                        "run_id": rid, "model": f"sim-{int(n)}", "activation": "silu",
-                        "params": int(n), "loss": "trades", "beta": 5.0, "pgd_steps": 10,
-                        "eps": 8 / 255, "ema_decay": 0.995, "batch_size": 512, "lr": 0.2,
-                        "step": seen // 512, "samples_seen": seen, "samples_unique": int(d),
-                        "data": [{"path": "sim.h5", "source": "synthetic", "weight": 1,
-                                  "n": int(d), "fid": fid,
-                                  "fid_metric": None if fid is None else fid_metric}],
-                        "fid": fid, "train_flops": k * n * seen,
-                        "train_flops_per_sample": k * n, "wall_s": 1.0, "train_loss": loss,
-                        "eval_n": 10000, "eval_attack": "pgd-cw-40", "clean_acc": min(1.0,
-                                                                                     acc + 0.2),
-                        "robust_acc": acc, "adv_loss": loss, "final": j == curve_points,
-                    }
+                    payload = _payload(rid, n, d, seen, fid, loss, k, fid_metric)
+                    payload["final"] = j == curve_points
                     out.append(make_record("train.eval", payload, prov=_PROV))
     return out
+
+
+def _fractions(curve_points: int, curve_start: float | None) -> np.ndarray:
+    """Where along D each evaluation falls: evenly spaced, or log-spaced from curve_start."""
+    if curve_start is None:
+        return np.arange(1, curve_points + 1) / curve_points
+    return np.geomspace(curve_start, 1.0, curve_points)
+
+
+def _payload(rid: str, n: float, d: float, seen: int, fid: float | None, loss: float,
+             k: float, fid_metric: str) -> dict[str, Any]:
+    """One ``train.eval`` payload with plausible recipe fields around the simulated loss."""
+    m = PAPER_ACCURACY_MAP
+    acc = float(np.clip(m["intercept"] + m["slope"] * loss, 0.0, 1.0))
+    return {
+        "run_id": rid, "model": f"sim-{int(n)}", "activation": "silu",
+        "params": int(n), "loss": "trades", "beta": 5.0, "pgd_steps": 10,
+        "eps": 8 / 255, "ema_decay": 0.995, "batch_size": 512, "lr": 0.2,
+        "step": seen // 512, "samples_seen": seen, "samples_unique": min(int(d), seen),
+        "data": [{"path": "sim.h5", "source": "synthetic", "weight": 1, "n": int(d),
+                  "fid": fid, "fid_metric": None if fid is None else fid_metric}],
+        "fid": fid, "train_flops": k * n * seen, "train_flops_per_sample": k * n,
+        "wall_s": 1.0, "train_loss": loss, "eval_n": 10000, "eval_attack": "pgd-cw-40",
+        "clean_acc": min(1.0, acc + 0.2), "robust_acc": acc, "adv_loss": loss,
+    }

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
+from advscale.laws.approach1 import Curve, envelope
 from advscale.report.runs import Run
 
 LossFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -55,8 +57,6 @@ def learning_curves(runs: Sequence[Run], path: Path, target: str = "adv_loss") -
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colors = _colors([r.params for r in runs])
-    from advscale.laws.approach1 import Curve, envelope
-
     labelled: set[int] = set()
     curves = []
     for i, r in enumerate(runs):
@@ -126,7 +126,7 @@ def law_fit(
     path: Path,
     loss_fn: LossFn,
     fid: float = 0.0,
-    flops_per_param_sample: float = 7822.0,
+    flops_per_param_sample: float = PAPER_FLOPS_PER_PARAM_SAMPLE,
     target: str = "adv_loss",
 ) -> Path:
     """Isoloss contours of a law over (N, D) with the observed points and the N*(F) curve."""

@@ -124,76 +124,25 @@ def generate(
     interrupted ``out.partial`` exists and ``resume`` is False or its settings differ.
     The summary is the payload of the ``synthetic`` record (docs/formats.md).
     """
-
-
-    if num < 1:
-        raise AdvscaleError("--num must be >= 1")
-    if batch_size < 1:
-        raise AdvscaleError("--batch-size must be >= 1")
-    i, k = shard
-    if not (k >= 1 and 0 <= i < k):
-        raise AdvscaleError(f"shard {i}/{k} needs 0 <= i < k")
-    try:
-        config = generator.sampler_config(steps, **(sampler_overrides or {}))
-    except ValueError as e:
-        raise AdvscaleError(f"sampler settings: {e}") from None
+    config = _check_job(generator, num, steps, batch_size, shard, sampler_overrides)
     rows = shard_rows(num, batch_size, shard)
     n_rows = rows[1] - rows[0]
     sig = _job_signature(generator, config, num=num, seed=seed, batch_size=batch_size,
                          shard=shard, rows=rows)
     out = Path(out)
-    part = partial_path(out)
     t0 = time.perf_counter()
-    resumed_from = 0
     if out.exists():
         if resume and _same_job(read_attrs(out), sig):
             return _summary(out, sig, generator, n_rows, 0, n_rows, time.perf_counter() - t0)
         raise AdvscaleError(f"{out} already exists; remove it or choose another --out")
-    if part.exists():
-        if not resume:
-            raise AdvscaleError(
-                f"{part} is left from an interrupted run: pass --resume to continue it, or "
-                "delete it to start over"
-            )
-        diff = _differences(read_attrs(part), sig)
-        if diff:
-            raise AdvscaleError(f"{part} was made with other settings ({diff}); cannot resume")
-        writer = ImageFileWriter.open_existing(part)
-        resumed_from = writer.written
-        if resumed_from % batch_size and rows[0] + resumed_from != rows[1]:
-            writer.f.close()
-            raise AdvscaleError(f"{part}: count {resumed_from} is not at a batch boundary")
-    else:
-        part.parent.mkdir(parents=True, exist_ok=True)
-        attrs = {**sig, "job": json.dumps(sig, sort_keys=True), "status": "partial"}
-        writer = ImageFileWriter(
-            part, n_rows, source="synthetic", class_names=generator.class_names,
-            image_shape=(generator.image_shape[1], generator.image_shape[2],
-                         generator.image_shape[0]),
-            with_seeds=True, attrs=attrs, libver="earliest",  # reopenable after SIGKILL
-        )
+    part = partial_path(out)
+    writer = _open_writer(part, generator, sig, n_rows, rows, batch_size, resume)
+    resumed_from = writer.written
     if log and resumed_from:
         log(f"{part}: resuming at row {resumed_from:,} of {n_rows:,}")
-    nfe = 0
     try:
-        if progress:
-            progress(resumed_from, n_rows)
-        with torch.inference_mode():
-            for local in range(resumed_from, n_rows, batch_size):
-                g0 = rows[0] + local
-                g1 = min(g0 + batch_size, rows[1])
-                idx = np.arange(g0, g1, dtype=np.int64)
-                seeds = image_seeds(seed, idx)
-                labels = job_labels(seed, num, generator.num_classes, idx)
-                gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-                latents = generator.prior(gens)
-                lab_t = torch.from_numpy(labels).to(generator.device)
-                res = edm_sample(generator.denoise, latents, lab_t, config, gens)
-                nfe = res.nfe
-                writer.write(to_uint8(res.images).numpy(), labels, seeds, start=local)
-                writer.commit()
-                if progress:
-                    progress(local + (g1 - g0), n_rows)
+        nfe = _fill(writer, generator, config, rows, resumed_from, seed, num, batch_size,
+                    progress)
         writer.f.attrs["status"] = "complete"
         writer.close()
     except BaseException:
@@ -205,6 +154,76 @@ def generate(
     os.replace(part, out)
     wall = time.perf_counter() - t0
     return _summary(out, sig, generator, n_rows, n_rows - resumed_from, resumed_from, wall)
+
+
+def _check_job(generator: Any, num: int, steps: int, batch_size: int, shard: tuple[int, int],
+               sampler_overrides: dict[str, Any] | None) -> Any:
+    """Validate a job's sizes and shard; return the generator's sampler config."""
+    if num < 1:
+        raise AdvscaleError("--num must be >= 1")
+    if batch_size < 1:
+        raise AdvscaleError("--batch-size must be >= 1")
+    i, k = shard
+    if not (k >= 1 and 0 <= i < k):
+        raise AdvscaleError(f"shard {i}/{k} needs 0 <= i < k")
+    try:
+        return generator.sampler_config(steps, **(sampler_overrides or {}))
+    except ValueError as e:
+        raise AdvscaleError(f"sampler settings: {e}") from None
+
+
+def _open_writer(part: Path, generator: Any, sig: dict[str, Any], n_rows: int,
+                 rows: tuple[int, int], batch_size: int, resume: bool) -> ImageFileWriter:
+    """A new ``out.partial``, or the interrupted one reopened when ``resume`` (same job)."""
+    if not part.exists():
+        part.parent.mkdir(parents=True, exist_ok=True)
+        attrs = {**sig, "job": json.dumps(sig, sort_keys=True), "status": "partial"}
+        return ImageFileWriter(
+            part, n_rows, source="synthetic", class_names=generator.class_names,
+            image_shape=(generator.image_shape[1], generator.image_shape[2],
+                         generator.image_shape[0]),
+            with_seeds=True, attrs=attrs, libver="earliest",  # reopenable after SIGKILL
+        )
+    if not resume:
+        raise AdvscaleError(
+            f"{part} is left from an interrupted run: pass --resume to continue it, or "
+            "delete it to start over"
+        )
+    diff = _differences(read_attrs(part), sig)
+    if diff:
+        raise AdvscaleError(f"{part} was made with other settings ({diff}); cannot resume")
+    writer = ImageFileWriter.open_existing(part)
+    done = writer.written
+    if done % batch_size and rows[0] + done != rows[1]:
+        writer.f.close()
+        raise AdvscaleError(f"{part}: count {done} is not at a batch boundary")
+    return writer
+
+
+def _fill(writer: ImageFileWriter, generator: Any, config: Any, rows: tuple[int, int],
+          start: int, seed: int, num: int, batch_size: int, progress: Progress | None) -> int:
+    """Sample and commit the shard's batches from local row ``start``; the last NFE count."""
+    n_rows = rows[1] - rows[0]
+    nfe = 0
+    if progress:
+        progress(start, n_rows)
+    with torch.inference_mode():
+        for local in range(start, n_rows, batch_size):
+            g0 = rows[0] + local
+            g1 = min(g0 + batch_size, rows[1])
+            idx = np.arange(g0, g1, dtype=np.int64)
+            seeds = image_seeds(seed, idx)
+            labels = job_labels(seed, num, generator.num_classes, idx)
+            gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+            latents = generator.prior(gens)
+            lab_t = torch.from_numpy(labels).to(generator.device)
+            res = edm_sample(generator.denoise, latents, lab_t, config, gens)
+            nfe = res.nfe
+            writer.write(to_uint8(res.images).numpy(), labels, seeds, start=local)
+            writer.commit()
+            if progress:
+                progress(local + (g1 - g0), n_rows)
+    return nfe
 
 
 def _same_job(attrs: dict[str, Any], sig: dict[str, Any]) -> bool:

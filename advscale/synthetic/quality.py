@@ -26,6 +26,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +345,6 @@ def measure_quality(
     ``n``/``ref_n`` pick seeded random subsets. ``annotate`` writes the result into ``gen``'s
     attributes (``quality_metric``, ``quality_value``, ..., and ``fid`` only when comparable).
     """
-
     t0 = time.perf_counter()
     dev = resolve_device(device)
     gen, ref = Path(gen), Path(ref)
@@ -352,48 +352,17 @@ def measure_quality(
         gen_avail = valid_count(f)
     gen_rows = _rows(gen_avail, n, seed, str(gen))
     gen_mix = ImageMixture([gen])
-
     saved = _load_ref_stats(ref) if ref.suffix == ".npz" else None
-    if extractor not in ("auto", "inception", "pca"):
-        raise AdvscaleError(f"--extractor {extractor!r} must be auto, inception or pca")
-    if saved is not None:
-        kind = saved["kind"]
-        if extractor not in ("auto", kind):
-            raise AdvscaleError(f"{ref} holds {kind} statistics, not {extractor}")
-    elif extractor == "auto":
-        kind = ("inception" if inception_weights is not None or default_inception_path()
-                else "pca")
-    else:
-        kind = extractor
-
-    ref_mix = None
-    if saved is None:
-        with open_image_file(ref) as f:
-            ref_avail = valid_count(f)
-            ref_source = str(f.attrs.get("source", ""))
-        ref_rows = _rows(ref_avail, ref_n, seed + 1, str(ref))
-        ref_mix = ImageMixture([ref])
-    if kind == "inception":
-        ex: Any = InceptionExtractor(inception_weights, dev)
-        if saved is not None and saved["extractor_sha256"] != ex.sha256:
-            raise AdvscaleError(f"{ref}: statistics made with another Inception file")
-    elif saved is not None:
-        ex = PCAExtractor(saved["pca_mean"], saved["pca_components"])
-    else:
-        fit_rows = ref_rows
-        if len(fit_rows) > PCA_FIT_MAX:
-            pick = np.random.default_rng(seed + 2).choice(len(fit_rows), PCA_FIT_MAX, False)
-            fit_rows = np.sort(fit_rows[pick])
-        ref_images, _ = ref_mix[fit_rows]  # type: ignore[index]
-        ex = PCAExtractor.fit(ref_images, pca_dim, seed)
-
+    kind = _extractor_kind(ref, saved, extractor, inception_weights)
+    refset = None if saved is not None else _RefSet.open(ref, ref_n, seed)
+    ex = _extractor(kind, saved, refset, inception_weights, dev, pca_dim, seed, ref)
     if saved is not None:
         mu_r, sig_r, ref_feats = saved["mu"], saved["sigma"], saved["features"]
         ref_count, ref_source, ref_name = int(saved["n"]), saved["source"], saved["path"]
     else:
-        ref_feats, _ = _features(ref_mix, ref_rows, ex, batch_size, progress, "reference")
+        ref_feats, _ = _features(refset.mix, refset.rows, ex, batch_size, progress, "reference")
         mu_r, sig_r = gaussian_stats(ref_feats)
-        ref_count, ref_name = len(ref_rows), str(ref)
+        ref_count, ref_source, ref_name = len(refset.rows), refset.source, str(ref)
         if save_ref_stats is not None:
             _save_ref_stats(save_ref_stats, ex, mu_r, sig_r, ref_feats, ref_count, ref_source,
                             str(ref), seed)
@@ -408,20 +377,11 @@ def measure_quality(
     )
     name, kid_name = metric_names(ex, len(gen_rows), comparable)
     result: dict[str, Any] = {
-        "path": str(gen),
-        "ref": ref_name,
-        "ref_source": ref_source,
-        "n": int(len(gen_rows)),
-        "ref_n": int(ref_count),
-        **ex.describe(),
-        "feature_dim": int(ex.dim),
-        "quality_metric": name,
-        "quality_value": value,
-        "comparable_to_published": comparable,
-        "kid_metric": kid_name,
-        "kid_value": kid,
-        "kid_std": kid_std,
-        "kid_subsets": int(kid_subsets),
+        "path": str(gen), "ref": ref_name, "ref_source": ref_source,
+        "n": int(len(gen_rows)), "ref_n": int(ref_count), **ex.describe(),
+        "feature_dim": int(ex.dim), "quality_metric": name, "quality_value": value,
+        "comparable_to_published": comparable, "kid_metric": kid_name, "kid_value": kid,
+        "kid_std": kid_std, "kid_subsets": int(kid_subsets),
         "kid_subset_size": int(min(kid_subset_size, len(gen_rows), len(ref_feats))),
         "protocol": (
             "fid: Inception-v3 TF 2015-12-05 pool3 features, 50,000 generated vs the 50,000 "
@@ -431,23 +391,78 @@ def measure_quality(
     }
     if comparable:
         result["fid"] = value
-    if classifier is not None:
-
-        model, meta = load_for_eval(classifier, device=dev)
-        result["classifier"] = str(classifier)
-        result["classifier_sha256"] = meta["checkpoint_sha256"]
-        result["label_agreement"] = _label_agreement(gen_mix, gen_rows, model, dev, batch_size)
-        if ref_mix is not None:
-            k = min(len(ref_rows), len(gen_rows))
-            result["ref_label_agreement"] = _label_agreement(
-                ref_mix, ref_rows[:k], model, dev, batch_size)
-    else:
-        result["label_agreement"] = None
+    result.update(_agreement(classifier, gen_mix, gen_rows, refset, dev, batch_size))
     result["gen_class_counts"] = np.bincount(gen_labels).tolist()
     result["wall_s"] = time.perf_counter() - t0
     if annotate:
         annotate_file(gen, result)
     return result
+
+
+@dataclass(frozen=True)
+class _RefSet:
+    """The reference images of a quality measurement (an HDF5 file, seeded subset)."""
+
+    mix: ImageMixture
+    rows: np.ndarray
+    source: str
+
+    @classmethod
+    def open(cls, ref: Path, ref_n: int | None, seed: int) -> _RefSet:
+        with open_image_file(ref) as f:
+            avail = valid_count(f)
+            source = str(f.attrs.get("source", ""))
+        return cls(ImageMixture([ref]), _rows(avail, ref_n, seed + 1, str(ref)), source)
+
+
+def _extractor_kind(ref: Path, saved: dict[str, Any] | None, extractor: str,
+                    inception_weights: str | os.PathLike[str] | None) -> str:
+    """``inception`` or ``pca``: what ``--extractor`` asks for, what saved stats hold."""
+    if extractor not in ("auto", "inception", "pca"):
+        raise AdvscaleError(f"--extractor {extractor!r} must be auto, inception or pca")
+    if saved is not None:
+        if extractor not in ("auto", saved["kind"]):
+            raise AdvscaleError(f"{ref} holds {saved['kind']} statistics, not {extractor}")
+        return str(saved["kind"])
+    if extractor == "auto":
+        return "inception" if inception_weights is not None or default_inception_path() else "pca"
+    return extractor
+
+
+def _extractor(kind: str, saved: dict[str, Any] | None, refset: _RefSet | None,
+               inception_weights: str | os.PathLike[str] | None, dev: Any, pca_dim: int,
+               seed: int, ref: Path) -> Any:
+    """The feature extractor: Inception, saved PCA statistics, or a PCA fitted to ``refset``."""
+    if kind == "inception":
+        ex: Any = InceptionExtractor(inception_weights, dev)
+        if saved is not None and saved["extractor_sha256"] != ex.sha256:
+            raise AdvscaleError(f"{ref}: statistics made with another Inception file")
+        return ex
+    if saved is not None:
+        return PCAExtractor(saved["pca_mean"], saved["pca_components"])
+    assert refset is not None
+    fit_rows = refset.rows
+    if len(fit_rows) > PCA_FIT_MAX:
+        pick = np.random.default_rng(seed + 2).choice(len(fit_rows), PCA_FIT_MAX, False)
+        fit_rows = np.sort(fit_rows[pick])
+    ref_images, _ = refset.mix[fit_rows]
+    return PCAExtractor.fit(ref_images, pca_dim, seed)
+
+
+def _agreement(classifier: str | os.PathLike[str] | None, gen_mix: ImageMixture,
+               gen_rows: np.ndarray, refset: _RefSet | None, dev: Any, batch_size: int
+               ) -> dict[str, Any]:
+    """Classifier label agreement on generated (and reference) images; None without one."""
+    if classifier is None:
+        return {"label_agreement": None}
+    model, meta = load_for_eval(classifier, device=dev)
+    out = {"classifier": str(classifier), "classifier_sha256": meta["checkpoint_sha256"],
+           "label_agreement": _label_agreement(gen_mix, gen_rows, model, dev, batch_size)}
+    if refset is not None:
+        k = min(len(refset.rows), len(gen_rows))
+        out["ref_label_agreement"] = _label_agreement(refset.mix, refset.rows[:k], model, dev,
+                                                      batch_size)
+    return out
 
 
 def annotate_file(path: str | os.PathLike[str], result: dict[str, Any]) -> None:

@@ -25,11 +25,39 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from advscale.data.reader import ImageMixture, parse_mixture, torch_loader
+from advscale.data.sampler import MixtureStream, ResumableBatchSampler
 from advscale.errors import AdvscaleError
+from advscale.models import count_parameters, create_model, is_model
+from advscale.models.averaging import EMA
+from advscale.models.checkpoint import save_model_checkpoint
+from advscale.records import append_record, make_record, write_record
+from advscale.training.augment import random_crop_flip, to_model_input
 from advscale.training.config import TrainConfig
-from advscale.training.ddp import DistInfo
+from advscale.training.ddp import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast_module,
+    broadcast_object,
+    check_in_sync,
+    env_dist_info,
+    init_distributed,
+    maybe_sync_bn,
+    pick_device,
+    shutdown_distributed,
+    wrap_ddp,
+)
+from advscale.training.losses import LOSSES, AttackConfig
+from advscale.training.optim import make_sgd, set_lr
+from advscale.training.rundir import RunDir, check_resumable, new_run_id
+from advscale.training.schedule import OneCycleCosine
+from advscale.training.sources import describe_sources, mixture_fid
+from advscale.training.state import collect_state, read_state, restore_state, save_state
 
 IMAGE_SHAPE = (32, 32, 3)
 
@@ -80,10 +108,6 @@ class Run:
     def __init__(self, cfg: TrainConfig, out: str | Path, dist: DistInfo, device: torch.device,
                  *, resuming: bool, stdout: IO[str] | None = None,
                  command: str | None = None) -> None:
-        from advscale.data.reader import ImageMixture, parse_mixture
-        from advscale.data.sampler import MixtureStream
-        from advscale.training.rundir import RunDir
-        from advscale.training.sources import describe_sources, mixture_fid
 
         self.cfg, self.dist, self.device = cfg, dist, device
         self.run_dir = RunDir(out)
@@ -100,7 +124,6 @@ class Run:
                                 f"{dist.world_size} ranks")
 
         # -- model first: an unknown name fails before any data is read --------------------
-        from advscale.models import count_parameters, create_model, is_model
 
         self.is_wrn = is_model(cfg.model)
         kwargs = {"activation": cfg.activation} if self.is_wrn else {}
@@ -125,14 +148,10 @@ class Run:
         self.flops_per_sample = self._count_flops()
 
         # -- model, EMA, optimizer, schedule -------------------------------------------------
-        from advscale.training.ema import EMA
-        from advscale.training.optim import make_sgd
-        from advscale.training.schedule import OneCycleCosine
 
         raw = raw.to(device)
         if self.channels_last:
             raw = raw.to(memory_format=torch.channels_last)
-        from advscale.training.ddp import maybe_sync_bn
 
         raw = maybe_sync_bn(raw, device, dist)
         self.raw = raw
@@ -152,7 +171,6 @@ class Run:
         if self.dist.is_main:
             self.run_dir.drop_torn_record()
             self.records_on_disk = self.run_dir.records_on_disk()
-        from advscale.training.ddp import broadcast_module, wrap_ddp
 
         broadcast_module(self.raw, dist)
         broadcast_module(self.ema.module, dist)
@@ -180,7 +198,7 @@ class Run:
             )
 
     def _count_flops(self) -> float | None:
-        from advscale.flops import count_training_flops
+        from advscale.training.flops import count_training_flops
 
         cfg = self.cfg
         try:
@@ -193,7 +211,6 @@ class Run:
         return float(fc.train_flops_per_sample)
 
     def _restore(self) -> None:
-        from advscale.training.state import read_state, restore_state
 
         tensors, meta = read_state(self.run_dir.path)
         restore_state(tensors, meta, self.raw, self.ema.module, self.optimizer)
@@ -208,11 +225,6 @@ class Run:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
         """Train to the sample budget; return the records this call emitted."""
-        from advscale.data.reader import torch_loader
-        from advscale.data.sampler import ResumableBatchSampler
-        from advscale.training.augment import random_crop_flip, to_model_input
-        from advscale.training.losses import LOSSES, AttackConfig
-        from advscale.training.optim import set_lr
 
         cfg, c, dist = self.cfg, self.counters, self.dist
         emitted: list[dict[str, Any]] = []
@@ -292,7 +304,6 @@ class Run:
 
     def _check_finite(self, loss_acc: torch.Tensor, weights: bool = False) -> None:
         """Stop (AdvscaleError) if the loss, or with ``weights`` any weight, is not finite."""
-        from advscale.training.ddp import all_reduce_sum
 
         ok = bool(torch.isfinite(loss_acc))
         if weights and ok:
@@ -315,8 +326,6 @@ class Run:
         return self._wall_before + (time.perf_counter() - self._segment_start)
 
     def _evaluate_and_record(self, final: bool) -> dict[str, Any]:
-        from advscale.records import append_record, make_record, write_record
-        from advscale.training.ddp import broadcast_module
         from advscale.training.evaluate import evaluate_robustness
 
         cfg, c = self.cfg, self.counters
@@ -327,7 +336,6 @@ class Run:
             self.ema.module, self.eval_images, self.eval_labels, eps=cfg.eps,
             step_size=cfg.eval_step_size, steps=cfg.eval_steps, batch_size=cfg.eval_batch_size,
             seed=0, device=self.device, channels_last=self.channels_last, dist=self.dist)
-        from advscale.training.ddp import all_reduce_sum
 
         tot = all_reduce_sum(torch.tensor([c.loss_sum, float(c.loss_count)],
                                           dtype=torch.float64, device=self.device), self.dist)
@@ -382,9 +390,6 @@ class Run:
         return rec
 
     def _checkpoint(self) -> None:
-        from advscale.models.checkpoint import save_model_checkpoint
-        from advscale.training.ddp import barrier, check_in_sync
-        from advscale.training.state import collect_state, save_state
 
         cfg, c = self.cfg, self.counters
         check_in_sync(self.raw, self.dist)
@@ -437,14 +442,6 @@ class _Bar:
     LINE_EVERY_S = 60.0
 
     def __init__(self, total: int, done: int) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
 
         self.total = total
         console = Console(stderr=True)
@@ -484,15 +481,6 @@ def train(
     ``stdout`` (default sys.stdout) and ``out/records.jsonl``; returns the records emitted by
     this call. Raises AdvscaleError for bad input, a non-finite loss or a failed checkpoint.
     """
-    from advscale.training.ddp import (
-        barrier,
-        broadcast_object,
-        env_dist_info,
-        init_distributed,
-        pick_device,
-        shutdown_distributed,
-    )
-    from advscale.training.rundir import RunDir, check_resumable, new_run_id
 
     dist = env_dist_info()
     run_dir = RunDir(out)

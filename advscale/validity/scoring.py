@@ -180,82 +180,24 @@ def score_labels(
     """
     n_eval = resolve_n_eval(adv, n_eval)
     study = [int(r) for r in adv.study_rows()]
-    study_set = set(study)
-    kinds: dict[str, str] = {}
-    first: dict[tuple[str, int, str], Vote] = {}
-    ignored = 0
-    for rec in records:
-        if rec.get("adv_fingerprint") != adv.fingerprint:
-            raise AdvscaleError(
-                f"labels of rater {rec.get('rater')!r} were made for a different adversarial-image "
-                f"file than {adv.path}"
-            )
-        rater, kind = rec.get("rater"), rec.get("rater_kind")
-        if not isinstance(rater, str) or kind not in RATER_KINDS:
-            raise AdvscaleError(f"a label record has a bad rater {rater!r} or kind {kind!r}")
-        if kinds.setdefault(rater, kind) != kind:
-            raise AdvscaleError(f"rater {rater!r} appears as both {kinds[rater]} and {kind}")
-        row, version = rec.get("row"), rec.get("version")
-        if not isinstance(row, int) or row not in study_set or version not in ("adv", "clean"):
-            ignored += 1
-            continue
-        choice = rec.get("choice")
-        bad = not isinstance(choice, int) or not 0 <= choice < adv.num_classes
-        if choice is not None and bad:
-            raise AdvscaleError(f"rater {rater!r}, row {row}: class {choice!r} out of range")
-        first.setdefault((rater, row, version), Vote(rater, kind, choice, rec.get("confidence")))
-
+    kinds, first, ignored = _first_votes(records, adv, set(study))
     raters = sorted(kinds)
     scores = Scores()
     status_of: dict[int, str] = {}
-    names = adv.class_names
     for row in study:
-        label, pred = int(adv.label[row]), int(adv.pred_adv[row])
         votes = [first[(r, row, "adv")] for r in raters if (r, row, "adv") in first]
         clean = [first[(r, row, "clean")] for r in raters if (r, row, "clean") in first]
-        v = judge(votes, label, pred, min_correct=min_correct, min_raters=min_raters,
-                  majority_of=majority_of)
+        v = judge(votes, int(adv.label[row]), int(adv.pred_adv[row]), min_correct=min_correct,
+                  min_raters=min_raters, majority_of=majority_of)
         status_of[row] = v.status
-        tally: dict[str, int] = {}
-        for vote in votes:
-            key = names[vote.choice] if vote.choice is not None else "none"
-            tally[key] = tally.get(key, 0) + 1
-        scores.images.append({
-            "row": row,
-            "index": int(adv.index[row]),
-            "label": label,
-            "label_name": names[label],
-            "pred_adv": pred,
-            "pred_adv_name": names[pred],
-            "attack": adv.attack[row],
-            "status": v.status,
-            "valid": v.valid,
-            "n_raters": v.n_raters,
-            "n_human_raters": sum(x.kind == "human" for x in votes),
-            "n_correct": v.n_correct,
-            "n_correct_human_high": v.n_correct_human_high,
-            "n_majority_pool": v.n_pool,
-            "n_pool_agree_model": v.n_pool_agree_model,
-            "votes": tally,
-            "n_clean_raters": len(clean),
-            "n_clean_correct": sum(x.choice == label for x in clean),
-            "labels": [
-                {"rater": x.rater, "kind": x.kind, "choice": x.choice,
-                 "confidence": x.confidence, "correct": x.choice == label}
-                for x in votes
-            ],
-        })
-
+        scores.images.append(_image_row(adv, row, v, votes, clean))
     n_fooled = len(study)
     n_model_correct = n_eval - n_fooled
     count = {s: sum(st == s for st in status_of.values())
              for s in ("valid", "deceptive", "ambiguous", "unrated")}
     n_invalid = count["deceptive"] + count["ambiguous"]
-    kept_fooled = n_fooled - n_invalid
-    per_rater = []
-    for r in raters:
-        per_rater.append(_rater_stats(r, kinds[r], study, first, adv, status_of, n_eval,
-                                      n_model_correct, n_invalid, kept_fooled))
+    per_rater = [_rater_stats(r, kinds[r], study, first, adv, status_of, n_eval,
+                              n_model_correct, n_invalid, n_fooled - n_invalid) for r in raters]
 
     def mean_bound(key: str, kind: str | None) -> float | None:
         vals = [s[key] for s in per_rater
@@ -297,6 +239,71 @@ def score_labels(
         "raters": per_rater,
     }
     return scores
+
+
+def _first_votes(records: Iterable[Mapping[str, Any]], adv: AdvSet, study_set: set[int]
+                 ) -> tuple[dict[str, str], dict[tuple[str, int, str], Vote], int]:
+    """Rater kinds, each rater's first vote per (row, version), and the labels ignored."""
+    kinds: dict[str, str] = {}
+    first: dict[tuple[str, int, str], Vote] = {}
+    ignored = 0
+    for rec in records:
+        if rec.get("adv_fingerprint") != adv.fingerprint:
+            raise AdvscaleError(
+                f"labels of rater {rec.get('rater')!r} were made for a different adversarial-image "
+                f"file than {adv.path}"
+            )
+        rater, kind = rec.get("rater"), rec.get("rater_kind")
+        if not isinstance(rater, str) or kind not in RATER_KINDS:
+            raise AdvscaleError(f"a label record has a bad rater {rater!r} or kind {kind!r}")
+        if kinds.setdefault(rater, kind) != kind:
+            raise AdvscaleError(f"rater {rater!r} appears as both {kinds[rater]} and {kind}")
+        row, version = rec.get("row"), rec.get("version")
+        if not isinstance(row, int) or row not in study_set or version not in ("adv", "clean"):
+            ignored += 1
+            continue
+        choice = rec.get("choice")
+        bad = not isinstance(choice, int) or not 0 <= choice < adv.num_classes
+        if choice is not None and bad:
+            raise AdvscaleError(f"rater {rater!r}, row {row}: class {choice!r} out of range")
+        first.setdefault((rater, row, version), Vote(rater, kind, choice, rec.get("confidence")))
+    return kinds, first, ignored
+
+
+def _image_row(adv: AdvSet, row: int, v: Any, votes: list[Vote], clean: list[Vote]
+               ) -> dict[str, Any]:
+    """One study image's verdict, tally and labels (an entry of ``Scores.images``)."""
+    names = adv.class_names
+    label, pred = int(adv.label[row]), int(adv.pred_adv[row])
+    tally: dict[str, int] = {}
+    for vote in votes:
+        key = names[vote.choice] if vote.choice is not None else "none"
+        tally[key] = tally.get(key, 0) + 1
+    return {
+        "row": row,
+        "index": int(adv.index[row]),
+        "label": label,
+        "label_name": names[label],
+        "pred_adv": pred,
+        "pred_adv_name": names[pred],
+        "attack": adv.attack[row],
+        "status": v.status,
+        "valid": v.valid,
+        "n_raters": v.n_raters,
+        "n_human_raters": sum(x.kind == "human" for x in votes),
+        "n_correct": v.n_correct,
+        "n_correct_human_high": v.n_correct_human_high,
+        "n_majority_pool": v.n_pool,
+        "n_pool_agree_model": v.n_pool_agree_model,
+        "votes": tally,
+        "n_clean_raters": len(clean),
+        "n_clean_correct": sum(x.choice == label for x in clean),
+        "labels": [
+            {"rater": x.rater, "kind": x.kind, "choice": x.choice,
+             "confidence": x.confidence, "correct": x.choice == label}
+            for x in votes
+        ],
+    }
 
 
 def _rater_stats(
