@@ -6,7 +6,8 @@ Measured in one run on one model (default WRN-16-4, fixed random init, eval mode
 * ``forward``     — clean inference images/s: the baseline every other rate is divided into,
   giving each attack's cost in *forward-pass equivalents per image* (model- and
   hardware-independent to first order).
-* ``pgd40-cw``    — advscale's PGD-40 on the CW margin (eps 8/255, step 2/255, random start).
+* ``pgd40-cw``    — advscale's PGD-40 on the CW margin (eps 8/255, step 2/255, random start),
+  through the evaluation service (:func:`advscale.attacks.robustness.attack_batch`).
   Its cost does not depend on the model's robustness: every image runs all 40 steps.
 * ``aa-standard`` — AutoAttack standard through advscale's adapter, in two bounds:
   ``best``  (eps 8/255 on a random-init model: APGD-CE breaks every image, the later attacks
@@ -44,9 +45,9 @@ import torch
 from torch import nn
 
 from advscale.attacks.autoattack import AutoAttackRunner, find_backend
-from advscale.attacks.evaluate import pgd_eval_batch
-from advscale.flops import count_training_flops
+from advscale.attacks.robustness import attack_batch
 from advscale.models import create_model
+from advscale.training.flops import count_training_flops
 
 
 class CallCounter:
@@ -128,7 +129,11 @@ def run_stages(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, b
             res.per_attack_robust, "stages": stage_stats, "robust": res.robust}
 
 
-def main() -> None:
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="wrn-16-4")
     ap.add_argument("--n-pgd", type=int, default=32, help="images for PGD-40")
@@ -143,20 +148,11 @@ def main() -> None:
                     help="assumed sustained GPU FLOP/s for the estimate (A100 fp32/TF32-ish)")
     ap.add_argument("--clean", type=float, default=0.90, help="clean fraction for the estimate")
     ap.add_argument("--robust", type=float, default=0.60, help="robust fraction for estimate")
-    a = ap.parse_args()
-    global DEVICE
-    DEVICE = torch.device(a.device)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    backend = find_backend()
-    model = create_model(a.model).eval().requires_grad_(False).to(DEVICE)
-    counter = CallCounter(model)
-    out: dict = {"model": a.model, "device": str(DEVICE), "threads": torch.get_num_threads(),
-                 "package": backend.package, "package_version": backend.version}
+    return ap.parse_args()
 
-    # baseline: clean forward
+
+def measure_forward(model: nn.Module, a: argparse.Namespace, out: dict) -> float:
+    """Clean inference images/s (the baseline)."""
     xb = images(max(a.batch, 64))
     labels_of(model, xb[: a.batch], a.batch)  # warm-up
     with timed() as t:
@@ -164,64 +160,77 @@ def main() -> None:
             labels_of(model, xb, a.batch)
     fwd_rate = 3 * len(xb) / t[0]
     out["forward_images_per_s"] = fwd_rate
-    log(f"{a.model} on {DEVICE}, {out['threads']} threads; forward {fwd_rate:.1f} images/s")
+    _log(f"{a.model} on {DEVICE}, {out['threads']} threads; forward {fwd_rate:.1f} images/s")
+    return fwd_rate
 
-    # PGD-40-CW
+
+def measure_pgd(model: nn.Module, counter: CallCounter, a: argparse.Namespace, fwd_rate: float,
+                out: dict) -> None:
+    """PGD-40-CW through the evaluation service."""
     x = images(a.n_pgd, 1)
     y = labels_of(model, x, a.batch)
     counter.reset()
     with timed() as t:
         for i in range(0, len(x), a.batch):
-            pgd_eval_batch(model, x[i:i + a.batch], y[i:i + a.batch], loss="cw", eps=8 / 255,
-                           step_size=2 / 255, steps=40,
-                           generator=torch.Generator(device=DEVICE).manual_seed(0))
+            attack_batch(model, x[i:i + a.batch], y[i:i + a.batch], index=i, seed=0,
+                         loss="cw", eps=8 / 255, step_size=2 / 255, steps=40)
     pgd_fe = CallCounter.forward_equivalents(*counter.reset()) / len(x)
     out["pgd40_cw_images_per_s"] = len(x) / t[0]
     out["pgd40_cw_forward_equivalents_per_image"] = pgd_fe
     out["pgd40_cw_time_ratio_to_forward"] = fwd_rate / out["pgd40_cw_images_per_s"]
-    log(f"PGD-40-CW: {out['pgd40_cw_images_per_s']:.2f} images/s, "
-        f"{out['pgd40_cw_time_ratio_to_forward']:.0f}x a forward pass ({pgd_fe:.0f} counted)")
+    _log(f"PGD-40-CW: {out['pgd40_cw_images_per_s']:.2f} images/s, "
+         f"{out['pgd40_cw_time_ratio_to_forward']:.0f}x a forward pass ({pgd_fe:.0f} counted)")
 
-    # AutoAttack standard: best and worst case
+
+def estimate_full_aa(stages: dict, fe_all: float, a: argparse.Namespace, out: dict) -> None:
+    """The estimate (not a measurement): 10k images of WRN-28-10 on a GPU."""
+    fwd_flops = count_training_flops("wrn-28-10", "standard").forward_flops_per_image
+    fe_ce = stages.get("apgd-ce", {}).get("forward_equivalents_per_image", 0.0)
+    fe_rest = fe_all - fe_ce
+    fe_10k = 10_000 * (a.clean * fe_ce + a.robust * fe_rest)
+    est_s = fe_10k * fwd_flops / a.gpu_flops
+    out["estimate_wrn28_10_aa_10k"] = {
+        "kind": "estimate", "forward_flops_per_image": fwd_flops,
+        "assumed_gpu_flops_per_s": a.gpu_flops, "assumed_clean": a.clean,
+        "assumed_robust": a.robust, "forward_equivalents": fe_10k,
+        "flops": fe_10k * fwd_flops, "gpu_s": est_s, "gpu_h": est_s / 3600}
+    _log(f"ESTIMATE: full 10k AA standard of WRN-28-10 (clean {a.clean}, robust "
+         f"{a.robust}) ≈ {fe_10k * fwd_flops:.2e} FLOPs ≈ {est_s / 3600:.1f} GPU-hours at an "
+         f"assumed {a.gpu_flops:.0e} FLOP/s sustained")
+
+
+def measure_aa(model: nn.Module, counter: CallCounter, a: argparse.Namespace, fwd_rate: float,
+               out: dict) -> None:
+    """AutoAttack standard: best and (unless skipped) worst case, then the estimate."""
     x = images(a.n_aa, 2)
     y = labels_of(model, x, a.batch)
     best = run_stages(model, x, y, 8 / 255, a.batch, counter)
     out["aa_standard_best_images_per_s"] = best["images_per_s"]
     out["aa_standard_best_per_attack_robust"] = best["per_attack_robust"]
-    log(f"AA standard, best case (eps 8/255, all broken by APGD-CE): "
-        f"{best['images_per_s']:.3f} images/s {best['per_attack_robust']}")
-    if not a.skip_worst:
-        worst = run_stages(model, x, y, 1e-4, a.batch, counter)
-        out["aa_standard_worst_images_per_s"] = worst["images_per_s"]
-        out["aa_standard_worst_per_attack_robust"] = worst["per_attack_robust"]
-        stages = {k: {"s_per_image": v["s"] / v["images"],
-                      "forward_equivalents_per_image": v["fwd_equiv"] / v["images"]}
-                  for k, v in worst["stages"].items()}
-        out["aa_standard_worst_stages"] = stages
-        fe_all = sum(v["forward_equivalents_per_image"] for v in stages.values())
-        out["aa_standard_worst_forward_equivalents_per_image"] = fe_all
-        out["aa_standard_worst_time_ratio_to_forward"] = fwd_rate / worst["images_per_s"]
-        log(f"AA standard, worst case (eps 1e-4, nothing broken): "
-            f"{worst['images_per_s']:.4f} images/s, {fe_all:,.0f} forward equivalents/image")
-        for k, v in stages.items():
-            log(f"  {k:8s} {v['s_per_image']:8.1f} s/image "
-                f"{v['forward_equivalents_per_image']:9,.0f} fwd-equiv/image")
-        # the estimate (not a measurement): 10k images of WRN-28-10 on a GPU
-        fwd_flops = count_training_flops("wrn-28-10", "standard").forward_flops_per_image
-        fe_ce = stages.get("apgd-ce", {}).get("forward_equivalents_per_image", 0.0)
-        fe_rest = fe_all - fe_ce
-        fe_10k = 10_000 * (a.clean * fe_ce + a.robust * fe_rest)
-        est_s = fe_10k * fwd_flops / a.gpu_flops
-        out["estimate_wrn28_10_aa_10k"] = {
-            "kind": "estimate", "forward_flops_per_image": fwd_flops,
-            "assumed_gpu_flops_per_s": a.gpu_flops, "assumed_clean": a.clean,
-            "assumed_robust": a.robust, "forward_equivalents": fe_10k,
-            "flops": fe_10k * fwd_flops, "gpu_s": est_s, "gpu_h": est_s / 3600}
-        log(f"ESTIMATE: full 10k AA standard of WRN-28-10 (clean {a.clean}, robust "
-            f"{a.robust}) ≈ {fe_10k * fwd_flops:.2e} FLOPs ≈ {est_s / 3600:.1f} GPU-hours at an "
-            f"assumed {a.gpu_flops:.0e} FLOP/s sustained")
+    _log(f"AA standard, best case (eps 8/255, all broken by APGD-CE): "
+         f"{best['images_per_s']:.3f} images/s {best['per_attack_robust']}")
+    if a.skip_worst:
+        return
+    worst = run_stages(model, x, y, 1e-4, a.batch, counter)
+    out["aa_standard_worst_images_per_s"] = worst["images_per_s"]
+    out["aa_standard_worst_per_attack_robust"] = worst["per_attack_robust"]
+    stages = {k: {"s_per_image": v["s"] / v["images"],
+                  "forward_equivalents_per_image": v["fwd_equiv"] / v["images"]}
+              for k, v in worst["stages"].items()}
+    out["aa_standard_worst_stages"] = stages
+    fe_all = sum(v["forward_equivalents_per_image"] for v in stages.values())
+    out["aa_standard_worst_forward_equivalents_per_image"] = fe_all
+    out["aa_standard_worst_time_ratio_to_forward"] = fwd_rate / worst["images_per_s"]
+    _log(f"AA standard, worst case (eps 1e-4, nothing broken): "
+         f"{worst['images_per_s']:.4f} images/s, {fe_all:,.0f} forward equivalents/image")
+    for k, v in stages.items():
+        _log(f"  {k:8s} {v['s_per_image']:8.1f} s/image "
+             f"{v['forward_equivalents_per_image']:9,.0f} fwd-equiv/image")
+    estimate_full_aa(stages, fe_all, a, out)
 
-    # adapter overhead vs one plain run_standard_evaluation call
+
+def measure_overhead(backend: object, a: argparse.Namespace, out: dict) -> None:
+    """advscale's adapter against one plain run_standard_evaluation call."""
     small = create_model(a.overhead_model).eval().requires_grad_(False).to(DEVICE)
     xs = images(a.n_overhead, 3)
     ys = labels_of(small, xs, a.batch)
@@ -238,8 +247,27 @@ def main() -> None:
     agree = bool(np.array_equal(ours.robust, (y_plain == ys).cpu().numpy()))
     out["overhead"] = {"model": a.overhead_model, "n": a.n_overhead, "adapter_s": t[0],
                        "plain_s": t2[0], "ratio": t[0] / t2[0], "robust_flags_agree": agree}
-    log(f"adapter vs plain run_standard_evaluation ({a.overhead_model}, {a.n_overhead} images, "
-        f"worst case): {t[0]:.1f} s vs {t2[0]:.1f} s (x{t[0] / t2[0]:.2f}), flags agree: {agree}")
+    _log(f"adapter vs plain run_standard_evaluation ({a.overhead_model}, {a.n_overhead} images,"
+         f" worst case): {t[0]:.1f} s vs {t2[0]:.1f} s (x{t[0] / t2[0]:.2f}), flags agree: "
+         f"{agree}")
+
+
+def main() -> None:
+    a = parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    backend = find_backend()
+    model = create_model(a.model).eval().requires_grad_(False).to(DEVICE)
+    counter = CallCounter(model)
+    out: dict = {"model": a.model, "device": str(DEVICE), "threads": torch.get_num_threads(),
+                 "package": backend.package, "package_version": backend.version}
+    fwd_rate = measure_forward(model, a, out)
+    measure_pgd(model, counter, a, fwd_rate, out)
+    measure_aa(model, counter, a, fwd_rate, out)
+    measure_overhead(backend, a, out)
     print(json.dumps(out))
 
 

@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from advscale.flops import count_training_flops
+from advscale.training.flops import count_training_flops
 
 
 def timed(model: str, loss: str, steps: int, method: str) -> tuple[float, float, float]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from advscale.attacks.evaluate import AttackSettings
+from advscale.attacks.settings import AttackSettings
 from advscale.errors import AdvscaleError
 from advscale.records import loads_all
 
@@ -151,6 +151,52 @@ def test_pgd_reproducible_and_file(tiny_ckpt, cifar_h5, tmp_path):
     a, b = read_adv_file(tmp_path / "a.h5"), read_adv_file(tmp_path / "b.h5")
     assert np.array_equal(a["image_adv"], b["image_adv"])
     check_adv_file(tmp_path / "a.h5", tiny_ckpt, cifar_h5["test"], r1, 1 / 255)
+
+
+def test_train_eval_and_attack_pgd_cw_agree(tiny_ckpt, cifar_h5):
+    """One evaluation service: `train`'s evaluation (sharded, any batch size, channels-last)
+    and `attack --attack pgd-cw` (chunked, other batch size) on the same checkpoint, images,
+    eps, steps and seed give the same clean/robust accuracy and adversarial loss."""
+    import torch
+
+    from advscale.attacks.evaluate import attack_checkpoints
+    from advscale.attacks.inputs import load_test_data
+    from advscale.attacks.robustness import RobustnessResult, robustness_sums
+    from advscale.models.checkpoint import load_for_eval
+    from advscale.training.evaluate import evaluate_robustness
+
+    n, eps, steps, seed = 30, 2 / 255, 3, 7
+    settings = AttackSettings(attack="pgd-cw", eps=eps, steps=steps, n=n, batch_size=4,
+                              chunk_size=11, seed=seed)
+    (rec,) = attack_checkpoints([tiny_ckpt], cifar_h5["test"], settings, device="cpu",
+                                log=lambda _: None)
+    data = load_test_data(cifar_h5["test"], n)
+    model, _ = load_for_eval(tiny_ckpt)
+    common = dict(eps=eps, step_size=2 / 255, steps=steps, seed=seed)
+    ev = evaluate_robustness(model, data.images, data.labels, batch_size=7, **common)
+    ev_cl = evaluate_robustness(model, data.images, data.labels, batch_size=16,
+                                channels_last=True, **common)
+    # two "ranks" taking alternate batches, summed as the all-reduce does
+    shards = [robustness_sums(model, data.images, data.labels, batch_size=6,
+                              batches=range(r, 5, 2), **common) for r in (0, 1)]
+    ev_ddp = RobustnessResult.from_sums(torch.stack(shards).sum(0))
+
+    assert rec["n"] == ev.n == n and rec["adv_loss"] is not None
+    assert 0 < rec["robust_acc"] < rec["clean_acc"], "the check needs a non-trivial outcome"
+    for other in (ev, ev_cl, ev_ddp):
+        assert other.clean_acc == pytest.approx(rec["clean_acc"], abs=1e-12)
+        assert other.robust_acc == pytest.approx(rec["robust_acc"], abs=1e-12)
+        assert other.adv_loss == pytest.approx(rec["adv_loss"], rel=1e-5)
+
+
+def test_start_noise_depends_on_seed_and_index_only():
+    from advscale.attacks.robustness import start_noise, start_seed
+
+    whole = start_noise(3, 0, 6, (3, 4, 4))
+    assert whole.shape == (6, 3, 4, 4) and 0 <= whole.min() and whole.max() < 1
+    assert np.array_equal(start_noise(3, 2, 3, (3, 4, 4)).numpy(), whole[2:5].numpy())
+    assert not np.array_equal(start_noise(4, 0, 6, (3, 4, 4)).numpy(), whole.numpy())
+    assert start_seed(0, 1) != start_seed(1, 0) and 0 <= start_seed(5, 9) < 2**32
 
 
 def test_settings_validation():

@@ -186,3 +186,42 @@ def test_bad_input_gives_one_error_line(tiny_ckpt, cifar_h5, tmp_path, tiny_h5):
     _one_error_line(invoke(tiny_ckpt, "--data", tmp_path / "nope.h5"), "no such file")
     _one_error_line(invoke(tiny_ckpt, "--data", test_h5, "--device", "cuda:7"), "device")
     assert not (tmp_path / "a.h5").exists()
+
+
+def test_pgd_record_does_not_depend_on_batch_or_chunk_size(tiny_ckpt, cifar_h5):
+    """The random start of image i comes from (seed, i): other batches and chunks, same numbers
+    (the settings key still tells the two evaluations apart)."""
+    a = records(invoke(tiny_ckpt, *pgd_args(cifar_h5["test"], n=12, chunk=4)))[0]
+    b = records(invoke(tiny_ckpt, *pgd_args(cifar_h5["test"], "--batch-size", "5", n=12,
+                                            chunk=12)))[0]
+    assert (a["chunks"], b["chunks"]) == (3, 1) and a["settings_key"] != b["settings_key"]
+    for k in ("clean_correct", "robust_correct", "per_attack_robust"):
+        assert a[k] == b[k], k
+    assert a["adv_loss"] == pytest.approx(b["adv_loss"], rel=1e-5)
+
+
+def test_state_file_torn_line_policy(tmp_path):
+    """The state file follows advscale.core.jsonl: a torn last line is skipped and cut off
+    before the next append; a corrupt complete line is an error naming file and line."""
+    from advscale.attacks.statefile import StateFile, find_result
+    from advscale.errors import AdvscaleError
+    from advscale.records import dumps
+
+    def chunk(c: int) -> dict:  # only what StateFile reads (not a whole, valid record)
+        return {"kind": "attack.chunk", "schema": 1, "settings_key": "k", "chunk": c}
+
+    path = tmp_path / "state.jsonl"
+    path.write_text(dumps(chunk(0)) + "\n" + dumps(chunk(1))[:25])
+    notes: list[str] = []
+    st = StateFile(path, notes.append)
+    assert list(st.done("k")) == [0] and len(notes) == 1 and "unfinished" in notes[0]
+    st.append(chunk(2))
+    assert [r["chunk"] for r in loads_all(path.read_text())] == [0, 2]
+    path.write_text("{not json\n" + dumps(chunk(0)) + "\n")
+    with pytest.raises(AdvscaleError, match=r"state.jsonl:1.*fresh --state"):
+        st.done("k")
+    results = tmp_path / "results.jsonl"
+    final = {"kind": "attack", "schema": 1, "settings_key": "k", "robust_acc": 0.5}
+    results.write_text(dumps(final) + "\n" + dumps(final)[:30])
+    assert find_result(results, "k")["robust_acc"] == 0.5
+    assert find_result(results, "other") is None and find_result(None, "k") is None

@@ -11,7 +11,7 @@ import pytest
 
 from advscale.records import append_record, make_record, read_records
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "cron" / "reevaluate.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "bin" / "advscale-reevaluate"
 ADVSCALE = Path(sys.executable).parent / "advscale"
 
 
@@ -29,11 +29,16 @@ def _run_dir(root: Path, name: str, seed: int) -> Path:
                           {"model": "wrn-10-1", "activation": "silu", "num_classes": 10,
                            "run_id": name, "samples_seen": 1000 * (seed + 1)})
     for k in (1, 2):
+        seen = 500 * k * (seed + 1)
         append_record(d / "records.jsonl", make_record("train.eval", {
-            "run_id": name, "model": "wrn-10-1", "params": count_parameters(model),
-            "samples_seen": 500 * k * (seed + 1), "train_flops": 1e11 * k * (seed + 1),
-            "adv_loss": 2.5 - 0.1 * k - 0.05 * seed, "clean_acc": 0.2, "robust_acc": 0.1,
-            "fid": None, "final": k == 2}))
+            "run_id": name, "model": "wrn-10-1", "activation": "silu",
+            "params": count_parameters(model), "loss": "trades", "beta": 5.0, "pgd_steps": 2,
+            "eps": 8 / 255, "ema_decay": 0.999, "batch_size": 64, "lr": 0.1, "step": k,
+            "samples_seen": seen, "samples_unique": seen, "data": [], "fid": None,
+            "train_flops": 1e11 * k * (seed + 1), "train_flops_per_sample": 2e8,
+            "wall_s": 1.0 * k, "train_loss": None, "eval_n": 16, "eval_attack": "pgd-cw-2",
+            "clean_acc": 0.2, "robust_acc": 0.1, "adv_loss": 2.5 - 0.1 * k - 0.05 * seed,
+            "final": k == 2}))
     return d
 
 

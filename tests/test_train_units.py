@@ -311,32 +311,13 @@ def _documented_train_eval_fields() -> list[str]:
 
 
 def test_docs_match_schema():
-    from advscale.training.schema import TRAIN_EVAL_FIELDS
+    from advscale.records import SCHEMAS
 
     documented = _documented_train_eval_fields()
-    assert set(TRAIN_EVAL_FIELDS) <= set(documented)
+    assert set(SCHEMAS["train.eval"].by_name) <= set(documented)
 
 
-def test_validator_rejects_bad_records():
-    from advscale.training.schema import TRAIN_EVAL_FIELDS, validate_train_eval
-
-    good = {k: None for k in TRAIN_EVAL_FIELDS}
-    good.update(kind="train.eval", run_id="r", model="wrn-10-1", activation="silu", params=10,
-                loss="trades", beta=5.0, pgd_steps=1, eps=8 / 255, ema_decay=0.995,
-                batch_size=2, lr=0.1, step=1, samples_seen=2, samples_unique=2, data=[],
-                train_flops=20.0, train_flops_per_sample=10.0, wall_s=1.0, train_loss=2.0,
-                eval_n=4, eval_attack="pgd-cw-40", clean_acc=0.5, robust_acc=0.25,
-                adv_loss=2.5, final=True)
-    validate_train_eval(good)
-    for change, msg in [({"robust_acc": 1.5}, "fraction"), ({"params": "10"}, "type"),
-                        ({"final": None}, "null"), ({"train_flops": 21.0}, "train_flops"),
-                        ({"samples_unique": 3}, "samples_unique")]:
-        with pytest.raises(AdvscaleError, match=msg):
-            validate_train_eval({**good, **change})
-    bad = dict(good)
-    del bad["adv_loss"]
-    with pytest.raises(AdvscaleError, match="lacks"):
-        validate_train_eval(bad)
+# the train.eval validator's rules: tests/test_records.py::test_train_eval_schema_rules
 
 
 def test_bn_momentum_warmup():

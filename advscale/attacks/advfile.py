@@ -30,8 +30,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
+from advscale.core.fileio import atomic_path
 from advscale.data.layout import decode_attr, open_h5
 from advscale.errors import AdvscaleError
 
@@ -45,10 +47,6 @@ DATASETS = (*REQUIRED, "attack")
 def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any,
                    static: Mapping[str, Any], settings: Any) -> Path:
     """Write the chunk results ``parts`` (ChunkResult, in order) of ``data`` atomically."""
-    import h5py
-
-    from advscale.core.fileio import atomic_path
-
     if parts:
         index = np.concatenate([np.arange(p.start, p.stop, dtype=np.int64) for p in parts])
         pred_clean = np.concatenate([np.asarray(p.pred_clean, np.int64) for p in parts])
@@ -136,8 +134,6 @@ def read_adv_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_adv_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``attack_settings`` attribute of an adversarial-image file ({} when unreadable)."""
-    import h5py
-
     p = Path(path)
     if not p.is_file():
         return {}

@@ -39,6 +39,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -73,8 +74,6 @@ class Backend:
 
 
 def _version_of(name: str, module: Any) -> str:
-    from importlib import metadata
-
     for dist in (name, name.replace("_", "-")):
         try:
             return metadata.version(dist)

@@ -72,17 +72,25 @@ def pgd_linf(
     clean_probs: torch.Tensor | None = None,
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Return ``x + delta`` with ``‖delta‖∞ ≤ eps`` and pixels in [0, 1], maximising ``loss``.
 
     ``loss``: ``ce`` (cross-entropy), ``cw`` (CW margin) or ``kl`` (TRADES: KL from the
     detached ``clean_probs`` to the adversarial prediction). ``steps=0`` returns the start
     point. The caller chooses the model's mode; wrap training-time calls in :func:`frozen_bn`.
+
+    The random start is ``(2u - 1) * eps`` for uniform ``u`` in [0, 1) of ``x``'s shape: drawn
+    from ``generator`` (or the global RNG), or given as ``noise`` (e.g. per-image draws,
+    :func:`advscale.attacks.robustness.start_noise`).
     """
     x = x.detach()
     if random_start:
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        delta = (noise * 2 - 1) * eps
+        if noise is None:
+            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        elif noise.shape != x.shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, x {tuple(x.shape)}")
+        delta = (noise.to(device=x.device, dtype=x.dtype) * 2 - 1) * eps
     else:
         delta = torch.zeros_like(x)
     delta = ((x + delta).clamp(0, 1) - x).detach()

@@ -8,6 +8,7 @@ import typer
 
 from advscale.cli.common import handle_errors, parse_fraction, parse_shard
 from advscale.errors import AdvscaleError
+from advscale.records import write_record
 
 
 @handle_errors
@@ -28,8 +29,9 @@ def attack(
     batch_size: int = typer.Option(250, "--batch-size", help="Images per attack batch."),
     chunk_size: int = typer.Option(1000, "--chunk-size",
                                    help="Images per resumable chunk (one state record each)."),
-    seed: int = typer.Option(0, "--seed", help="Chunk c uses seed+c; reproducible for a fixed "
-                             "batch and chunk size."),
+    seed: int = typer.Option(0, "--seed", help="PGD: image i starts from a point seeded by "
+                             "(seed, i), whatever the batch and chunk size; AutoAttack: chunk c "
+                             "uses seed+c."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     state: Path = typer.Option(None, "--state", help="Append one attack.chunk record per "
                                "finished chunk here; a re-run resumes from it."),
@@ -51,10 +53,8 @@ def attack(
     shards: `advscale attack CKPT --data test.h5 --shard 0/2 > s0.jsonl` (and 1/2), then
     `advscale attack --merge s0.jsonl s1.jsonl`.
     """
-    from advscale.records import write_record
-
     if merge:
-        from advscale.attacks.evaluate import merge_chunk_records
+        from advscale.attacks.merge import merge_chunk_records  # torch: imported when run
 
         for rec in merge_chunk_records(checkpoints, results=results,
                                        config={"merge": list(checkpoints)}):
@@ -62,7 +62,8 @@ def attack(
         return
     if data is None:
         raise AdvscaleError("--data TEST.h5 is required (the test images to attack)")
-    from advscale.attacks.evaluate import AttackSettings, attack_checkpoints
+    from advscale.attacks.evaluate import attack_checkpoints  # torch: imported when run
+    from advscale.attacks.settings import AttackSettings
 
     settings = AttackSettings(
         attack=attack_name.strip().lower(),

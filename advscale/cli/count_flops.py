@@ -9,6 +9,7 @@ import typer
 
 from advscale.cli.common import err, handle_errors
 from advscale.errors import AdvscaleError
+from advscale.records import make_record, write_record
 
 
 @handle_errors
@@ -41,7 +42,7 @@ def count_flops(
     ),
 ) -> None:
     """Count forward and training FLOPs per sample; one `flops` JSONL record per model."""
-    from advscale import flops as fl
+    from advscale.training import flops as fl  # torch: imported when the command runs
 
     if method not in fl.METHODS:
         raise AdvscaleError(f"--method {method!r}: choose from {', '.join(fl.METHODS)}")
@@ -64,8 +65,6 @@ def count_flops(
     if pgd_steps < 0 or batch_size < 1:
         raise AdvscaleError("--pgd-steps must be >= 0 and --batch-size >= 1")
     d = fl.parse_samples(samples)
-
-    from advscale.records import make_record, write_record
 
     for name in names:
         try:

@@ -3,6 +3,10 @@
 Each ``*_step_loss`` runs the whole forward computation of one training step, including the
 attack, and returns a scalar loss to backpropagate plus the logits. The attack runs with
 batch-norm statistics frozen; the loss's own forward passes run in the model's current mode.
+The TRADES objective itself is :func:`advscale.attacks.trades.trades_objective` (shared with the
+evaluation). Each loss takes its attack as ``attack_fn`` (default ``pgd_linf``), so the FLOP
+counter (:mod:`advscale.training.flops`) can pass a watched one.
+
 FLOPs per TRADES-k step (Bartoldson et al., appendix B): 1 clean forward + k × (forward +
 input-gradient backward) + 2 forwards + a backward through both ≈ (2k + 7) forward passes,
 27 for k = 10; PGD-AT-k ≈ 2k + 3; standard ≈ 3.
@@ -18,6 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from advscale.attacks.pgd import frozen_bn, pgd_linf
+from advscale.attacks.trades import trades_objective
+
+Attack = Callable[..., torch.Tensor]
+"""The attack a loss runs: :func:`advscale.attacks.pgd.pgd_linf` or a function with its
+signature (the FLOP counter passes a wrapper that watches the calls)."""
 
 
 @dataclass(frozen=True)
@@ -36,22 +45,6 @@ class StepOutput:
     logits_adv: torch.Tensor | None
 
 
-def trades_objective(
-    logits_clean: torch.Tensor,
-    logits_adv: torch.Tensor,
-    y: torch.Tensor,
-    beta: float = 5.0,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """TRADES loss: CE(clean, y) + β · KL(p_clean ‖ p_adv), batch-mean (the papers' L)."""
-    ce = F.cross_entropy(logits_clean.float(), y, label_smoothing=label_smoothing)
-    kl = F.kl_div(
-        F.log_softmax(logits_adv.float(), 1), F.softmax(logits_clean.float(), 1),
-        reduction="batchmean",
-    )
-    return ce + beta * kl
-
-
 def trades_step_loss(
     model: nn.Module,
     x: torch.Tensor,
@@ -61,17 +54,19 @@ def trades_step_loss(
     label_smoothing: float = 0.1,
     generator: torch.Generator | None = None,
     attack_model: nn.Module | None = None,
+    attack_fn: Attack = pgd_linf,
 ) -> StepOutput:
     """One TRADES step: KL-PGD from the detached clean prediction, then the TRADES loss.
 
     ``attack_model`` (default ``model``) runs the attack: pass the unwrapped module when
     ``model`` is a DistributedDataParallel wrapper, so attack passes never touch DDP's hooks.
+    ``attack_fn`` is the attack (default :func:`advscale.attacks.pgd.pgd_linf`).
     """
     net = model if attack_model is None else attack_model
     with frozen_bn(net):
         with torch.no_grad():
             clean_probs = F.softmax(net(x).float(), 1)
-        x_adv = pgd_linf(net, x, None, eps=attack.eps, step_size=attack.step_size,
+        x_adv = attack_fn(net, x, None, eps=attack.eps, step_size=attack.step_size,
                          steps=attack.steps, loss="kl", clean_probs=clean_probs,
                          generator=generator)
     logits_clean = model(x)
@@ -89,11 +84,12 @@ def pgd_at_step_loss(
     label_smoothing: float = 0.1,
     generator: torch.Generator | None = None,
     attack_model: nn.Module | None = None,
+    attack_fn: Attack = pgd_linf,
 ) -> StepOutput:
     """One PGD-AT (Madry) step: CE-PGD, then label-smoothed CE on the adversarial batch."""
     net = model if attack_model is None else attack_model
     with frozen_bn(net):
-        x_adv = pgd_linf(net, x, y, eps=attack.eps, step_size=attack.step_size,
+        x_adv = attack_fn(net, x, y, eps=attack.eps, step_size=attack.step_size,
                          steps=attack.steps, loss="ce", generator=generator)
     logits_adv = model(x_adv)
     loss = F.cross_entropy(logits_adv.float(), y, label_smoothing=label_smoothing)
@@ -109,8 +105,9 @@ def standard_step_loss(
     label_smoothing: float = 0.1,
     generator: torch.Generator | None = None,
     attack_model: nn.Module | None = None,
+    attack_fn: Attack = pgd_linf,
 ) -> StepOutput:
-    """One standard (non-adversarial) step."""
+    """One standard (non-adversarial) step (no attack: ``attack_fn`` is never called)."""
     logits = model(x)
     return StepOutput(F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing),
                       logits, None)

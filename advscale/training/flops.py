@@ -2,14 +2,15 @@
 
 Counts come from ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-accumulate,
 matmuls and convolutions) running advscale's real forward pass and real training step
-(``advscale.training.losses``) on ``meta`` tensors: no memory, no arithmetic, seconds even for
+(:mod:`advscale.training.losses`) on ``meta`` tensors: no memory, no arithmetic, seconds even for
 WRN-94-16. Elementwise ops (BN, activations) are not counted, as in the papers.
 
 Counting methods (``method=``):
 
 * ``direct``: run the whole training step with ``pgd_steps`` attack iterations under the counter.
 * ``linear``: count the real training step once with a 1-step attack, and inside it the FLOPs of
-  the attack call (``pgd_linf``, watched, not replaced); count that same call again with 0 steps.
+  the attack call: the step loss gets a watching wrapper around ``pgd_linf`` as its
+  ``attack_fn`` parameter (nothing is patched); count that same call again with 0 steps.
   One attack iteration costs ``A(1) − A(0)``, and ``F(k) = F(1) + (k − 1)·(A(1) − A(0))``.
   Every PGD iteration executes the same code on same-shaped tensors, so the count is affine in
   ``k`` and the extrapolation is exact (integers, no rounding); ``tests/test_flops.py`` checks it
@@ -31,7 +32,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from advscale.attacks.pgd import frozen_bn, pgd_linf
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
+from advscale.models import count_parameters, create_model
+from advscale.records import dumps, parse_line
+from advscale.training.losses import LOSSES, AttackConfig
 
 COUNTING_CONVENTION = (
     "torch.utils.flop_counter.FlopCounterMode on the meta device; 2 FLOPs per multiply-"
@@ -39,7 +48,7 @@ COUNTING_CONVENTION = (
     "attack backward passes take input gradients only"
 )
 
-PAPER_CONSTANT = 7822.0
+PAPER_CONSTANT = float(PAPER_FLOPS_PER_PARAM_SAMPLE)
 """Bartoldson et al. (ICML 2024, section 3.2.3): training FLOPs ≈ 7822·N·D for TRADES-10."""
 
 METHODS = ("auto", "direct", "linear")
@@ -106,30 +115,27 @@ class _AttackCall:
 
 
 @contextlib.contextmanager
-def _watch_attacks(counter: Any, enabled: bool = True) -> Iterator[list[_AttackCall]]:
-    """Record each call of the training losses' ``pgd_linf`` and the FLOPs counted inside it.
+def _watch_attacks(counter: Any, enabled: bool = True
+                   ) -> Iterator[tuple[Callable[..., Any], list[_AttackCall]]]:
+    """``(attack, calls)``: the attack to hand to the training loss, and the calls it saw.
 
-    The real function runs unchanged; the module attribute is restored on exit.
+    Enabled, ``attack`` wraps :func:`advscale.attacks.pgd.pgd_linf`: the real function runs
+    unchanged and each call's arguments and the FLOPs ``counter`` counted inside it are appended
+    to ``calls``. Disabled, it is ``pgd_linf`` itself and ``calls`` stays empty.
     """
     calls: list[_AttackCall] = []
     if not enabled:
-        yield calls
+        yield pgd_linf, calls
         return
-    import advscale.training.losses as losses_mod
-
-    real = losses_mod.pgd_linf
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         before = int(counter.get_total_flops())
-        out = real(*args, **kwargs)
-        calls.append(_AttackCall(real, args, dict(kwargs), int(counter.get_total_flops()) - before))
+        out = pgd_linf(*args, **kwargs)
+        calls.append(_AttackCall(pgd_linf, args, dict(kwargs),
+                                 int(counter.get_total_flops()) - before))
         return out
 
-    losses_mod.pgd_linf = watched
-    try:
-        yield calls
-    finally:
-        losses_mod.pgd_linf = real
+    yield watched, calls
 
 
 @functools.lru_cache(maxsize=256)
@@ -151,13 +157,6 @@ def count_training_flops(
     Returns FLOPs per image (forward, eval mode) and per training sample. Raises ValueError
     for an unknown loss and AdvscaleError for an unknown model.
     """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from advscale.attacks.pgd import frozen_bn
-    from advscale.models import count_parameters, create_model
-    from advscale.training.losses import LOSSES, AttackConfig
-
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
     if pgd_steps < 0:
@@ -180,8 +179,8 @@ def count_training_flops(
 
     def count_step(k: int, watch: bool = False) -> tuple[int, list[_AttackCall]]:
         net.train()
-        with FlopCounterMode(display=False) as fc, _watch_attacks(fc, watch) as calls:
-            out = step(net, x, y, AttackConfig(steps=k))
+        with FlopCounterMode(display=False) as fc, _watch_attacks(fc, watch) as (attack, calls):
+            out = step(net, x, y, AttackConfig(steps=k), attack_fn=attack)
             out.loss.backward()
         net.zero_grad(set_to_none=True)
         return int(fc.get_total_flops()), calls
@@ -281,8 +280,6 @@ def annotate_record(
     Returns True when a field was added. Raises AdvscaleError naming ``where`` for a record
     whose recipe cannot be counted (unknown model, adversarial loss without ``pgd_steps``).
     """
-    from advscale.training.losses import LOSSES
-
     model, loss = rec.get("model"), rec.get("loss")
     if not (isinstance(model, str) and isinstance(loss, str) and loss in LOSSES):
         return False
@@ -325,8 +322,6 @@ def annotate_lines(
     Returns (records read, records annotated). A malformed line raises AdvscaleError with
     ``name:line``.
     """
-    from advscale.records import dumps, parse_line
-
     seen = changed = 0
     for lineno, line in enumerate(lines, start=1):
         text = line if line.endswith("\n") else line + "\n"

@@ -1,0 +1,160 @@
+"""What ``advscale attack`` runs: attack names, defaults, validated settings and their identity.
+
+Units: ``eps`` and ``step_size`` in [0, 1] pixel units; ``n``, ``batch_size`` and ``chunk_size``
+in images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from advscale.attacks.autoattack import find_backend
+from advscale.attacks.robustness import START_RULE
+from advscale.errors import AdvscaleError
+from advscale.version import __version__
+
+PGD_ATTACKS = {"pgd-cw": "cw", "pgd-ce": "ce"}
+"""advscale PGD attack name → loss of :func:`advscale.attacks.pgd.pgd_linf`."""
+AA_NAMES = ("aa-standard", "aa-rand", "apgd-ce")
+"""Attacks run by AutoAttack (see :mod:`advscale.attacks.autoattack`)."""
+ATTACKS = (*AA_NAMES, *PGD_ATTACKS)
+"""Every attack name ``advscale attack --attack`` accepts."""
+
+DEFAULT_N = 10_000
+DEFAULT_PGD_STEPS = 40
+DEFAULT_PGD_STEP_SIZE = 2 / 255
+DEFAULT_APGD_ITERS = 100
+
+
+def _check_eps(eps: Any) -> None:
+    if not (isinstance(eps, int | float) and math.isfinite(eps) and 0 < eps <= 1):
+        raise AdvscaleError(f"--eps must lie in (0, 1] (pixel units, e.g. 8/255), got {eps}")
+
+
+def _resolve_steps(attack: str, steps: int | None, step_size: float | None
+                   ) -> tuple[int | None, float | None]:
+    """``(steps, step_size)`` with the attack's defaults; AdvscaleError when they do not apply."""
+    if attack in PGD_ATTACKS:
+        steps = DEFAULT_PGD_STEPS if steps is None else steps
+        step_size = DEFAULT_PGD_STEP_SIZE if step_size is None else step_size
+        if steps < 1:
+            raise AdvscaleError(f"--steps must be >= 1, got {steps}")
+        if not (math.isfinite(step_size) and step_size > 0):
+            raise AdvscaleError(f"--step-size must be > 0, got {step_size}")
+    elif attack == "apgd-ce":
+        steps = DEFAULT_APGD_ITERS if steps is None else steps
+        if steps < 1:
+            raise AdvscaleError(f"--steps must be >= 1, got {steps}")
+        if step_size is not None:
+            raise AdvscaleError("--step-size applies to pgd-cw/pgd-ce only (APGD adapts it)")
+    elif steps is not None or step_size is not None:
+        raise AdvscaleError(f"{attack} has AutoAttack's fixed settings: --steps and "
+                            "--step-size apply to pgd-cw, pgd-ce and apgd-ce")
+    return (None if steps is None else int(steps),
+            None if step_size is None else float(step_size))
+
+
+def _resolve_n(n: int | None, available: int | None) -> int:
+    if n is None:
+        n = DEFAULT_N if available is None else min(DEFAULT_N, available)
+    if n < 1:
+        raise AdvscaleError(f"--n must be >= 1, got {n}")
+    if available is not None and n > available:
+        raise AdvscaleError(f"--n {n} exceeds the {available} images in the test file")
+    return int(n)
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """What to run. ``None`` fields take their defaults in :meth:`resolved`.
+
+    ``steps``: PGD steps (default 40) for ``pgd-*``, APGD iterations (default 100) for
+    ``apgd-ce``; AutoAttack's versions have fixed settings (``None``). ``step_size``: PGD step in
+    [0, 1] pixel units (default 2/255; ``None`` for AutoAttack). ``n``: the first ``n`` test
+    images (default: 10,000 or the whole file when smaller). ``batch_size`` and ``chunk_size`` in
+    images. PGD results depend on ``seed`` only (the random start of test row ``i`` comes from
+    ``(seed, i)``, :mod:`advscale.attacks.robustness`), never on batch or chunk size; AutoAttack
+    results are reproducible for fixed ``seed``, ``batch_size`` and ``chunk_size``.
+    """
+
+    attack: str = "aa-standard"
+    eps: float = 8 / 255
+    steps: int | None = None
+    step_size: float | None = None
+    n: int | None = None
+    batch_size: int = 250
+    chunk_size: int = 1000
+    seed: int = 0
+
+    def resolved(self, available: int | None = None) -> AttackSettings:
+        """Validated settings with defaults filled in; AdvscaleError on bad values.
+
+        ``available`` is the number of test images in the data file.
+        """
+        if self.attack not in ATTACKS:
+            raise AdvscaleError(f"unknown attack {self.attack!r}; choose from {', '.join(ATTACKS)}")
+        _check_eps(self.eps)
+        steps, step_size = _resolve_steps(self.attack, self.steps, self.step_size)
+        n = _resolve_n(self.n, available)
+        for flag, value, low in (("--batch-size", self.batch_size, 1),
+                                 ("--chunk-size", self.chunk_size, 1), ("--seed", self.seed, 0)):
+            if value < low:
+                raise AdvscaleError(f"{flag} must be >= {low}, got {value}")
+        return replace(self, steps=steps, step_size=step_size, n=n, eps=float(self.eps),
+                       batch_size=int(self.batch_size), chunk_size=int(self.chunk_size),
+                       seed=int(self.seed))
+
+    @property
+    def chunks(self) -> int:
+        """Number of chunks (settings must be resolved)."""
+        assert self.n is not None
+        return -(-self.n // self.chunk_size)
+
+    def chunk_bounds(self, chunk: int) -> tuple[int, int]:
+        """Test rows ``[start, stop)`` of ``chunk``."""
+        assert self.n is not None
+        start = chunk * self.chunk_size
+        return start, min(self.n, start + self.chunk_size)
+
+    def chunk_seed(self, chunk: int) -> int:
+        """The seed of ``chunk``: ``seed + chunk`` (chunk 0 uses ``seed`` itself).
+
+        It reseeds the global RNG before the chunk's attack and seeds AutoAttack; PGD's random
+        starts do not use it (they come from ``seed`` and the image's row).
+        """
+        return self.seed + chunk
+
+
+def package_of(attack: str) -> tuple[str, str]:
+    """(package, version) that implements ``attack``: AutoAttack's distribution or advscale."""
+    if attack in PGD_ATTACKS:
+        return "advscale", __version__
+    b = find_backend()
+    return b.package, b.version
+
+
+def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
+                 package: str, package_version: str) -> str:
+    """A 16-hex-digit id of one evaluation: same key ⇔ same checkpoint, data, settings, code.
+
+    PGD keys also hash the random-start rule (``pgd_start``), so results of an older rule are
+    never taken for this one's.
+    """
+    doc: dict[str, Any] = {
+        "checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256,
+        "attack": s.attack, "eps": round(s.eps, 12), "steps": s.steps,
+        "step_size": None if s.step_size is None else round(s.step_size, 12), "n": s.n,
+        "batch_size": s.batch_size, "chunk_size": s.chunk_size, "seed": s.seed,
+        "package": package, "package_version": package_version}
+    if s.attack in PGD_ATTACKS:
+        doc["pgd_start"] = START_RULE
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def settings_config(s: AttackSettings, **extra: Any) -> dict[str, Any]:
+    """The settings as a provenance ``config`` dict."""
+    return {**asdict(s), **extra}
