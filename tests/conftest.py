@@ -10,6 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Every record the suite makes is validated against its schema (advscale.records.schemas),
+# in this process and in the CLI subprocesses that inherit the environment.
+os.environ["ADVSCALE_STRICT_RECORDS"] = "1"
+
 
 def cifar_tarball() -> Path | None:
     """The CIFAR-10 python tarball: $ADVSCALE_DATA/cifar-10-python.tar.gz or ../shared/data."""

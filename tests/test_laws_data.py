@@ -28,11 +28,31 @@ def _write(path, recs):
 
 
 def _eval(**kw):
-    base = {"run_id": "r1", "model": "wrn-10-1", "params": 77_850, "samples_seen": 1000,
-            "fid": None, "adv_loss": 1.5, "robust_acc": 0.2, "clean_acc": 0.4,
-            "train_flops": 1e12, "final": False}
+    """A complete train.eval record (it validates against the schema in strict mode)."""
+    base = {"run_id": "r1", "model": "wrn-10-1", "activation": "silu", "params": 77_850,
+            "loss": "trades", "beta": 5.0, "pgd_steps": 10, "eps": 8 / 255, "ema_decay": 0.995,
+            "batch_size": 128, "lr": 0.2, "step": 8, "samples_seen": 1000, "data": [],
+            "fid": None, "train_flops": 1e12, "train_flops_per_sample": None, "wall_s": 1.0,
+            "train_loss": 1.6, "eval_n": 64, "eval_attack": "pgd-cw-40", "adv_loss": 1.5,
+            "robust_acc": 0.2, "clean_acc": 0.4, "final": False}
     base.update(kw)
+    base.setdefault("samples_unique", base["samples_seen"])
     return make_record("train.eval", base, command="test")
+
+
+def _attack(**kw):
+    """A complete attack record (counts out of n = 100 images follow the accuracies)."""
+    base = {"run_id": "r1", "model": "wrn-10-1", "params": 77_850, "checkpoint": "last.st",
+            "checkpoint_sha256": "0" * 64, "samples_seen": 1000, "attack": "aa-standard",
+            "eps": 8 / 255, "steps": None, "step_size": None, "n": 100, "batch_size": 50,
+            "chunk_size": 100, "seed": 0, "data": "test.h5", "data_sha256": "1" * 64,
+            "package": "pyautoattack", "package_version": "0", "settings_key": "k",
+            "clean_acc": 0.5, "robust_acc": 0.2, "per_attack_robust": None, "chunks": 1,
+            "wall_s": 1.0}
+    base.update(kw)
+    base.update(clean_correct=round(100 * base["clean_acc"]),
+                robust_correct=round(100 * base["robust_acc"]))
+    return make_record("attack", base, command="t")
 
 
 def test_points_final_best_all_and_fid_null_is_zero(tmp_path):
@@ -58,10 +78,14 @@ def test_missing_and_malformed_fields_name_the_line(tmp_path):
     path = _write(tmp_path / "bad.jsonl", [good, no_loss])
     with pytest.raises(AdvscaleError, match=r"bad\.jsonl:2: train\.eval record lacks 'adv_loss'"):
         collect_points(read_runs(path), "adv_loss")
-    path = _write(tmp_path / "bad2.jsonl", [good, _eval(run_id="r3", params="big")])
+    big = _eval(run_id="r3")
+    big["params"] = "big"  # malformed on purpose (make_record would refuse it in strict mode)
+    path = _write(tmp_path / "bad2.jsonl", [good, big])
     with pytest.raises(AdvscaleError, match=r"bad2\.jsonl:2: .*'params': 'big', not a number"):
         collect_points(read_runs(path), "adv_loss")
-    path = _write(tmp_path / "bad3.jsonl", [_eval(fid=-1.0)])
+    neg = _eval()
+    neg["fid"] = -1.0
+    path = _write(tmp_path / "bad3.jsonl", [neg])
     with pytest.raises(AdvscaleError, match=r"bad3\.jsonl:1: 'fid' must be >= 0"):
         collect_points(read_runs(path), "adv_loss", need_fid=True)
     nofid = _eval()
@@ -82,7 +106,7 @@ def test_missing_and_malformed_fields_name_the_line(tmp_path):
 
 
 def test_train_flops_from_per_sample_field(tmp_path):
-    rec = _eval(samples_seen=500, train_flops_per_sample=2e6)
+    rec = _eval(samples_seen=500, train_flops=None, train_flops_per_sample=2e6)
     del rec["train_flops"]
     pts = collect_points(read_runs(_write(tmp_path / "m.jsonl", [rec])), "adv_loss",
                          need_flops=True)
@@ -92,24 +116,20 @@ def test_train_flops_from_per_sample_field(tmp_path):
 def test_attack_records_join_their_run(tmp_path):
     evals = [_eval(run_id="a", samples_seen=1000, fid=3.0),
              _eval(run_id="a", samples_seen=2000, fid=3.0, final=True, train_flops=2e12)]
-    atk = make_record("attack", {"run_id": "a", "params": 77_850, "samples_seen": 2000,
-                                 "attack": "aa-standard", "robust_acc": 0.25, "clean_acc": 0.5},
-                      command="t")
-    other = make_record("attack", {"run_id": "a", "params": 77_850, "samples_seen": 2000,
-                                   "attack": "pgd-ce", "robust_acc": 0.3}, command="t")
+    atk = _attack(run_id="a", params=77_850, samples_seen=2000, robust_acc=0.25, clean_acc=0.5)
+    other = _attack(run_id="a", params=77_850, samples_seen=2000, attack="pgd-ce",
+                    robust_acc=0.3)
     rs = read_runs(_write(tmp_path / "m.jsonl", [*evals, atk, other]))
     pts = collect_points(rs, "aa_acc", need_fid=True, need_flops=True)
     assert len(pts) == 1
     p = pts[0]
     assert (p.value, p.fid, p.flops, p.d) == (0.25, 3.0, 2e12, 2000)
     assert p.where.endswith("m.jsonl:3") and p.rec["aa_acc"] == 0.25
-    orphan = make_record("attack", {"run_id": None, "params": 5, "samples_seen": 1,
-                                    "attack": "aa-standard", "robust_acc": 0.1}, command="t")
+    orphan = _attack(run_id=None, params=5, samples_seen=1, robust_acc=0.1)
     rs = read_runs(_write(tmp_path / "o.jsonl", [*evals, orphan]))
     with pytest.raises(AdvscaleError, match=r"o\.jsonl:3: attack record has no 'run_id'"):
         collect_points(rs, "aa_acc")
-    lonely = make_record("attack", {"run_id": "zz", "params": 5, "samples_seen": 1,
-                                    "attack": "aa-standard", "robust_acc": 0.1}, command="t")
+    lonely = _attack(run_id="zz", params=5, samples_seen=1, robust_acc=0.1)
     rs = read_runs(_write(tmp_path / "l.jsonl", [*evals, lonely]))
     with pytest.raises(AdvscaleError, match=r"l\.jsonl:3: .*'zz' has no train\.eval records"):
         collect_points(rs, "aa_acc")
@@ -159,8 +179,8 @@ def test_fit_reports_exclusion_and_refuses_too_few_sizes(tmp_path):
         fit_law(records=recs, approach="4")
     with pytest.raises(AdvscaleError, match="approach 1 needs training curves"):
         fit_law(records=recs, approach="1", n_boot=0)
-    bad = [_eval(run_id=f"r{i}", params=1e6 * (i + 1), samples_seen=1e6 * (i % 3 + 1),
-                 adv_loss=0.0, fid=1.0) for i in range(9)]
+    bad = [_eval(run_id=f"r{i}", params=1_000_000 * (i + 1),
+                 samples_seen=1_000_000 * (i % 3 + 1), adv_loss=0.0, fid=1.0) for i in range(9)]
     with pytest.raises(AdvscaleError, match=r"<records>:1: adv_loss = 0\.0; .*needs values > 0"):
         fit_law(records=bad, approach="2", n_boot=0)
 

@@ -36,7 +36,7 @@ def _documented_fields() -> set[str]:
 def test_train_cifar10_records_validate(cifar_h5, tmp_path):
     """The acceptance run: wrn-10-1, 2048 CIFAR-10 samples, TRADES with 2 PGD steps."""
     from advscale.models.checkpoint import load_for_eval
-    from advscale.training.schema import validate_train_eval
+    from advscale.records import validate
 
     out = tmp_path / "run"
     r = runner.invoke(app, [
@@ -50,7 +50,7 @@ def test_train_cifar10_records_validate(cifar_h5, tmp_path):
     assert [x["kind"] for x in recs] == ["train.eval", "train.eval"]
     documented = _documented_fields()
     for rec in recs:
-        validate_train_eval(rec)
+        validate(rec)
         payload = set(rec) - {"kind", "schema", "provenance"}
         assert payload <= documented, payload - documented
         assert rec["provenance"]["seed"] == 1 and rec["provenance"]["config"]["samples"] == 2048

@@ -12,7 +12,7 @@ from advscale.records import loads_all, read_records
 
 
 def test_ddp_two_gloo_processes(tmp_path):
-    from advscale.training.schema import validate_train_eval
+    from advscale.records import validate
 
     train = make_h5(tmp_path / "train.h5", 128, seed=1)
     test = make_h5(tmp_path / "test.h5", 16, seed=2)
@@ -31,7 +31,7 @@ def test_ddp_two_gloo_processes(tmp_path):
     assert [r["step"] for r in recs] == [2, 3]  # the global batch of 32 is preserved
     assert [r["final"] for r in recs] == [False, True]
     for r in recs:
-        validate_train_eval(r)
+        validate(r)
         assert r["world_size"] == 2 and r["batch_size"] == 32
     assert len({r["run_id"] for r in recs}) == 1
     assert len(list(read_records(out / "records.jsonl"))) == 2

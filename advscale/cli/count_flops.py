@@ -9,7 +9,7 @@ import typer
 
 from advscale.cli.common import err, handle_errors
 from advscale.errors import AdvscaleError
-from advscale.records import make_record, write_record
+from advscale.records import write_record
 
 
 @handle_errors
@@ -62,20 +62,10 @@ def count_flops(
             names += list(fl.read_model_names(models_file.read_text().splitlines()))
     if not names:
         raise AdvscaleError("give --model NAME (repeatable), --models-file FILE, or --annotate")
-    if pgd_steps < 0 or batch_size < 1:
-        raise AdvscaleError("--pgd-steps must be >= 0 and --batch-size >= 1")
     d = fl.parse_samples(samples)
-
     for name in names:
-        try:
-            count = fl.count_training_flops(
-                name, loss, pgd_steps, activation, num_classes, 32, batch_size, method
-            )
-        except ValueError as e:
-            raise AdvscaleError(str(e)) from None
-        payload = fl.flops_payload(count, d, check_constant, method, activation, batch_size)
-        err(fl.summary_line(payload))
-        config = {"model": name, "loss": loss, "pgd_steps": pgd_steps, "samples": d,
-                  "batch_size": batch_size, "activation": activation, "method": method,
-                  "check_constant": check_constant}
-        write_record(make_record("flops", payload, config=config))
+        rec = fl.flops_record(name, loss, pgd_steps, samples=d, activation=activation,
+                              num_classes=num_classes, batch_size=batch_size, method=method,
+                              check_constant=check_constant)
+        err(fl.summary_line(rec))
+        write_record(rec)

@@ -9,7 +9,9 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
+from advscale.records import write_record
 
 app = typer.Typer(
     help="Image datasets in the advscale HDF5 layout (docs/formats.md).",
@@ -18,9 +20,7 @@ app = typer.Typer(
 
 
 def _emit_summary(summary: dict, command: str) -> None:
-    from advscale.records import make_record, write_record
-
-    write_record(make_record("data.info", summary, command=command))
+    write_record(info_record(summary, command=command))
 
 
 def _human(summary: dict) -> None:

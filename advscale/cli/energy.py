@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 
+from advscale import energy as en
 from advscale.cli.common import err, handle_errors
 from advscale.errors import AdvscaleError
+from advscale.records import append_record, write_record
 
 CONTEXT = {"allow_interspersed_args": False}
 """Everything after the command's first word (or after ``--``) belongs to the command."""
@@ -66,60 +68,30 @@ def energy(
 
     Every figure is labelled measured (which counter) or estimated (which assumption).
     """
-    from advscale import energy as en
-    from advscale.records import append_record, make_record, write_record
-
-    modes = [m for m, given in (("command", bool(command)), ("--from-log", from_log is not None),
-                                ("--flops", flops is not None)) if given]
-    if len(modes) != 1:
-        raise AdvscaleError(
-            "give exactly one of: -- CMD ARGS..., --from-log FILE, --flops F --device NAME"
-            + (f" (got {' and '.join(modes)})" if modes else "")
-        )
-    if not interval > 0:
-        raise AdvscaleError(f"--interval {interval} must be > 0 seconds")
-    constants = en.EnergyConstants(pue, usd_per_kwh, gco2_per_kwh, cpu_w_per_core)
-    config = {"pue": pue, "usd_per_kwh": usd_per_kwh, "gco2_per_kwh": gco2_per_kwh,
-              "cpu_w_per_core": cpu_w_per_core}
-    exit_code = 0
-    if command:
-        outcome = en.run_with_energy(
-            command, interval_s=interval, constants=constants,
-            nvml=False if no_nvml else None, rapl_root=None if no_rapl else rapl_root,
-            require_measured=require_measured,
-        )
-        payload, exit_code = outcome.payload, outcome.exit_code
-        config.update(command=command, interval_s=interval)
-        if outcome.stdout_broken and output is None:
-            err("advscale energy: stdout was closed; the energy record could not be written")
-            sys.stdout = open(os.devnull, "w")  # keep the exit flush quiet
-            raise typer.Exit(exit_code or 1)
-    elif from_log is not None:
-        devices, duration, extra = en.energy_from_log(from_log, gpus)
-        payload = en.energy_payload(devices, duration, "log", constants, extra)
-        config.update(from_log=str(from_log), gpus=gpus)
-    else:
-        if require_measured:
-            raise AdvscaleError("--require-measured: an estimate from FLOPs is not a measurement")
-        if device is None:
-            raise AdvscaleError("--flops needs --device (e.g. --device h100)")
+    f = None
+    if flops is not None:
         try:
             f = float(flops)
         except ValueError:
             raise AdvscaleError(f"--flops {flops!r} is not a number of FLOPs") from None
-        devices, duration, extra = en.estimate_from_flops(f, device, utilization, precision,
-                                                          board_power_w)
-        payload = en.energy_payload(devices, duration, "flops", constants, extra)
-        config.update(flops=f, device=device, utilization=utilization, precision=precision)
-
-    record = make_record("energy", payload, config=config)
-    err(en.summary_line(payload))
+    result = en.measure_energy(
+        command, from_log=from_log, gpus=gpus, flops=f, device=device, utilization=utilization,
+        precision=precision, board_power_w=board_power_w, interval_s=interval,
+        constants=en.EnergyConstants(pue, usd_per_kwh, gco2_per_kwh, cpu_w_per_core),
+        nvml=False if no_nvml else None, rapl_root=None if no_rapl else rapl_root,
+        require_measured=require_measured,
+    )
+    exit_code = result.exit_code
+    if result.stdout_broken and output is None:
+        err("advscale energy: stdout was closed; the energy record could not be written")
+        sys.stdout = open(os.devnull, "w")  # keep the exit flush quiet
+        raise typer.Exit(exit_code or 1)
+    err(en.summary_line(result.record))
     if output is not None:
-        append_record(output, record)
+        append_record(output, result.record)
     else:
-        write_record(record)
-    measured_any = any(d["basis"] == "measured" for d in payload["devices"])
-    if require_measured and not measured_any and exit_code == 0:
+        write_record(result.record)
+    if require_measured and not result.measured_any and exit_code == 0:
         err("advscale: error: --require-measured: nothing was measured; the record is estimated")
         raise typer.Exit(3)
     if exit_code:

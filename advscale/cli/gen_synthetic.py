@@ -11,7 +11,16 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors, parse_shard
+from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
+from advscale.records import write_record
+from advscale.synthetic.records import (
+    denoiser_record,
+    export_record,
+    gaussian_fit_record,
+    generation_record,
+    quality_record,
+)
 
 app = typer.Typer(
     help="Generate synthetic CIFAR-style data with the EDM sampler (Karras et al. 2022) into "
@@ -26,12 +35,6 @@ def _console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def _emit(kind: str, payload: dict, config: dict | None = None, seed: int | None = None) -> None:
-    from advscale.records import make_record, write_record
-
-    write_record(make_record(kind, payload, config=config, seed=seed))
 
 
 @app.callback()
@@ -114,7 +117,7 @@ def generate_cmd(
         f"{generator} {steps} steps (NFE {summary['nfe']}), {summary['wall_s']:.1f} s")
     config = {"generator": generator, "steps": steps, "num": num, "shard": shard,
               "batch_size": batch_size, "data": data, "model": model, **overrides}
-    _emit("synthetic", summary, config=config, seed=seed)
+    write_record(generation_record(summary, config=config, seed=seed))
 
 
 @app.command("fit-gaussian")
@@ -129,13 +132,12 @@ def fit_gaussian_cmd(
 ) -> None:
     """Fit the builtin-gaussian once and save it (then generate with --model FILE)."""
     from advscale.synthetic.builtin_gaussian import gaussian_from_file
-
     gen = gaussian_from_file(data, components=components, residual=residual,
                              max_per_class=fit_per_class)
     gen.save(out)
     err(f"{out}: class-conditional Gaussian ({gen.components} components) fitted to {data}; "
         "NOT a trained diffusion model")
-    _emit("synthetic.fit", {"path": str(out), "data": str(data), **gen.attrs()})
+    write_record(gaussian_fit_record(str(out), str(data), gen.attrs()))
 
 
 @app.command("stitch")
@@ -154,7 +156,7 @@ def stitch_cmd(
     summary = stitch_synthetic(shards, out, real=real or [])
     err(f"{out}: {summary['n']:,} images from {len(shards)} shard(s)"
         + (f" and {len(real)} real file(s)" if real else ""))
-    _emit("data.info", summary)
+    write_record(info_record(summary))
 
 
 @app.command("fid")
@@ -186,7 +188,6 @@ def fid_cmd(
     from rich.progress import Progress
 
     from advscale.synthetic.quality import measure_quality
-
     with Progress(console=_console(), transient=True) as bar:
         task = bar.add_task("features", total=None)
 
@@ -203,7 +204,7 @@ def fid_cmd(
         f"{result['kid_metric']} = {result['kid_value']:.4g}"
         + ("" if result["comparable_to_published"]
            else " (not comparable to published FIDs)"))
-    _emit("synthetic.quality", result, seed=seed)
+    write_record(quality_record(result, seed=seed))
 
 
 @app.command("export")
@@ -219,11 +220,10 @@ def export_cmd(
 ) -> None:
     """Export an NVlabs EDM network once with torch.export (run in a trusted environment)."""
     from advscale.synthetic.edm_export import export_edm_pickle
-
     info = export_edm_pickle(pkl, edm_code, out, key=key, num_classes=num_classes)
     err(f"{out}: exported {info['source_name']} ({info['num_classes']} classes); it loads "
         "without unpickling code")
-    _emit("synthetic.export", info)
+    write_record(export_record(info))
 
 
 @app.command("train-denoiser")
@@ -248,7 +248,6 @@ def train_denoiser_cmd(
 ) -> None:
     """Train the small class-conditional EDM U-Net (resumable); prints progress records."""
     from advscale.synthetic.builtin_unet import UNetConfig, train_denoiser
-
     try:
         mult = tuple(int(c) for c in channel_mult.split(","))
     except ValueError:
@@ -259,4 +258,4 @@ def train_denoiser_cmd(
         save_every_kimg=save_every_kimg, seed=seed, device=device, dtype=dtype,
         resume=resume, log=err,
     ):
-        _emit("synthetic.denoiser", rec, seed=seed)
+        write_record(denoiser_record(rec, seed=seed))

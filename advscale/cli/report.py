@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.records import write_record
+from advscale.report.command import held_out_note, report_record
 
 
 @handle_errors
@@ -24,24 +26,8 @@ def report(
     title: str = typer.Option("advscale scaling study", help="Page title."),
 ) -> None:
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
-    from advscale.laws.law import load_law_doc
-    from advscale.records import make_record, read_records, write_record
-    from advscale.report.page import build_report
-    from advscale.report.scoring import held_out_errors
-
-    recs = list(read_records(records))
-    laws = [load_law_doc(spec) for spec in law]
-    errors = held_out_errors(recs, laws, held_out)
-    notes = [
-        f"Held-out run {e['run_id']} ({e['model']}, D={e['samples_seen']:,}): actual "
-        f"{e['target']} {e['actual']:.4f}, predicted {e['predicted']:.4f} "
-        f"({100 * e['rel_error']:+.1f}%)"
-        for e in errors
-    ]
-    summary = build_report(recs, out, laws=laws, title=title, notes=notes,
-                           held_out=[(e["actual"], e["predicted"]) for e in errors])
-    for note in notes:
-        err(note)
-    err(f"{summary['report']}: {len(summary['figures'])} figures, {summary['runs']} runs")
-    write_record(make_record("report", {**summary, "held_out": errors},
-                             config={"records": records, "laws": law, "out": str(out)}))
+    rec = report_record(records, out, laws=law, held_out=held_out, title=title)
+    for e in rec["held_out"]:
+        err(held_out_note(e))
+    err(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs")
+    write_record(rec)

@@ -8,6 +8,8 @@ import typer
 
 from advscale.cli.common import err, handle_errors
 from advscale.errors import AdvscaleError
+from advscale.records import write_record
+from advscale.validity.records import rate_record, score_records
 
 app = typer.Typer(
     help="Are adversarial images still their class? Rate them (web page or a command) and score "
@@ -98,7 +100,6 @@ def score_cmd(
 ) -> None:
     """Judge each image valid/deceptive/ambiguous; per-image records, then a summary (JSONL)."""
     from advscale.core.fileio import atomic_write
-    from advscale.records import make_record, write_record
     from advscale.validity.advset import load_adv_set
     from advscale.validity.scoring import load_labels, score_labels
 
@@ -108,9 +109,7 @@ def score_cmd(
                           min_raters=min_raters, majority_of=majority_of)
     config = {"labels": [str(p) for p in labels], "adv": str(adv), "n_eval": n_eval,
               "min_correct": min_correct, "min_raters": min_raters, "majority_of": majority_of}
-    recs = [] if summary_only else [make_record("validity.image", im, config=config)
-                                    for im in scores.images]
-    recs.append(make_record("validity.summary", scores.summary, config=config))
+    recs = score_records(scores.images, scores.summary, config, summary_only=summary_only)
     if out == "-":
         for r in recs:
             write_record(r)
@@ -158,7 +157,6 @@ def rate_cmd(
     """Let a command (e.g. a vision-language model you run) rate the images as a machine rater."""
     from rich.progress import Progress
 
-    from advscale.records import make_record, write_record
     from advscale.validity.advset import load_adv_set
     from advscale.validity.machine_rater import PROMPT, CommandRater, rate_images
     from advscale.validity.store import LabelStore, check_rater_id
@@ -187,10 +185,7 @@ def rate_cmd(
         counts = rate_images(data, store, rater, asker.ask, versions=vers, rows=rows,
                              scale=scale, prompt=prompt, on_bad_reply=on_bad_reply, log=err,
                              progress=progress)
-    payload = {"rater": rater, "rater_kind": "machine", "adv_path": str(adv),
-               "adv_fingerprint": data.fingerprint, "labels_dir": str(out),
-               "versions": vers, **counts}
-    write_record(make_record("validity.rate", payload, config={
+    write_record(rate_record(rater, str(adv), data.fingerprint, str(out), vers, counts, config={
         "command": command, "per_image": per_image, "scale": scale, "versions": vers,
         "on_bad_reply": on_bad_reply, "prompt_file": str(prompt_file) if prompt_file else None}))
     err(f"advscale validity: {rater} rated {counts['n_rated']} images now "

@@ -6,6 +6,7 @@ where it does not, and always labelled which.
 * :func:`energy_from_log`: the same from an ``nvidia-smi`` power log (``--from-log``).
 * :func:`estimate_from_flops`: an estimate from a FLOP count and an accelerator's datasheet
   (``--flops F --device h100``).
+* :func:`measure_energy`: one of the three above, as a finished ``energy`` record.
 * :func:`energy_payload`: the ``energy`` record from per-device figures and the constants
   (:class:`EnergyConstants`: PUE, $/kWh, gCO2/kWh, W per CPU core, each with its source).
 
@@ -21,13 +22,15 @@ from advscale.energy.constants import (
     EnergyConstants,
 )
 from advscale.energy.fromlog import energy_from_log, parse_power_log
+from advscale.energy.measure import EnergyResult, measure_energy
 from advscale.energy.report import DeviceEnergy, energy_payload, summary_line
 from advscale.energy.runner import RunOutcome, run_with_energy
 from advscale.energy.samplers import NvmlSampler, PowerMonitor, RaplSampler
 
 __all__ = [
     "ACCELERATORS", "CPU_W_PER_CORE", "GCO2_PER_KWH", "PUE", "USD_PER_KWH", "DeviceEnergy",
-    "EnergyConstants", "NvmlSampler", "PowerMonitor", "RaplSampler", "RunOutcome",
+    "EnergyConstants", "EnergyResult", "NvmlSampler", "PowerMonitor", "RaplSampler", "RunOutcome",
     "energy_from_log", "energy_payload", "estimate_from_flops", "get_accelerator",
+    "measure_energy",
     "parse_power_log", "run_with_energy", "summary_line",
 ]

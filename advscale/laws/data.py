@@ -1,7 +1,8 @@
 """From JSONL records to the points a law is fitted to.
 
 ``advscale fit`` reads ``train.eval`` records (``advscale train``) and ``attack`` records
-(``advscale attack``), joins the records of one run by ``run_id``, and turns them into
+(``advscale attack``), joins them into runs (:mod:`advscale.records.runs`, the same table
+``advscale report`` reads), and turns them into
 :class:`Point` s: N (``params``), D (``samples_seen``), FID (``fid``; ``null`` — real data
 only — counts as 0), training FLOPs (``train_flops``, or ``samples_seen ×
 train_flops_per_sample``) and the target value:
@@ -21,17 +22,22 @@ Every malformed or missing field is an :class:`AdvscaleError` naming ``file:line
 
 from __future__ import annotations
 
-import math
-import os
-import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from advscale.errors import AdvscaleError
 from advscale.laws.filters import RecordFilter
-from advscale.records import parse_line
+from advscale.records.runs import Run, RunTable, Tagged, iter_tagged, read_runs
+
+RecordSet = RunTable
+"""The records → runs table (:class:`advscale.records.runs.RunTable`), by its old name."""
+
+__all__ = [
+    "POINT_MODES", "PUBLISHED_FID", "TARGETS", "Point", "RecordSet", "Run", "RunTable", "Tagged",
+    "apply_filters", "collect_points", "fid_inputs", "fid_warning", "is_loss", "iter_tagged",
+    "paper_exclusion", "read_runs", "record_fid_metrics",
+]
 
 TARGETS = ("adv_loss", "robust_acc", "clean_acc", "aa_acc")
 """Targets ``advscale fit --target`` knows; ``adv_loss`` is a loss, the others accuracies."""
@@ -50,41 +56,6 @@ def is_loss(target: str) -> bool:
 
 
 @dataclass
-class Tagged:
-    """A record and where it came from (``file:line``)."""
-
-    where: str
-    rec: dict[str, Any]
-
-
-@dataclass
-class Run:
-    """All records of one training run."""
-
-    run_id: str
-    evals: list[Tagged] = field(default_factory=list)
-    attacks: list[Tagged] = field(default_factory=list)
-    others: list[Tagged] = field(default_factory=list)
-
-    def final_eval(self) -> Tagged | None:
-        """The record marked ``final``, else the one with the most samples seen."""
-        if not self.evals:
-            return None
-        finals = [t for t in self.evals if t.rec.get("final") is True]
-        if finals:
-            return max(finals, key=lambda t: t.rec.get("samples_seen") or 0)
-        return max(self.evals, key=lambda t: t.rec.get("samples_seen") or 0)
-
-    def eval_at(self, samples_seen: float | None) -> Tagged | None:
-        """The eval record at exactly ``samples_seen``, else the final one."""
-        if samples_seen is not None:
-            for t in self.evals:
-                if t.rec.get("samples_seen") == samples_seen:
-                    return t
-        return self.final_eval()
-
-
-@dataclass
 class Point:
     """One observation: N parameters, D samples, FID, training FLOPs and the target value."""
 
@@ -96,136 +67,6 @@ class Point:
     flops: float | None
     value: float
     rec: dict[str, Any]
-
-
-@dataclass
-class RecordSet:
-    """Records read from files, grouped into runs (in order of first appearance)."""
-
-    runs: dict[str, Run]
-    orphans: list[Tagged]
-    n_records: int
-
-
-def iter_tagged(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-",
-                stdin: IO[str] | None = None) -> Iterator[Tagged]:
-    """Every record of the JSONL sources (``-`` is stdin), tagged with ``file:line``."""
-    if isinstance(sources, str | os.PathLike):
-        sources = [sources]
-    for src in sources:
-        src = str(src)
-        if src == "-":
-            stream = stdin if stdin is not None else sys.stdin
-            yield from _tag_stream(stream, "<stdin>")
-            continue
-        path = Path(src)
-        if not path.is_file():
-            raise AdvscaleError(f"{src}: no such records file")
-        with open(path, encoding="utf-8") as f:
-            yield from _tag_stream(f, src)
-
-
-def _tag_stream(stream: IO[str], name: str) -> Iterator[Tagged]:
-    for lineno, line in enumerate(stream, start=1):
-        if line.strip():
-            where = f"{name}:{lineno}"
-            yield Tagged(where, parse_line(line, where))
-
-
-def read_runs(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-",
-              stdin: IO[str] | None = None,
-              records: Iterable[dict[str, Any]] | None = None) -> RecordSet:
-    """Read and group records by ``run_id``; other kinds (``fit``, ``flops``...) are ignored.
-
-    An ``energy`` record without a ``run_id`` belongs to the run of the last ``train.eval``
-    record before it in the same file (``advscale energy -- advscale train ...`` writes it
-    after the run's records). ``records`` (already-parsed dicts) may be given instead of
-    sources (notebooks, tests).
-    """
-    tagged: Iterable[Tagged]
-    if records is not None:
-        tagged = (Tagged(f"<records>:{i}", r) for i, r in enumerate(records, start=1))
-    else:
-        tagged = iter_tagged(sources, stdin)
-    runs: dict[str, Run] = {}
-    orphans: list[Tagged] = []
-    count = 0
-    last_run: dict[str, str] = {}  # source -> run_id of its latest train.eval record
-    for t in tagged:
-        count += 1
-        kind = t.rec.get("kind")
-        if kind not in ("train.eval", "attack", "energy"):
-            continue
-        rid = t.rec.get("run_id")
-        source = t.where.rsplit(":", 1)[0]
-        if kind == "train.eval":
-            if not isinstance(rid, str) or not rid:
-                raise AdvscaleError(f"{t.where}: train.eval record has no 'run_id' string")
-            runs.setdefault(rid, Run(rid)).evals.append(t)
-            last_run[source] = rid
-        elif kind == "energy" and not rid and source in last_run:
-            # `advscale energy -- advscale train ...` appends its record after the run's own
-            runs[last_run[source]].others.append(t)
-        elif rid is None or rid == "":
-            orphans.append(t)
-        elif not isinstance(rid, str):
-            raise AdvscaleError(f"{t.where}: 'run_id' must be a string or null, got {rid!r}")
-        elif kind == "attack":
-            runs.setdefault(rid, Run(rid)).attacks.append(t)
-        else:
-            runs.setdefault(rid, Run(rid)).others.append(t)
-    for run in runs.values():
-        run.evals.sort(key=lambda t: _num(t, "samples_seen", required=False) or 0)
-    return RecordSet(runs, orphans, count)
-
-
-def _num(t: Tagged, key: str, required: bool = True, positive: bool = False,
-         allow_null: bool = False, why: str = "") -> float | None:
-    """A numeric field of a record, checked; AdvscaleError naming the line when wrong."""
-    kind = t.rec.get("kind", "record")
-    if key not in t.rec:
-        if required:
-            raise AdvscaleError(f"{t.where}: {kind} record lacks '{key}'{why}")
-        return None
-    v = t.rec[key]
-    if v is None:
-        if allow_null or not required:
-            return None
-        raise AdvscaleError(f"{t.where}: {kind} record has '{key}': null{why}")
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise AdvscaleError(f"{t.where}: {kind} record has '{key}': {v!r}, not a number")
-    if positive and v <= 0:
-        raise AdvscaleError(f"{t.where}: {kind} record has '{key}': {v!r}; it must be > 0")
-    return float(v)
-
-
-def _flops(t: Tagged, samples: float, required: bool) -> float | None:
-    f = _num(t, "train_flops", required=False)
-    if f is None:
-        per = _num(t, "train_flops_per_sample", required=False)
-        if per is not None:
-            f = per * samples
-    if f is None and required:
-        raise AdvscaleError(
-            f"{t.where}: {t.rec.get('kind')} record lacks 'train_flops' (and "
-            f"'train_flops_per_sample'); run `advscale count-flops --annotate` on it first"
-        )
-    if f is not None and f <= 0:
-        raise AdvscaleError(f"{t.where}: 'train_flops' must be > 0, got {f!r}")
-    return f
-
-
-def _fid(t: Tagged, required: bool) -> float:
-    if "fid" not in t.rec:
-        if required:
-            raise AdvscaleError(
-                f"{t.where}: {t.rec.get('kind')} record lacks 'fid' (null for real data only)"
-            )
-        return 0.0
-    v = _num(t, "fid", required=False, allow_null=True)
-    if v is not None and v < 0:
-        raise AdvscaleError(f"{t.where}: 'fid' must be >= 0, got {v!r}")
-    return 0.0 if v is None else v
 
 
 def collect_points(
@@ -251,36 +92,18 @@ def collect_points(
         if target == "aa_acc":
             cands = _attack_points(run, attack, need_fid, need_flops)
         else:
-            cands = []
-            final_is_null = False
-            for t in run.evals:
-                d = _num(t, "samples_seen", positive=False)
-                if d is None or d <= 0:
-                    continue  # an evaluation before training: no D to scale with
-                n = _num(t, "params", positive=True)
-                v = _num(t, target, allow_null=True, why=f" (needed for --target {target})")
-                if v is None:
-                    nulls += 1
-                    final_is_null = final_is_null or t.rec.get("final") is True
-                    continue
-                cands.append(Point(run.run_id, t.where, n, d, _fid(t, need_fid),
-                                   _flops(t, d, need_flops), v, _features(t.rec, d)))
+            cands, n_null, final_is_null = _eval_points(run, target, need_fid, need_flops)
+            nulls += n_null
             if final_is_null and points == "final":
                 dropped.append(run.run_id)
                 continue
-        if not cands:
-            continue
-        out.extend(_choose(run, cands, target, points))
+        if cands:
+            out.extend(_choose(run, cands, target, points))
     if log and nulls:
         log(f"skipped {nulls} evaluations with {target}: null (non-finite)"
             + (f"; dropped {len(dropped)} runs whose final {target} is null" if dropped else ""))
-    for t in rs.orphans:
-        if target == "aa_acc" and t.rec.get("kind") == "attack" and t.rec.get("attack") == attack:
-            raise AdvscaleError(
-                f"{t.where}: attack record has no 'run_id', so it cannot be joined to its "
-                f"training run (FID, FLOPs, recipe); attack a run directory or checkpoint "
-                f"saved by advscale train"
-            )
+    if target == "aa_acc":
+        _refuse_orphan_attacks(rs, attack)
     if not out:
         raise AdvscaleError(
             f"no usable records for --target {target}: need train.eval records"
@@ -289,25 +112,60 @@ def collect_points(
     return out
 
 
+def _eval_points(run: Run, target: str, need_fid: bool, need_flops: bool
+                 ) -> tuple[list[Point], int, bool]:
+    """A run's train.eval points for ``target``; the nulls skipped; whether the final is null."""
+    cands: list[Point] = []
+    nulls, final_is_null = 0, False
+    for t in run.evals:
+        d = t.number("samples_seen")
+        if d is None or d <= 0:
+            continue  # an evaluation before training: no D to scale with
+        n = t.number("params", positive=True)
+        v = t.number(target, allow_null=True, why=f" (needed for --target {target})")
+        if v is None:
+            nulls += 1
+            final_is_null = final_is_null or t.rec.get("final") is True
+            continue
+        cands.append(Point(run.run_id, t.where, n, d, t.fid(need_fid),
+                           t.train_flops(d, need_flops), v, _features(t.rec, d)))
+    return cands, nulls, final_is_null
+
+
+def _refuse_orphan_attacks(rs: RecordSet, attack: str) -> None:
+    """An ``attack`` record of the fitted attack that joins no run is an error."""
+    for t in rs.orphans:
+        if t.kind != "attack" or t.rec.get("attack") != attack:
+            continue
+        rid = t.rec.get("run_id")
+        if not rid:
+            raise AdvscaleError(
+                f"{t.where}: attack record has no 'run_id', so it cannot be joined to its "
+                f"training run (FID, FLOPs, recipe); attack a run directory or checkpoint "
+                f"saved by advscale train"
+            )
+        raise AdvscaleError(
+            f"{t.where}: attack record's run_id {rid!r} has no train.eval records "
+            f"to join (FID, FLOPs, recipe); pass the run's records.jsonl too"
+        )
+
+
 def _attack_points(run: Run, attack: str, need_fid: bool, need_flops: bool) -> list[Point]:
     pts = []
     for t in run.attacks:
         if t.rec.get("attack") != attack:
             continue
         joined = run.eval_at(t.rec.get("samples_seen"))
-        if joined is None:
-            raise AdvscaleError(
-                f"{t.where}: attack record's run_id {run.run_id!r} has no train.eval records "
-                f"to join (FID, FLOPs, recipe); pass the run's metrics.jsonl too"
-            )
-        d = _num(t, "samples_seen", required=False) or _num(joined, "samples_seen")
-        n = _num(t, "params", required=False) or _num(joined, "params", positive=True)
-        v = _num(t, "robust_acc", why=" (needed for --target aa_acc)")
+        if joined is None:  # not reached: build_runs opens runs only for train.eval records
+            raise AdvscaleError(f"{t.where}: run {run.run_id!r} has no train.eval records")
+        d = t.number("samples_seen", required=False) or joined.number("samples_seen")
+        n = t.number("params", required=False) or joined.number("params", positive=True)
+        v = t.number("robust_acc", why=" (needed for --target aa_acc)")
         rec = _features(joined.rec, d)
         rec.update({k: t.rec.get(k) for k in ("attack", "checkpoint", "eps", "n")})
         rec["aa_acc"] = v
-        pts.append(Point(run.run_id, t.where, n, d, _fid(joined, need_fid),
-                         _flops(joined, d, need_flops), v, rec))
+        pts.append(Point(run.run_id, t.where, n, d, joined.fid(need_fid),
+                         joined.train_flops(d, need_flops), v, rec))
     return pts
 
 

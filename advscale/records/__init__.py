@@ -8,6 +8,9 @@ The layout is the contract in ``docs/formats.md``. In short, every record is::
      ...payload fields, units in their names (``_flops``, ``_s``, ``_kwh``) or documented...}
 
 Readers ignore fields they do not know and reject malformed lines with the file and line number.
+Each kind's fields are in :mod:`advscale.records.schemas` (``SCHEMAS``, ``validate``); writers
+check records against them when ``ADVSCALE_STRICT_RECORDS=1`` (the test suite sets it).
+:mod:`advscale.records.runs` joins records into training runs for ``fit`` and ``report``.
 """
 
 from __future__ import annotations
@@ -23,31 +26,28 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from advscale import __version__
 from advscale.core.jsonl import append_line
 from advscale.core.jsonl import read_log as _read_log
 from advscale.errors import AdvscaleError
+from advscale.records.schemas import KINDS, SCHEMAS, Field, RecordError, Schema, validate
+from advscale.version import __version__
 
 SCHEMA_VERSION = 1
 """The JSONL schema version written by this advscale (see docs/formats.md)."""
 
-KINDS = (
-    "train.eval",
-    "attack",
-    "attack.chunk",
-    "flops",
-    "energy",
-    "fit",
-    "prediction",
-    "data.info",
-    "synthetic",
-    "validity",
-)
-"""Record kinds documented in docs/formats.md. Readers accept others too."""
+STRICT_ENV = "ADVSCALE_STRICT_RECORDS"
+"""Set to ``1`` to make :func:`make_record` validate every record against its schema."""
+
+__all__ = [
+    "KINDS", "SCHEMAS", "SCHEMA_VERSION", "STRICT_ENV", "Field", "RecordError", "Schema",
+    "append_record", "dumps", "iter_lines", "loads_all", "make_record", "parse_line",
+    "provenance", "read_log", "read_records", "strict", "utc_now", "validate", "write_record",
+]
 
 
-class RecordError(AdvscaleError):
-    """A malformed JSONL line or record."""
+def strict() -> bool:
+    """True when ``ADVSCALE_STRICT_RECORDS=1``: writers validate what they make."""
+    return os.environ.get(STRICT_ENV) == "1"
 
 
 def utc_now() -> str:
@@ -83,8 +83,15 @@ def make_record(
     config: Mapping[str, Any] | None = None,
     seed: int | None = None,
     prov: Mapping[str, Any] | None = None,
+    check: bool | None = None,
 ) -> dict[str, Any]:
-    """Build a record of ``kind`` with provenance (given, or made now) and the payload fields."""
+    """Build a record of ``kind`` with provenance (given, or made now) and the payload fields.
+
+    ``check``: validate against ``SCHEMAS[kind]`` (RecordError when it does not fit); by
+    default only in strict mode (``ADVSCALE_STRICT_RECORDS=1``), so production stays as fast
+    as before. ``check=False`` is for hand-made partial records (test fixtures of records from
+    other tools), never for what advscale itself writes.
+    """
     rec: dict[str, Any] = {
         "kind": kind,
         "schema": SCHEMA_VERSION,
@@ -94,6 +101,8 @@ def make_record(
         if key in rec:
             raise ValueError(f"payload field {key!r} collides with a record header field")
     rec.update(_jsonable(dict(payload)))
+    if check or (check is None and strict()):
+        validate(rec)
     return rec
 
 

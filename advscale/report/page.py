@@ -13,8 +13,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from advscale.core.fileio import atomic_write
+from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.report import figures
+from advscale.report.laws import is_power_law, loss_function
 from advscale.report.runs import Run, group_runs
 
 LawLoss = Callable[[dict[str, Any]], "figures.LossFn | None"]
@@ -35,8 +39,6 @@ def build_report(
     (default: :func:`advscale.report.laws.loss_function`). ``held_out`` are (actual, predicted)
     pairs of runs left out of the fit, marked in the predicted-vs-actual figure.
     """
-    from advscale.report.laws import loss_function
-
     law_loss = law_loss or loss_function
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,14 +60,15 @@ def build_report(
         written.append(("Fitted law", figures.law_fit(runs, out / "law_fit.png", fn, fid=fid),
                         f"Isoloss contours of the fitted Approach {loss_law.get('approach')} law "
                         f"at FID {fid:g} over model size and samples, the observed runs, and "
-                        "the compute-optimal N*(F) curve under FLOPs = 7822·N·D "
+                        "the compute-optimal N*(F) curve under FLOPs = "
+                        f"{PAPER_FLOPS_PER_PARAM_SAMPLE:g}·N·D "
                         "(cf. Figure 4 of Bartoldson et al.)."))
         pairs = _predicted_vs_actual(runs, fn, held_out)
         written.append(("Predicted vs actual",
                         figures.predicted_vs_actual(pairs, out / "predicted_vs_actual.png"),
                         "Final loss of every run against the law's prediction; stars are runs "
                         "left out of the fit."))
-    power = next((law for law in laws if str(law.get("approach")) == "power-law"), None)
+    power = next((law for law in laws if is_power_law(law)), None)
     if runs:
         written.append(("Robust accuracy vs compute",
                         figures.accuracy_vs_flops(runs, out / "accuracy_vs_flops.png", power),
@@ -88,8 +91,6 @@ def _typical_fid(runs: Sequence[Run]) -> float:
 
 
 def _predicted_vs_actual(runs, fn, held_out) -> list[tuple[float, float, bool]]:
-    import numpy as np
-
     pts = []
     for r in runs:
         p = r.final

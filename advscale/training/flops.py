@@ -39,7 +39,7 @@ from advscale.attacks.pgd import frozen_bn, pgd_linf
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
 from advscale.models import count_parameters, create_model
-from advscale.records import dumps, parse_line
+from advscale.records import dumps, make_record, parse_line
 from advscale.training.losses import LOSSES, AttackConfig
 
 COUNTING_CONVENTION = (
@@ -259,6 +259,39 @@ def flops_payload(
 
 # ---------------------------------------------------------------------------------------------
 # --annotate: fill FLOPs fields into records from other commands (train.eval, ...)
+
+
+def flops_record(
+    model: str,
+    loss: str = "trades",
+    pgd_steps: int = 10,
+    *,
+    samples: int | None = None,
+    activation: str = "silu",
+    num_classes: int = 10,
+    batch_size: int = 2,
+    method: str = "auto",
+    check_constant: float | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Count ``model`` under a recipe and return the whole ``flops`` record (with provenance).
+
+    Raises AdvscaleError for an unknown model, loss or method, or negative sizes.
+    """
+    if method not in METHODS:
+        raise AdvscaleError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+    if pgd_steps < 0 or batch_size < 1:
+        raise AdvscaleError("--pgd-steps must be >= 0 and --batch-size >= 1")
+    try:
+        count = count_training_flops(model, loss, pgd_steps, activation, num_classes, 32,
+                                     batch_size, method)
+    except ValueError as e:
+        raise AdvscaleError(str(e)) from None
+    payload = flops_payload(count, samples, check_constant, method, activation, batch_size)
+    config = {"model": model, "loss": loss, "pgd_steps": pgd_steps, "samples": samples,
+              "batch_size": batch_size, "activation": activation, "method": method,
+              "check_constant": check_constant}
+    return make_record("flops", payload, config=config, command=command)
 
 
 def _missing(rec: Mapping[str, Any], key: str) -> bool:

@@ -1,0 +1,45 @@
+"""``advscale report`` as a library function: records files and laws in, a ``report`` record out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from advscale.laws.law import load_law_doc
+from advscale.records import make_record
+from advscale.records.runs import Sources, iter_tagged
+from advscale.report.page import build_report
+from advscale.report.scoring import held_out_errors
+
+
+def held_out_note(e: dict[str, Any]) -> str:
+    """One line about a held-out run's prediction error."""
+    return (f"Held-out run {e['run_id']} ({e['model']}, D={e['samples_seen']:,}): actual "
+            f"{e['target']} {e['actual']:.4f}, predicted {e['predicted']:.4f} "
+            f"({100 * e['rel_error']:+.1f}%)")
+
+
+def report_record(
+    records: Sources,
+    out: str | os.PathLike[str],
+    laws: Sequence[str] = (),
+    held_out: Sequence[str] = (),
+    title: str = "advscale scaling study",
+) -> dict[str, Any]:
+    """Write the figures and ``report.html`` into ``out``; return the ``report`` record.
+
+    ``records`` are JSONL files (``-`` = stdin) of train.eval, attack, energy and fit records,
+    grouped into runs by :mod:`advscale.records.runs`; ``laws`` are fit files or preset names;
+    ``held_out`` run ids left out of the fit get their prediction error reported (the notes
+    on the page, and ``held_out`` in the record).
+    """
+    recs = list(iter_tagged(records))  # tagged with their files, for the joining rule
+    docs = [load_law_doc(spec) for spec in laws]
+    errors = held_out_errors(recs, docs, held_out)
+    summary = build_report(recs, out, laws=docs, title=title,
+                           notes=[held_out_note(e) for e in errors],
+                           held_out=[(e["actual"], e["predicted"]) for e in errors])
+    sources = [records] if isinstance(records, str | os.PathLike) else list(records)
+    config = {"records": [str(s) for s in sources], "laws": list(laws), "out": str(out)}
+    return make_record("report", {**summary, "held_out": errors}, config=config)
