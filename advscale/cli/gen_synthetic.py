@@ -15,7 +15,6 @@ from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
 from advscale.synthetic.records import (
-    denoiser_record,
     export_record,
     gaussian_fit_record,
     generation_record,
@@ -258,4 +257,4 @@ def train_denoiser_cmd(
         save_every_kimg=save_every_kimg, seed=seed, device=device, dtype=dtype,
         resume=resume, log=err,
     ):
-        write_record(denoiser_record(rec, seed=seed))
+        write_record(rec)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from advscale.laws.law import load_law_doc
 from advscale.records import make_record
-from advscale.records.runs import Sources, iter_tagged
+from advscale.records.runs import Sources, iter_tagged, tag_records
 from advscale.report.page import build_report
 from advscale.report.scoring import held_out_errors
 
@@ -21,25 +21,32 @@ def held_out_note(e: dict[str, Any]) -> str:
 
 
 def report_record(
-    records: Sources,
+    records: Sources | Sequence[Mapping[str, Any]],
     out: str | os.PathLike[str],
-    laws: Sequence[str] = (),
+    laws: Sequence[str | Mapping[str, Any]] = (),
     held_out: Sequence[str] = (),
     title: str = "advscale scaling study",
 ) -> dict[str, Any]:
     """Write the figures and ``report.html`` into ``out``; return the ``report`` record.
 
     ``records`` are JSONL files (``-`` = stdin) of train.eval, attack, energy and fit records,
-    grouped into runs by :mod:`advscale.records.runs`; ``laws`` are fit files or preset names;
+    or the records themselves, grouped into runs by :mod:`advscale.records.runs`; ``laws`` are
+    fit files, preset names or fit records;
     ``held_out`` run ids left out of the fit get their prediction error reported (the notes
     on the page, and ``held_out`` in the record).
     """
-    recs = list(iter_tagged(records))  # tagged with their files, for the joining rule
-    docs = [load_law_doc(spec) for spec in laws]
+    given = not isinstance(records, str | os.PathLike) and any(
+        isinstance(r, Mapping) for r in records)
+    # tagged with their files (or positions), for the joining rule
+    recs = list(tag_records(records) if given else iter_tagged(records))  # type: ignore[arg-type]
+    docs = [dict(spec) if isinstance(spec, Mapping) else load_law_doc(spec) for spec in laws]
     errors = held_out_errors(recs, docs, held_out)
     summary = build_report(recs, out, laws=docs, title=title,
                            notes=[held_out_note(e) for e in errors],
                            held_out=[(e["actual"], e["predicted"]) for e in errors])
-    sources = [records] if isinstance(records, str | os.PathLike) else list(records)
-    config = {"records": [str(s) for s in sources], "laws": list(laws), "out": str(out)}
+    sources = ["<records>"] if given else (
+        [records] if isinstance(records, str | os.PathLike) else list(records))
+    config = {"records": [str(s) for s in sources],
+              "laws": [s if isinstance(s, str) else "<fit record>" for s in laws],
+              "out": str(out)}
     return make_record("report", {**summary, "held_out": errors}, config=config)

@@ -44,10 +44,11 @@ from advscale.data.sampler import MixtureStream
 from advscale.errors import AdvscaleError
 from advscale.models.averaging import EMA
 from advscale.models.optim_state import load_optimizer_tensors, optimizer_tensors
-from advscale.records import append_record, make_record
+from advscale.records import append_record
 from advscale.synthetic.base import DiffusionGenerator
 from advscale.synthetic.edm import SIGMA_DATA, EDMPrecond
 from advscale.synthetic.jobs import image_seeds
+from advscale.synthetic.records import denoiser_record
 
 FORMAT = "advscale-edm-unet"
 P_MEAN, P_STD = -1.2, 1.2
@@ -308,7 +309,8 @@ def train_denoiser(
     Lengths are in thousands of training images (``kimg``). Every ``save_every_kimg`` the
     EMA weights go to ``last.safetensors`` and the full state to ``state.safetensors``;
     resuming continues bit-for-bit (batches, noise and dropout derive from the seed and the
-    step). Each yielded dict is a ``synthetic.denoiser`` record payload (docs/formats.md).
+    step). Each yielded dict is a ``synthetic.denoiser`` record (docs/formats.md), as appended to
+    ``log.jsonl``.
     """
     dev = resolve_device(device)
     run = Path(run_dir)
@@ -354,12 +356,13 @@ def train_denoiser(
                    "train_flops": 3 * flops_fwd * nimg, "wall_s": wall,
                    "images_per_s": (nimg - n0) / wall if wall > 0 else None,
                    "checkpoint": str(run / "last.safetensors"), "final": nimg >= total}
-            append_record(run / "log.jsonl", make_record("synthetic.denoiser", rec, seed=seed))
+            record = denoiser_record(rec, seed=seed)
+            append_record(run / "log.jsonl", record)
             if log:
                 log(f"{run}: {nimg / 1000:.1f} kimg, loss {rec['loss']:.4f}")
             losses = []
             next_save += every
-            yield rec
+            yield record
 
 
 def _denoiser_data(data: str | os.PathLike[str], config: UNetConfig | None

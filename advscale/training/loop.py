@@ -102,7 +102,7 @@ class Counters:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Run:
+class TrainingSession:
     """One training run, set up and ready to :meth:`run`. See :func:`train`."""
 
     def __init__(self, cfg: TrainConfig, out: str | Path, dist: DistInfo, device: torch.device,
@@ -499,7 +499,7 @@ def train(
         if cfg.run_id is None:
             cfg.run_id = broadcast_object(new_run_id(cfg) if dist.is_main else None, dist)
         barrier(dist)  # every rank has checked the directory before rank 0 writes to it
-        run = Run(cfg, run_dir.path, dist, device, resuming=resuming, stdout=stdout,
+        run = TrainingSession(cfg, run_dir.path, dist, device, resuming=resuming, stdout=stdout,
                   command=command)
         if dist.is_main and not resuming:
             run_dir.path.mkdir(parents=True, exist_ok=True)
