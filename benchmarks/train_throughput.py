@@ -8,12 +8,12 @@ decay 5e-4 off norms/biases, a one-cycle cosine schedule, EMA weight averaging a
 be: a map-style Dataset with per-image torchvision transforms, a DataLoader, the TRADES step of
 Zhang et al.'s reference code (model.eval() for the attack), a per-parameter EMA update.
 
-advscale's side is the real thing: ``advscale.training.loop.Run.run()`` end to end, including
-its HDF5 reader, device augmentation, keyed RNG, EMA, checkpoint and the final record (with a
-1-image, 0-step evaluation so training dominates). The two loops alternate ``--repeats`` times
-in one process, and the report is images/s of each and their ratio (advscale / plain), both per
-wall-clock second and per CPU-second of the process (on a shared machine the CPU-time ratio is
-the steadier one; with ``--threads 1`` it counts exactly the work done).
+advscale's side is the real thing: ``advscale.training.loop.TrainingSession.run()`` end to end,
+including its HDF5 reader, device augmentation, keyed RNG, EMA, checkpoint and the final record
+(with a 1-image, 0-step evaluation so training dominates). The two loops alternate ``--repeats``
+times in one process, and the report is images/s of each and their ratio (advscale / plain),
+both per wall-clock second and per CPU-second of the process (on a shared machine the CPU-time
+ratio is the steadier one; with ``--threads 1`` it counts exactly the work done).
 
 Usage: .venv/bin/python benchmarks/train_throughput.py [--model wrn-16-4] [--pgd-steps 10]
        [--batch-size 128] [--steps 2] [--repeats 2] [--threads N]
@@ -88,10 +88,19 @@ def plain_trades_loss(model, x, y, steps, eps=8 / 255, step_size=2 / 255, beta=5
                                   reduction="batchmean")
 
 
-def plain_loop(model, images, labels, batch, steps, pgd_steps, lr) -> tuple[float, float]:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def plain_loop(model, images, labels, batch, steps, pgd_steps, lr, device: str = "cpu"
+               ) -> tuple[float, float]:
     """Train ``steps`` steps; return (wall seconds, CPU seconds of this process)."""
+    cuda = device.startswith("cuda")
+    model = model.to(device)
     loader = torch.utils.data.DataLoader(PlainDataset(images, labels), batch_size=batch,
-                                         shuffle=True, drop_last=True, num_workers=0)
+                                         shuffle=True, drop_last=True,
+                                         num_workers=4 if cuda else 0, pin_memory=cuda)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4},
@@ -104,6 +113,7 @@ def plain_loop(model, images, labels, batch, steps, pgd_steps, lr) -> tuple[floa
     for i, (x, y) in enumerate(loader):
         if i == steps:
             break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = plain_trades_loss(model, x, y, pgd_steps)
         opt.zero_grad()
         loss.backward()
@@ -115,23 +125,27 @@ def plain_loop(model, images, labels, batch, steps, pgd_steps, lr) -> tuple[floa
                 pe.mul_(d).add_(p.detach(), alpha=1 - d)
             for be, b in zip(ema.buffers(), model.buffers(), strict=True):
                 be.copy_(b)
+    _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
 # -- advscale's loop ---------------------------------------------------------------------------
-def advscale_loop(h5: Path, model_name, batch, steps, pgd_steps, lr, seed, workdir
-                  ) -> tuple[float, float]:
+def advscale_loop(h5: Path, model_name, batch, steps, pgd_steps, lr, seed, workdir,
+                  device: str = "cpu", compile: bool = False) -> tuple[float, float]:
     from advscale.training.config import TrainConfig
     from advscale.training.ddp import DistInfo
-    from advscale.training.loop import Run
+    from advscale.training.loop import TrainingSession
 
     cfg = TrainConfig(data=str(h5), eval_data=str(h5), samples=batch * steps, model=model_name,
                       pgd_steps=pgd_steps, batch_size=batch, lr=lr, eval_every=0, eval_n=1,
-                      eval_steps=0, seed=seed, run_id="bench", progress=False).resolved()
+                      eval_steps=0, seed=seed, run_id="bench", progress=False, device=device,
+                      compile=compile).resolved()
     out = Path(tempfile.mkdtemp(dir=workdir))
-    run = Run(cfg, out, DistInfo(), torch.device("cpu"), resuming=False, stdout=io.StringIO())
+    run = TrainingSession(cfg, out, DistInfo(), torch.device(device), resuming=False,
+                          stdout=io.StringIO())
     t0, c0 = time.perf_counter(), time.process_time()
     run.run()
+    _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
