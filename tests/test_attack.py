@@ -165,7 +165,7 @@ def test_train_eval_and_attack_pgd_cw_agree(tiny_ckpt, cifar_h5):
     from advscale.models.checkpoint import load_for_eval
     from advscale.training.evaluate import evaluate_robustness
 
-    n, eps, steps, seed = 30, 2 / 255, 3, 7
+    n, eps, steps, seed = 30, 3 / 255, 3, 7
     settings = AttackSettings(attack="pgd-cw", eps=eps, steps=steps, n=n, batch_size=4,
                               chunk_size=11, seed=seed)
     (rec,) = attack_checkpoints([tiny_ckpt], cifar_h5["test"], settings, device="cpu",
@@ -213,6 +213,18 @@ def test_settings_validation():
     for kw in bad:
         with pytest.raises(AdvscaleError):
             AttackSettings(**kw).resolved(available=500)
+
+
+def test_pgd_cw_is_clamped_and_margin_has_its_own_name():
+    """pgd-cw maximises the reference's clamped CW loss; the unclamped margin is pgd-cw-margin,
+    and the two (and the old unclamped pgd-cw) never share a settings key."""
+    from advscale.attacks.settings import PGD_ATTACKS, settings_key
+
+    assert PGD_ATTACKS["pgd-cw"] == "cw" and PGD_ATTACKS["pgd-cw-margin"] == "cw-margin"
+    s = {a: AttackSettings(attack=a).resolved(100) for a in ("pgd-cw", "pgd-cw-margin")}
+    assert s["pgd-cw-margin"].steps == 40
+    keys = {a: settings_key("c", "d", v, "advscale", "x") for a, v in s.items()}
+    assert keys["pgd-cw"] != keys["pgd-cw-margin"]
 
 
 FAKE_OFFICIAL = '''

@@ -92,3 +92,68 @@ def test_bad_names():
 def test_any_timm_model_32px_10_classes():
     m = create_model("resnet18")
     assert m(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+# -- padding, checkpoints, DeepMind keys ---------------------------------------------------------
+def test_padding_default_dm_same_parameters():
+    dm, sym = create_model("wrn-16-2"), create_model("wrn-16-2", padding="symmetric")
+    assert dm.padding == "dm" and sym.padding == "symmetric"
+    assert count_parameters(dm) == count_parameters(sym)
+    assert list(dm.state_dict()) == list(sym.state_dict())
+    with pytest.raises(AdvscaleError, match="padding"):
+        create_model("wrn-10-1", padding="same")
+
+
+def test_checkpoint_records_padding_and_old_ones_load_symmetric(tmp_path):
+    from advscale.core.stfile import save_tensors
+    from advscale.models.checkpoint import (
+        CHECKPOINT_VERSION,
+        MODEL_PREFIX,
+        load_for_eval,
+        read_checkpoint_metadata,
+        save_model_checkpoint,
+    )
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    sym = create_model("wrn-10-1", padding="symmetric").eval()
+    new = save_model_checkpoint(tmp_path / "new.safetensors", sym, {"model": "wrn-10-1"})
+    meta = read_checkpoint_metadata(new)
+    assert CHECKPOINT_VERSION == "2" and meta["advscale_checkpoint"] == "2"
+    assert meta["padding"] == "symmetric"
+    # a format-1 checkpoint (no padding key) was trained symmetric: it loads and says so
+    tensors = {MODEL_PREFIX + k: v for k, v in sym.state_dict().items()}
+    old = save_tensors(tmp_path / "old.safetensors", tensors,
+                       {"advscale_checkpoint": "1", "model": "wrn-10-1", "activation": "silu"},
+                       what="model checkpoint")
+    model, meta = load_for_eval(old)
+    assert meta["padding"] == "symmetric" and model.padding == "symmetric"
+    with torch.no_grad():
+        assert torch.equal(model(x), sym(x))
+    dm = create_model("wrn-10-1").eval()
+    model, meta = load_for_eval(save_model_checkpoint(tmp_path / "dm.safetensors", dm,
+                                                      {"model": "wrn-10-1"}))
+    assert meta["padding"] == "dm" and model.padding == "dm"
+    with pytest.raises(ValueError, match="padding"):
+        save_model_checkpoint(tmp_path / "x.safetensors", dm, {"model": "wrn-10-1",
+                                                               "padding": "symmetric"})
+    save_tensors(tmp_path / "future.safetensors", tensors,
+                 {"advscale_checkpoint": "99", "model": "wrn-10-1"}, what="model checkpoint")
+    with pytest.raises(AdvscaleError, match="newer"):
+        load_for_eval(tmp_path / "future.safetensors")
+
+
+def test_dm_key_mapping():
+    from advscale.models.dm_keys import dm_key_to_advscale, dm_to_advscale
+
+    assert dm_key_to_advscale("module.layer.2.block.1.conv_0.weight", 2) == "blocks.5.conv1.weight"
+    assert dm_key_to_advscale("layer.0.block.0.batchnorm_1.running_var", 2) == \
+        "blocks.0.bn2.running_var"
+    assert dm_key_to_advscale("init_conv.weight", 2) == "stem.weight"
+    assert dm_key_to_advscale("logits.bias", 2) == "fc.bias"
+    with pytest.raises(AdvscaleError, match="unknown"):
+        dm_key_to_advscale("head.weight", 2)
+    with pytest.raises(AdvscaleError, match="outside"):
+        dm_key_to_advscale("layer.0.block.3.conv_0.weight", 2)
+    with pytest.raises(AdvscaleError, match="DeepMind-style"):
+        dm_to_advscale({"stem.weight": 0})

@@ -142,6 +142,9 @@ def test_random_crop_flip_matches_reference():
         ({"data": ""}, "--data"),
         ({"ema_decay": 1.0}, "ema-decay"),
         ({"lr": -1.0}, "lr"),
+        ({"attack_bn": "train"}, "unknown --attack-bn"),
+        ({"eval_loss": "dlr"}, "unknown --eval-loss"),
+        ({"padding": "same"}, "unknown --padding"),
     ],
 )
 def test_config_validation(change, message):
@@ -159,6 +162,57 @@ def test_resume_merge_rules(tmp_path):
     assert same.workers == 3 and same.samples == 100
     with pytest.raises(AdvscaleError, match="samples=200"):
         merge_for_resume(saved, {"samples": 200})
+
+
+def test_reference_defaults_and_legacy_configs(tmp_path):
+    """New runs use the reference's definitions; a config.json that predates them resumes with
+    what it ran (symmetric padding, eval-mode attack BN, unclamped CW evaluation)."""
+    import json
+
+    from advscale.attacks.pgd import BN_MODES, DEFAULT_ATTACK_BN
+    from advscale.models.wrn import PADDINGS
+    from advscale.training.config import ATTACK_BN_MODES, EVAL_LOSSES
+    from advscale.training.config import PADDINGS as CFG_PADDINGS
+
+    cfg = TrainConfig(data="a.h5", eval_data="b.h5", samples=100).resolved()
+    assert (cfg.padding, cfg.attack_bn, cfg.eval_loss) == ("dm", "train-no-update", "cw")
+    assert ATTACK_BN_MODES == BN_MODES and ATTACK_BN_MODES[0] == DEFAULT_ATTACK_BN
+    assert CFG_PADDINGS == PADDINGS and EVAL_LOSSES[0] == "cw"
+    old = cfg.to_dict()
+    for k in ("padding", "attack_bn", "eval_loss"):
+        del old[k]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    legacy = TrainConfig.load(tmp_path / "config.json")
+    assert (legacy.padding, legacy.attack_bn, legacy.eval_loss) == ("symmetric", "eval",
+                                                                      "cw-margin")
+
+
+def test_attack_bn_modes_leave_running_stats():
+    from advscale.attacks.pgd import attack_bn_mode
+    from advscale.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("wrn-10-1").train()
+    before = copy.deepcopy(m.state_dict())
+    x = torch.rand(4, 3, 32, 32)
+    bn = m.blocks[0].bn1
+    with torch.no_grad():
+        with attack_bn_mode(m, "train-no-update"):
+            assert bn.training and not bn.track_running_stats
+            z_batch = m(x)
+        with attack_bn_mode(m, "eval"):
+            assert not bn.training
+            z_eval = m(x)
+    assert bn.training and bn.track_running_stats  # restored
+    after = m.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.allclose(z_batch, z_eval)  # batch statistics vs running statistics
+    m.eval()
+    with attack_bn_mode(m, "train-no-update"):
+        assert bn.training
+    assert not bn.training  # an eval-mode model stays in eval mode
+    with pytest.raises(ValueError, match="batch-norm mode"):
+        attack_bn_mode(m, "frozen")
 
 
 # -- state -------------------------------------------------------------------------------------

@@ -2,8 +2,18 @@
 
 Images live in [0, 1] (normalisation is inside the model). The attack differentiates with
 respect to a perturbation ``delta`` in ``model(x + delta)``, never the input leaf itself, which
-keeps it countable by ``torch.utils.flop_counter.FlopCounterMode``. Batch-norm statistics are
-frozen during the attack (:func:`frozen_bn`), so attacking never updates running stats.
+keeps it countable by ``torch.utils.flop_counter.FlopCounterMode``.
+
+**Losses.** ``cw`` is the CW loss of the reference evaluation (Bartoldson et al.'s and
+Gowal et al.'s PGD-40: ``core/attacks/utils.py::CWLoss``): the attacker maximises
+``-clamp(z_y - max_{j≠y} z_j, min=0)``, whose gradient vanishes once an image is misclassified.
+``cw-margin`` is the unclamped margin ``max_{j≠y} z_j - z_y`` (what ``cw`` meant in records of
+schema 1). ``ce`` is cross-entropy; ``kl`` the TRADES attack's KL divergence.
+
+**Batch norm during a training attack** (:func:`attack_bn_mode`): ``train-no-update`` (the
+reference's mode, Gowal/Rebuffi's TRADES as trained by DM and LLNL) keeps batch norm on the
+batch's statistics without updating the running statistics; ``eval`` (Zhang et al.'s original
+TRADES) uses the running statistics. Either way attacking never updates running stats.
 """
 
 from __future__ import annotations
@@ -16,22 +26,60 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AttackLoss = Literal["ce", "cw", "kl"]
+AttackLoss = Literal["ce", "cw", "cw-margin", "kl"]
+ATTACK_LOSSES = ("ce", "cw", "cw-margin", "kl")
+"""Every loss :func:`pgd_linf` maximises (module doc)."""
+
+BnMode = Literal["train-no-update", "eval"]
+BN_MODES = ("train-no-update", "eval")
+"""Batch-norm modes of a training attack, the reference's first (:func:`attack_bn_mode`)."""
+DEFAULT_ATTACK_BN: BnMode = "train-no-update"
+
+
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 @contextlib.contextmanager
 def frozen_bn(model: nn.Module) -> Iterator[nn.Module]:
     """Put every batch-norm layer in eval mode for the duration (other layers unchanged)."""
-    changed = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            m.eval()
-            changed.append(m)
+    changed = [m for m in _batch_norms(model) if m.training]
+    for m in changed:
+        m.eval()
     try:
         yield model
     finally:
         for m in changed:
             m.train()
+
+
+@contextlib.contextmanager
+def batch_stats_no_update(model: nn.Module) -> Iterator[nn.Module]:
+    """Batch norm on the batch's own statistics, running statistics left untouched.
+
+    Every batch-norm layer is put in train mode with ``track_running_stats = False`` (torch then
+    normalises with batch statistics and neither updates ``running_mean``/``running_var`` nor
+    counts the batch); both settings are restored afterwards.
+    """
+    saved = [(m, m.training, m.track_running_stats) for m in _batch_norms(model)]
+    for m, _, _ in saved:
+        m.train()
+        m.track_running_stats = False
+    try:
+        yield model
+    finally:
+        for m, training, tracking in saved:
+            m.train(training)
+            m.track_running_stats = tracking
+
+
+def attack_bn_mode(model: nn.Module, mode: str) -> contextlib.AbstractContextManager[nn.Module]:
+    """The batch-norm context of a training attack: ``train-no-update`` or ``eval`` (module doc)."""
+    if mode == "train-no-update":
+        return batch_stats_no_update(model)
+    if mode == "eval":
+        return frozen_bn(model)
+    raise ValueError(f"unknown batch-norm mode {mode!r}; choose from {', '.join(BN_MODES)}")
 
 
 def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -40,6 +88,19 @@ def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     other = logits.clone()
     other.scatter_(1, y[:, None], float("-inf"))
     return other.amax(1) - true
+
+
+def cw_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example clamped CW loss ``-clamp(z_y - max_{j≠y} z_j, min=0)`` (≤ 0; 0 = misclassified).
+
+    The reference's definition: its gradient is that of the margin while the image is classified
+    correctly (ties included) and zero once it is not. The maximum over the other classes routes
+    its gradient to one class, as ``torch.max`` does.
+    """
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.clone()
+    other.scatter_(1, y[:, None], float("-inf"))
+    return -torch.clamp(true - other.max(1).values, min=0)
 
 
 def attack_loss(
@@ -52,6 +113,8 @@ def attack_loss(
     if loss == "ce":
         return F.cross_entropy(logits.float(), y, reduction="sum")
     if loss == "cw":
+        return cw_loss(logits.float(), y).sum()
+    if loss == "cw-margin":
         return cw_margin(logits.float(), y).sum()
     if loss == "kl":
         if clean_probs is None:
@@ -76,9 +139,10 @@ def pgd_linf(
 ) -> torch.Tensor:
     """Return ``x + delta`` with ``‖delta‖∞ ≤ eps`` and pixels in [0, 1], maximising ``loss``.
 
-    ``loss``: ``ce`` (cross-entropy), ``cw`` (CW margin) or ``kl`` (TRADES: KL from the
-    detached ``clean_probs`` to the adversarial prediction). ``steps=0`` returns the start
-    point. The caller chooses the model's mode; wrap training-time calls in :func:`frozen_bn`.
+    ``loss``: ``ce`` (cross-entropy), ``cw`` (the reference's clamped CW loss), ``cw-margin``
+    (the unclamped CW margin) or ``kl`` (TRADES: KL from the detached ``clean_probs`` to the
+    adversarial prediction). ``steps=0`` returns the start point. The caller chooses the
+    model's mode; wrap training-time calls in :func:`attack_bn_mode`.
 
     The random start is ``(2u - 1) * eps`` for uniform ``u`` in [0, 1) of ``x``'s shape: drawn
     from ``generator`` (or the global RNG), or given as ``noise`` (e.g. per-image draws,

@@ -2,9 +2,13 @@
 
 Every evaluation in advscale that runs PGD goes through :func:`attack_batch`: the ``train.eval``
 records of ``advscale train`` (:func:`robustness_sums`, sharded over DDP ranks by
-``advscale.training.evaluate``) and ``advscale attack --attack pgd-cw|pgd-ce``
-(:mod:`advscale.attacks.chunks`). Given the same model, images, ``eps``, steps, step size and
-seed, both give the same numbers whatever their batching, chunking or sharding.
+``advscale.training.evaluate``) and ``advscale attack --attack pgd-cw|pgd-cw-margin|pgd-ce``
+(:mod:`advscale.attacks.chunks`). The default is the reference's PGD-40 (Bartoldson et al.;
+Gowal et al.'s ``Linf_PGD_40``): 40 steps of 2/255 at ε = 8/255 maximising the clamped CW loss
+``-clamp(z_y - max_{j≠y} z_j, min=0)`` (:func:`advscale.attacks.pgd.cw_loss`), model in eval
+mode; ``loss="cw-margin"`` maximises the unclamped margin instead. Given the same model,
+images, ``eps``, steps, step size and seed, both give the same numbers whatever their batching,
+chunking or sharding.
 
 **The seeding rule.** The random start of the image at global index ``i`` (its row among the
 evaluated images, 0-based) depends on ``(seed, i)`` only::
@@ -19,7 +23,10 @@ Nothing else in the evaluation is random.
 **Outcomes.** An image is *robust* when it is classified correctly both clean and after the
 attack (RobustBench's convention, so robust ≤ clean). The adversarial loss is the TRADES loss with
 β = 5 and no label smoothing, per image ``CE(z_clean, y) + 5 · KL(p_clean ‖ p_adv)`` at the
-attack's last iterate; reported as a mean over images (the papers' scaling-law target).
+attack's last iterate; reported as a mean over images (the papers' scaling-law target). The
+reference counts an image as robust when its attacked prediction is correct, whatever its clean
+one; the two agree except on a clean-misclassified image whose random start is classified
+correctly and that the attack then fails to push back.
 
 Units: images are float (B, C, H, W) in [0, 1]; ``eps`` and ``step_size`` in [0, 1] pixel units.
 """
@@ -99,8 +106,9 @@ def attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, index: i
                  step_size: float = 2 / 255, steps: int = 40) -> BatchOutcome:
     """Evaluate images ``index .. index + len(x) - 1`` of an evaluation with ``seed``.
 
-    The papers' PGD-40 is ``loss="cw", steps=40, step_size=2/255`` at ``eps=8/255`` from the
-    seeded uniform start (module doc), no restarts. The caller puts the model in eval mode.
+    The papers' PGD-40 is ``loss="cw"`` (clamped CW), ``steps=40, step_size=2/255`` at
+    ``eps=8/255`` from the seeded uniform start (module doc), no restarts. The caller puts the
+    model in eval mode.
     """
     with torch.no_grad():
         logits_clean = model(x).float()

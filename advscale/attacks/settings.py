@@ -17,8 +17,12 @@ from advscale.attacks.robustness import START_RULE
 from advscale.errors import AdvscaleError
 from advscale.version import __version__
 
-PGD_ATTACKS = {"pgd-cw": "cw", "pgd-ce": "ce"}
-"""advscale PGD attack name → loss of :func:`advscale.attacks.pgd.pgd_linf`."""
+PGD_ATTACKS = {"pgd-cw": "cw", "pgd-cw-margin": "cw-margin", "pgd-ce": "ce"}
+"""advscale PGD attack name → loss of :func:`advscale.attacks.pgd.pgd_linf` (``pgd-cw``: the
+reference's clamped CW loss; ``pgd-cw-margin``: the unclamped margin)."""
+PGD_LOSS_RULES = {"cw": "cw-clamped-v1"}
+"""PGD losses whose definition changed: the rule's name is hashed into the settings key, so a
+``pgd-cw`` result of the unclamped margin (an older advscale) is never reused for this one."""
 AA_NAMES = ("aa-standard", "aa-rand", "apgd-ce")
 """Attacks run by AutoAttack (see :mod:`advscale.attacks.autoattack`)."""
 ATTACKS = (*AA_NAMES, *PGD_ATTACKS)
@@ -50,10 +54,11 @@ def _resolve_steps(attack: str, steps: int | None, step_size: float | None
         if steps < 1:
             raise AdvscaleError(f"--steps must be >= 1, got {steps}")
         if step_size is not None:
-            raise AdvscaleError("--step-size applies to pgd-cw/pgd-ce only (APGD adapts it)")
+            raise AdvscaleError("--step-size applies to the pgd-* attacks only (APGD adapts "
+                                "it)")
     elif steps is not None or step_size is not None:
         raise AdvscaleError(f"{attack} has AutoAttack's fixed settings: --steps and "
-                            "--step-size apply to pgd-cw, pgd-ce and apgd-ce")
+                            "--step-size apply to the pgd-* attacks and apgd-ce")
     return (None if steps is None else int(steps),
             None if step_size is None else float(step_size))
 
@@ -141,8 +146,9 @@ def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
                  package: str, package_version: str) -> str:
     """A 16-hex-digit id of one evaluation: same key ⇔ same checkpoint, data, settings, code.
 
-    PGD keys also hash the random-start rule (``pgd_start``), so results of an older rule are
-    never taken for this one's.
+    PGD keys also hash the random-start rule (``pgd_start``) and, for ``pgd-cw``, the loss rule
+    (``pgd_loss``, :data:`PGD_LOSS_RULES`), so results of an older rule are never taken for this
+    one's.
     """
     doc: dict[str, Any] = {
         "checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256,
@@ -152,6 +158,9 @@ def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
         "package": package, "package_version": package_version}
     if s.attack in PGD_ATTACKS:
         doc["pgd_start"] = START_RULE
+        rule = PGD_LOSS_RULES.get(PGD_ATTACKS[s.attack])
+        if rule is not None:
+            doc["pgd_loss"] = rule
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 

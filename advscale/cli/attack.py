@@ -20,7 +20,8 @@ def attack(
                               "--n in file order are attacked."),
     attack_name: str = typer.Option(
         "aa-standard", "--attack",
-        help="aa-standard | aa-rand | apgd-ce (AutoAttack) | pgd-cw | pgd-ce (advscale PGD)."),
+        help="aa-standard | aa-rand | apgd-ce (AutoAttack) | pgd-cw (clamped CW loss, the "
+        "papers' PGD-40) | pgd-cw-margin (unclamped CW margin) | pgd-ce (advscale PGD)."),
     eps: str = typer.Option("8/255", "--eps", help="L∞ radius in [0,1] pixel units, e.g. 8/255."),
     steps: int = typer.Option(None, "--steps", help="PGD steps (default 40) or APGD iterations "
                               "for apgd-ce (default 100); AA versions are fixed."),

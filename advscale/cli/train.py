@@ -33,6 +33,8 @@ def train(
                               "name.", rich_help_panel=H_RECIPE),
     activation: str = typer.Option(None, help="WRN activation: silu (default), relu, gelu.",
                                    rich_help_panel=H_RECIPE),
+    padding: str = typer.Option(None, help="WRN stride-2 padding: dm (default; DeepMind's "
+                                "(0,1,0,1), TF SAME) or symmetric.", rich_help_panel=H_RECIPE),
     num_classes: int = typer.Option(None, help="Classes (default 10).", rich_help_panel=H_DATA),
     loss: str = typer.Option(None, help="trades (default), pgd-at or standard.",
                              rich_help_panel=H_RECIPE),
@@ -45,6 +47,10 @@ def train(
                                   rich_help_panel=H_RECIPE),
     label_smoothing: float = typer.Option(None, help="On the clean CE term (default 0.1).",
                                           rich_help_panel=H_RECIPE),
+    attack_bn: str = typer.Option(None, help="Batch norm in the training attack: "
+                                  "train-no-update (default; batch statistics, running ones "
+                                  "untouched, as the reference) or eval (Zhang et al.).",
+                                  rich_help_panel=H_RECIPE),
     batch_size: int = typer.Option(None, help="Global batch (default 1024 for D ≤ 10M, else "
                                    "2048).", rich_help_panel=H_RECIPE),
     lr: float = typer.Option(None, help="Peak learning rate (default 0.3 for D ≤ 10M, 0.2 ≤ "
@@ -70,8 +76,11 @@ def train(
                                rich_help_panel=H_DATA),
     eval_every: int = typer.Option(None, help="Samples between evaluations (default D/10; 0: "
                                    "only at the end).", rich_help_panel=H_DATA),
-    eval_steps: int = typer.Option(None, help="PGD-CW steps of the evaluation (default 40).",
+    eval_steps: int = typer.Option(None, help="PGD steps of the evaluation (default 40).",
                                    rich_help_panel=H_DATA),
+    eval_loss: str = typer.Option(None, help="Evaluation PGD loss: cw (default; clamped CW, "
+                                  "the reference's), cw-margin (unclamped) or ce.",
+                                  rich_help_panel=H_DATA),
     eval_batch_size: int = typer.Option(None, help="Evaluation batch (default 256).",
                                         rich_help_panel=H_DATA),
     checkpoint_every: int = typer.Option(None, help="Samples between checkpoints (default: at "
@@ -106,15 +115,17 @@ def train(
 
     overrides = {
         "data": data, "eval_data": eval_data, "samples": samples, "model": model,
-        "activation": activation, "num_classes": num_classes, "loss": loss, "beta": beta,
-        "pgd_steps": pgd_steps,
+        "activation": activation, "padding": padding, "num_classes": num_classes, "loss": loss,
+        "beta": beta, "pgd_steps": pgd_steps,
         "eps": None if eps is None else parse_fraction(eps, "--eps"),
         "step_size": None if step_size is None else parse_fraction(step_size, "--step-size"),
-        "label_smoothing": label_smoothing, "batch_size": batch_size, "lr": lr,
+        "label_smoothing": label_smoothing, "attack_bn": attack_bn, "batch_size": batch_size,
+        "lr": lr,
         "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
         "warmup": warmup, "ema_decay": ema_decay, "ema_warmup": ema_warmup,
         "bn_momentum": bn_momentum, "augment": augment, "eval_n": eval_n,
-        "eval_every": eval_every, "eval_steps": eval_steps, "eval_batch_size": eval_batch_size,
+        "eval_every": eval_every, "eval_steps": eval_steps,
+        "eval_loss": eval_loss, "eval_batch_size": eval_batch_size,
         "checkpoint_every": checkpoint_every, "seed": seed, "run_id": run_id, "device": device,
         "amp": amp, "channels_last": channels_last, "compile": compile, "workers": workers,
         "progress": progress,

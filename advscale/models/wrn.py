@@ -4,11 +4,20 @@ WRN-D-W has (D - 4) / 6 blocks per group and channels 16, 16W, 32W, 64W. Each bl
 BN → act → conv3×3 → BN → act → conv3×3 with a 1×1 projection shortcut on the activated input
 when the shape changes. Inputs are images in [0, 1]; CIFAR-10 mean/std normalisation happens
 inside the model, so attacks work in pixel space. WRN-28-10 has 36,479,194 parameters.
+
+``padding`` says how a block's stride-2 3×3 convolution is padded: ``dm`` (the default) pads
+(left 0, right 1, top 0, bottom 1), TensorFlow's SAME, as the DeepMind-style WRN of Gowal et al.,
+Rebuffi et al., Wang et al. and Bartoldson et al. does (DM-Improves-AT
+``core/models/wideresnetwithswish.py``), so their weights give their logits; ``symmetric`` pads 1
+on every side (advscale's WRN before checkpoint format 2). Stride-1 convolutions pad 1 on every
+side in both. Parameters and state-dict keys do not depend on it
+(:mod:`advscale.models.dm_keys` maps DeepMind-style keys to these).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from advscale.models.registry import register_family, register_model
@@ -17,6 +26,10 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
+PADDINGS = ("dm", "symmetric")
+"""Stride-2 paddings (module doc), the default first."""
+DM_STRIDE2_PAD = (0, 1, 0, 1)
+"""``F.pad`` widths (left, right, top, bottom) of a stride-2 convolution's input under ``dm``."""
 
 
 def _act(name: str) -> nn.Module:
@@ -30,11 +43,16 @@ def _act(name: str) -> nn.Module:
 class PreActBlock(nn.Module):
     """One pre-activation residual block."""
 
-    def __init__(self, cin: int, cout: int, stride: int, activation: str) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, activation: str,
+                 padding: str = "dm") -> None:
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}; choose from {', '.join(PADDINGS)}")
+        # dm: a stride-2 conv pads its input (0, 1, 0, 1) in forward, so the conv itself pads 0
+        self.pre_pad = DM_STRIDE2_PAD if padding == "dm" and stride != 1 else None
         self.bn1 = nn.BatchNorm2d(cin)
         self.act1 = _act(activation)
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 0 if self.pre_pad else 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.act2 = _act(activation)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
@@ -47,13 +65,16 @@ class PreActBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = self.act1(self.bn1(x))
         skip = self.shortcut(o) if self.shortcut is not None else x
-        o = self.conv1(o)
+        o = self.conv1(o if self.pre_pad is None else F.pad(o, self.pre_pad))
         o = self.conv2(self.act2(self.bn2(o)))
         return o + skip
 
 
 class WideResNet(nn.Module):
-    """WRN-``depth``-``width`` for ``num_classes`` classes on [0, 1] images (NCHW)."""
+    """WRN-``depth``-``width`` for ``num_classes`` classes on [0, 1] images (NCHW).
+
+    ``padding``: ``dm`` (default) or ``symmetric`` stride-2 padding (module doc).
+    """
 
     def __init__(
         self,
@@ -64,6 +85,7 @@ class WideResNet(nn.Module):
         mean: tuple[float, ...] = CIFAR10_MEAN,
         std: tuple[float, ...] = CIFAR10_STD,
         in_chans: int = 3,
+        padding: str = "dm",
     ) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
@@ -74,6 +96,7 @@ class WideResNet(nn.Module):
         chans = [16, 16 * width, 32 * width, 64 * width]
         self.depth, self.width, self.num_classes = depth, width, num_classes
         self.activation = activation
+        self.padding = padding
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self.stem = nn.Conv2d(in_chans, chans[0], 3, 1, 1, bias=False)
@@ -81,7 +104,8 @@ class WideResNet(nn.Module):
         for g, stride in enumerate((1, 2, 2)):
             for i in range(n):
                 cin = chans[g] if i == 0 else chans[g + 1]
-                layers.append(PreActBlock(cin, chans[g + 1], stride if i == 0 else 1, activation))
+                layers.append(PreActBlock(cin, chans[g + 1], stride if i == 0 else 1, activation,
+                                          padding))
         self.blocks = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(chans[3])
         self.act = _act(activation)
@@ -119,7 +143,8 @@ def _wrn_name(depth: int, width: int) -> str:
 @register_family("wrn-D-W", r"wrn-(\d+)-(\d+)", _wrn_name)
 def wrn(depth: int, width: int, num_classes: int = 10, activation: str = "silu",
         **kwargs: object) -> WideResNet:
-    """Any WRN-``depth``-``width`` (depth = 6k + 4); ``activation`` silu (default), relu, gelu."""
+    """Any WRN-``depth``-``width`` (depth = 6k + 4); ``activation`` silu (default), relu, gelu;
+    ``padding`` dm (default) or symmetric."""
     return WideResNet(depth, width, num_classes=num_classes, activation=activation, **kwargs)
 
 

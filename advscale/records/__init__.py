@@ -8,6 +8,9 @@ The layout is the contract in ``docs/formats.md``. In short, every record is::
      ...payload fields, units in their names (``_flops``, ``_s``, ``_kwh``) or documented...}
 
 Readers ignore fields they do not know and reject malformed lines with the file and line number.
+Every reader decodes through :func:`advscale.core.jsonl.loads_bounded`: invalid UTF-8, nesting
+deeper than 64 levels, integers over 64 digits and non-finite numbers (``NaN``, ``1e400``) are
+one RecordError naming ``file:line``, never a traceback.
 Each kind's fields are in :mod:`advscale.records.schemas` (``SCHEMAS``, ``validate``); writers
 check records against them when ``ADVSCALE_STRICT_RECORDS=1`` (the test suite sets it).
 :mod:`advscale.records.runs` joins records into training runs for ``fit`` and ``report``.
@@ -26,22 +29,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from advscale.core.jsonl import append_line
+from advscale.core.jsonl import append_line, loads_bounded
 from advscale.core.jsonl import read_log as _read_log
 from advscale.errors import AdvscaleError
 from advscale.records.schemas import KINDS, SCHEMAS, Field, RecordError, Schema, validate
 from advscale.version import __version__
 
-SCHEMA_VERSION = 1
-"""The JSONL schema version written by this advscale (see docs/formats.md)."""
+SCHEMA_VERSION = 2
+"""The JSONL schema version written by this advscale (see docs/formats.md). 2: ``pgd-cw`` (the
+``train.eval`` evaluation and ``attack --attack pgd-cw``) maximises the clamped CW loss, so
+``adv_loss`` and ``eval_attack``/``attack`` ``pgd-cw`` mean that; in 1 they meant the unclamped
+margin, now ``pgd-cw-margin``. Readers accept 1 and 2."""
 
 STRICT_ENV = "ADVSCALE_STRICT_RECORDS"
 """Set to ``1`` to make :func:`make_record` validate every record against its schema."""
 
 __all__ = [
     "KINDS", "SCHEMAS", "SCHEMA_VERSION", "STRICT_ENV", "Field", "RecordError", "Schema",
-    "append_record", "dumps", "iter_lines", "loads_all", "make_record", "parse_line",
-    "provenance", "read_log", "read_records", "strict", "utc_now", "validate", "write_record",
+    "append_record", "decode_line", "dumps", "iter_binary_lines", "iter_lines", "loads_all",
+    "make_record", "open_records_file", "parse_line", "provenance", "read_log", "read_records",
+    "strict", "utc_now", "validate", "write_record",
 ]
 
 
@@ -135,9 +142,9 @@ def read_log(path: str | os.PathLike[str], log: Callable[[str], None] | None = N
 def parse_line(line: str, where: str = "<record>") -> dict[str, Any]:
     """Parse one JSONL line into a record dict, or raise RecordError naming ``where``."""
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise RecordError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        obj = loads_bounded(line, where)
+    except AdvscaleError as e:
+        raise RecordError(str(e)) from None
     if not isinstance(obj, dict):
         raise RecordError(f"{where}: a record must be a JSON object, got {type(obj).__name__}")
     if not isinstance(obj.get("kind"), str):
@@ -152,10 +159,37 @@ def parse_line(line: str, where: str = "<record>") -> dict[str, Any]:
 
 
 def iter_lines(stream: IO[str], name: str) -> Iterator[dict[str, Any]]:
-    """Records from an open text stream; blank lines are skipped."""
-    for lineno, line in enumerate(stream, start=1):
-        if line.strip():
-            yield parse_line(line, f"{name}:{lineno}")
+    """Records from an open text stream; blank lines are skipped.
+
+    A stream with an underlying binary buffer (a file, stdin) is decoded line by line, so
+    invalid UTF-8 is a RecordError naming the line.
+    """
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None and getattr(stream, "encoding", None):
+        yield from iter_binary_lines(buffer, name)
+        return
+    try:
+        for lineno, line in enumerate(stream, start=1):
+            if line.strip():
+                yield parse_line(line, f"{name}:{lineno}")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{name}: not UTF-8 text ({e.reason})") from None
+
+
+def decode_line(raw: bytes, where: str) -> str:
+    """One line's bytes as text; RecordError naming ``where`` when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{where}: not UTF-8 text (byte {e.start + 1}: {e.reason})") from None
+
+
+def iter_binary_lines(stream: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
+    """Records from an open binary stream (``file:line`` in every error)."""
+    for lineno, raw in enumerate(stream, start=1):
+        if raw.strip():
+            where = f"{name}:{lineno}"
+            yield parse_line(decode_line(raw, where), where)
 
 
 def read_records(
@@ -178,13 +212,23 @@ def read_records(
             records = iter_lines(stream, "<stdin>")
             yield from (r for r in records if wanted is None or r["kind"] in wanted)
             continue
-        path = Path(src)
-        if not path.is_file():
-            raise AdvscaleError(f"{src}: no such records file")
-        with open(path, encoding="utf-8") as f:
-            for r in iter_lines(f, src):
+        with open_records_file(src) as f:
+            for r in iter_binary_lines(f, src):
                 if wanted is None or r["kind"] in wanted:
                     yield r
+
+
+def open_records_file(src: str | os.PathLike[str]) -> IO[bytes]:
+    """Open a JSONL file for binary reading; one AdvscaleError when missing or unreadable."""
+    path = Path(src)
+    if path.is_dir():
+        raise AdvscaleError(f"{src}: is a directory, not a records file")
+    if not path.is_file():
+        raise AdvscaleError(f"{src}: no such records file")
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as e:
+        raise AdvscaleError(f"{src}: cannot read ({e.strerror or e})") from None
 
 
 def loads_all(text: str, name: str = "<string>") -> list[dict[str, Any]]:

@@ -22,6 +22,16 @@ from advscale.core.fileio import atomic_write
 from advscale.errors import AdvscaleError
 
 LOSS_NAMES = ("trades", "pgd-at", "standard")
+ATTACK_BN_MODES = ("train-no-update", "eval")
+"""Batch-norm modes of the training attack (``advscale.attacks.pgd.BN_MODES``), default first."""
+EVAL_LOSSES = ("cw", "cw-margin", "ce")
+"""Losses of the evaluation's PGD (``advscale.attacks.pgd``): the clamped CW loss first."""
+PADDINGS = ("dm", "symmetric")
+"""WRN stride-2 convolution paddings (``advscale.models.wrn.PADDINGS``), default first."""
+
+LEGACY_DEFAULTS = {"padding": "symmetric", "attack_bn": "eval", "eval_loss": "cw-margin"}
+"""What a ``config.json`` written before these settings existed ran with: a resumed old run keeps
+its model, training attack and evaluation (:meth:`TrainConfig.load`)."""
 
 # Options that do not change what a run computes: they may differ between a run and its resume.
 RUNTIME_KEYS = frozenset({"workers", "compile", "progress", "log_every", "device"})
@@ -52,6 +62,9 @@ class TrainConfig:
     """Training samples to draw (D), with replacement only once a source is exhausted."""
     model: str = "wrn-28-10"
     activation: str = "silu"
+    padding: str = "dm"
+    """WRN stride-2 padding: ``dm`` (DeepMind's (0,1,0,1), TF SAME) or ``symmetric`` (1 each side);
+    ignored for timm models."""
     num_classes: int = 10
     loss: str = "trades"
     beta: float = 5.0
@@ -59,6 +72,9 @@ class TrainConfig:
     eps: float = 8 / 255
     step_size: float = 2 / 255
     label_smoothing: float = 0.1
+    attack_bn: str = "train-no-update"
+    """Batch norm during the training attack: ``train-no-update`` (the reference's: batch
+    statistics, running statistics untouched) or ``eval`` (Zhang et al.: running statistics)."""
     batch_size: int | None = None
     """Global batch (all ranks together); None = the paper's choice for D."""
     lr: float | None = None
@@ -84,6 +100,9 @@ class TrainConfig:
     eval_every: int | None = None
     """Samples between evaluations; None = 10 evaluations per run; 0 = only at the end."""
     eval_steps: int = 40
+    eval_loss: str = "cw"
+    """The evaluation PGD's loss: ``cw`` (the reference's clamped CW loss), ``cw-margin``
+    (unclamped) or ``ce``."""
     eval_step_size: float = 2 / 255
     eval_batch_size: int = 256
     checkpoint_every: int | None = None
@@ -128,53 +147,51 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise AdvscaleError naming the first bad setting."""
-        def bad(msg: str) -> AdvscaleError:
-            return AdvscaleError(msg)
+        for flag, value, names in (("--loss", self.loss, LOSS_NAMES),
+                                   ("--attack-bn", self.attack_bn, ATTACK_BN_MODES),
+                                   ("--eval-loss", self.eval_loss, EVAL_LOSSES),
+                                   ("--padding", self.padding, PADDINGS)):
+            if value not in names:
+                raise AdvscaleError(f"unknown {flag} {value!r}; choose from {', '.join(names)}")
+        for broken, msg in self._rules():
+            if broken:
+                raise AdvscaleError(msg)
 
-        if not self.data:
-            raise bad("--data is required (a train.h5, a.h5:1,b.h5:7 mixture or mixture .json)")
-        if not self.eval_data:
-            raise bad("--eval-data is required (the test-set HDF5 file)")
-        if self.samples < 1:
-            raise bad(f"--samples must be a positive number of training samples, got "
-                      f"{self.samples}")
-        if self.loss not in LOSS_NAMES:
-            raise bad(f"unknown --loss {self.loss!r}; choose from {', '.join(LOSS_NAMES)}")
-        if not (0 < self.eps <= 1):
-            raise bad(f"--eps {self.eps:g} must lie in (0, 1] (a fraction of the pixel range, "
-                      "e.g. 8/255)")
-        if not (0 < self.step_size <= 1) or not (0 < self.eval_step_size <= 1):
-            raise bad("PGD step sizes must lie in (0, 1]")
-        if self.pgd_steps < 0 or self.eval_steps < 0:
-            raise bad("PGD step counts must be >= 0")
-        if self.beta < 0:
-            raise bad(f"--beta must be >= 0, got {self.beta:g}")
-        if not (0 <= self.label_smoothing < 1):
-            raise bad("--label-smoothing must lie in [0, 1)")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise bad("--batch-size must be >= 1")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("--lr must be a positive number")
-        if not (0 <= self.momentum < 1) or self.weight_decay < 0:
-            raise bad("--momentum must lie in [0, 1) and --weight-decay be >= 0")
-        if not (0 <= self.warmup < 1) or not (0 <= self.ema_warmup < 1):
-            raise bad("--warmup and --ema-warmup are fractions of the run in [0, 1)")
-        if self.lr_start_div < 1 or self.lr_final_div < 1:
-            raise bad("--lr-start-div and --lr-final-div must be >= 1")
-        if not (0 <= self.ema_decay < 1):
-            raise bad("--ema-decay must lie in [0, 1)")
-        if not (0 < self.bn_momentum <= 1):
-            raise bad("--bn-momentum must lie in (0, 1]")
-        if self.eval_n < 1 or self.eval_batch_size < 1:
-            raise bad("--eval-n and --eval-batch-size must be >= 1")
-        if (self.eval_every or 0) < 0 or (self.checkpoint_every or 0) < 0:
-            raise bad("--eval-every and --checkpoint-every must be >= 0")
-        if self.num_classes < 2:
-            raise bad("--num-classes must be >= 2")
-        if self.log_every < 1:
-            raise bad("--log-every must be >= 1")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise bad(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
+    def _rules(self) -> list[tuple[bool, str]]:
+        """(setting is bad, message) for every numeric and required setting, in check order."""
+        return [
+            (not self.data, "--data is required (a train.h5, a.h5:1,b.h5:7 mixture or mixture "
+                            ".json)"),
+            (not self.eval_data, "--eval-data is required (the test-set HDF5 file)"),
+            (self.samples < 1, f"--samples must be a positive number of training samples, got "
+                               f"{self.samples}"),
+            (not (0 < self.eps <= 1), f"--eps {self.eps:g} must lie in (0, 1] (a fraction of the "
+                                      "pixel range, e.g. 8/255)"),
+            (not (0 < self.step_size <= 1) or not (0 < self.eval_step_size <= 1),
+             "PGD step sizes must lie in (0, 1]"),
+            (self.pgd_steps < 0 or self.eval_steps < 0, "PGD step counts must be >= 0"),
+            (self.beta < 0, f"--beta must be >= 0, got {self.beta:g}"),
+            (not (0 <= self.label_smoothing < 1), "--label-smoothing must lie in [0, 1)"),
+            (self.batch_size is not None and self.batch_size < 1, "--batch-size must be >= 1"),
+            (self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)),
+             "--lr must be a positive number"),
+            (not (0 <= self.momentum < 1) or self.weight_decay < 0,
+             "--momentum must lie in [0, 1) and --weight-decay be >= 0"),
+            (not (0 <= self.warmup < 1) or not (0 <= self.ema_warmup < 1),
+             "--warmup and --ema-warmup are fractions of the run in [0, 1)"),
+            (self.lr_start_div < 1 or self.lr_final_div < 1,
+             "--lr-start-div and --lr-final-div must be >= 1"),
+            (not (0 <= self.ema_decay < 1), "--ema-decay must lie in [0, 1)"),
+            (not (0 < self.bn_momentum <= 1), "--bn-momentum must lie in (0, 1]"),
+            (self.eval_n < 1 or self.eval_batch_size < 1,
+             "--eval-n and --eval-batch-size must be >= 1"),
+            ((self.eval_every or 0) < 0 or (self.checkpoint_every or 0) < 0,
+             "--eval-every and --checkpoint-every must be >= 0"),
+            (self.num_classes < 2, "--num-classes must be >= 2"),
+            (self.log_every < 1, "--log-every must be >= 1"),
+            (self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"),
+             f"--device {self.device!r}: use auto, cpu, cuda or cuda:N"),
+        ]
 
     # -- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -197,8 +214,10 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
+        """A saved ``config.json``; settings it predates take :data:`LEGACY_DEFAULTS`."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            saved = json.loads(Path(path).read_text())
+            return cls.from_dict({**LEGACY_DEFAULTS, **saved})
         except (OSError, ValueError, TypeError) as e:
             raise AdvscaleError(f"{path}: not a readable training config ({e})") from None
 

@@ -126,7 +126,7 @@ class TrainingSession:
         # -- model first: an unknown name fails before any data is read --------------------
 
         self.is_wrn = is_model(cfg.model)
-        kwargs = {"activation": cfg.activation} if self.is_wrn else {}
+        kwargs = {"activation": cfg.activation, "padding": cfg.padding} if self.is_wrn else {}
         torch.manual_seed(cfg.seed)  # the initial weights (identical on every rank)
         raw = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
         self.params = count_parameters(raw)
@@ -238,7 +238,8 @@ class TrainingSession:
         workers = cfg.workers if cfg.workers is not None else (4 if self.cuda else 0)
         loader = torch_loader(self.mixture, sampler, num_workers=workers, pin_memory=self.cuda)
         step_fn = LOSSES[cfg.loss]
-        attack = AttackConfig(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps)
+        attack = AttackConfig(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps,
+                              bn=cfg.attack_bn)
         bns = [m for m in self.raw.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
         count_acc = 0
@@ -335,7 +336,8 @@ class TrainingSession:
         res = evaluate_robustness(
             self.ema.module, self.eval_images, self.eval_labels, eps=cfg.eps,
             step_size=cfg.eval_step_size, steps=cfg.eval_steps, batch_size=cfg.eval_batch_size,
-            seed=0, device=self.device, channels_last=self.channels_last, dist=self.dist)
+            seed=0, loss=cfg.eval_loss, device=self.device, channels_last=self.channels_last,
+            dist=self.dist)
 
         tot = all_reduce_sum(torch.tensor([c.loss_sum, float(c.loss_count)],
                                           dtype=torch.float64, device=self.device), self.dist)
@@ -364,7 +366,7 @@ class TrainingSession:
             "wall_s": self._wall(),
             "train_loss": train_loss,
             "eval_n": res.n,
-            "eval_attack": f"pgd-cw-{cfg.eval_steps}",
+            "eval_attack": f"pgd-{cfg.eval_loss}-{cfg.eval_steps}",
             "clean_acc": res.clean_acc,
             "robust_acc": res.robust_acc,
             "adv_loss": res.adv_loss,
@@ -376,14 +378,16 @@ class TrainingSession:
         }
         rec = make_record("train.eval", payload, command=self.command, config=cfg.to_dict(),
                           seed=cfg.seed)
-        if self.dist.is_main:
+        if self.dist.is_main and c.records_written >= self.records_on_disk:
+            # a resumed run replays its evaluations: only records not in records.jsonl (so
+            # never emitted before) go to stdout, so a pipe downstream sees no duplicates
             write_record(rec, self.stdout)
-            if c.records_written >= self.records_on_disk:
-                append_record(self.run_dir.records, rec)
+            append_record(self.run_dir.records, rec)
+        if self.dist.is_main:
             self.log(
                 f"advscale train: step {c.step:,} samples {c.samples_seen:,}/{cfg.samples:,} "
                 f"loss {train_loss if train_loss is not None else float('nan'):.4f} "
-                f"clean {res.clean_acc:.4f} pgd-cw-{cfg.eval_steps} {res.robust_acc:.4f} "
+                f"clean {res.clean_acc:.4f} {payload['eval_attack']} {res.robust_acc:.4f} "
                 f"adv_loss {res.adv_loss:.4f} ({payload['wall_s']:.0f}s)"
             )
         c.records_written += 1
@@ -400,7 +404,10 @@ class TrainingSession:
             meta = {"model": cfg.model, "activation": cfg.activation,
                     "num_classes": cfg.num_classes, "run_id": cfg.run_id,
                     "samples_seen": c.samples_seen, "step": c.step, "loss": cfg.loss,
-                    "eps": cfg.eps, "pgd_steps": cfg.pgd_steps, "weights": "ema"}
+                    "eps": cfg.eps, "pgd_steps": cfg.pgd_steps, "weights": "ema",
+                    "attack_bn": cfg.attack_bn}
+            if self.is_wrn:
+                meta["padding"] = cfg.padding
             try:
                 save_model_checkpoint(self.run_dir.last, self.ema.module, meta)
             except AdvscaleError:

@@ -1,8 +1,13 @@
 """Training objectives: TRADES (Zhang et al. 2019), PGD-AT (Madry et al. 2018) and standard.
 
 Each ``*_step_loss`` runs the whole forward computation of one training step, including the
-attack, and returns a scalar loss to backpropagate plus the logits. The attack runs with
-batch-norm statistics frozen; the loss's own forward passes run in the model's current mode.
+attack, and returns a scalar loss to backpropagate plus the logits. The attack (and TRADES's
+clean forward that gives its target) runs in :attr:`AttackConfig.bn`'s batch-norm mode: by
+default ``train-no-update``, the reference's (Gowal/Rebuffi TRADES in
+``gowal21uncovering/utils/trades.py``: batch statistics, running statistics not updated), or
+``eval`` (Zhang et al.'s original: running statistics); see
+:func:`advscale.attacks.pgd.attack_bn_mode`. The loss's own forward passes run in the model's
+current mode (training: batch statistics, each updating the running statistics).
 The TRADES objective itself is :func:`advscale.attacks.trades.trades_objective` (shared with the
 evaluation). Each loss takes its attack as ``attack_fn`` (default ``pgd_linf``), so the FLOP
 counter (:mod:`advscale.training.flops`) can pass a watched one.
@@ -21,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advscale.attacks.pgd import frozen_bn, pgd_linf
+from advscale.attacks.pgd import DEFAULT_ATTACK_BN, attack_bn_mode, pgd_linf
 from advscale.attacks.trades import trades_objective
 
 Attack = Callable[..., torch.Tensor]
@@ -31,11 +36,13 @@ signature (the FLOP counter passes a wrapper that watches the calls)."""
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """The training-time L∞ attack: radius, step and steps, in [0, 1] pixel units."""
+    """The training-time L∞ attack: radius, step and steps, in [0, 1] pixel units, and the
+    batch-norm mode of its forward passes (``train-no-update`` or ``eval``, module doc)."""
 
     eps: float = 8 / 255
     step_size: float = 2 / 255
     steps: int = 10
+    bn: str = DEFAULT_ATTACK_BN
 
 
 @dataclass
@@ -58,12 +65,15 @@ def trades_step_loss(
 ) -> StepOutput:
     """One TRADES step: KL-PGD from the detached clean prediction, then the TRADES loss.
 
+    The clean prediction and the attack run in ``attack.bn``'s batch-norm mode; the loss's
+    clean and adversarial forwards run in ``model``'s mode (as in the reference).
+
     ``attack_model`` (default ``model``) runs the attack: pass the unwrapped module when
     ``model`` is a DistributedDataParallel wrapper, so attack passes never touch DDP's hooks.
     ``attack_fn`` is the attack (default :func:`advscale.attacks.pgd.pgd_linf`).
     """
     net = model if attack_model is None else attack_model
-    with frozen_bn(net):
+    with attack_bn_mode(net, attack.bn):
         with torch.no_grad():
             clean_probs = F.softmax(net(x).float(), 1)
         x_adv = attack_fn(net, x, None, eps=attack.eps, step_size=attack.step_size,
@@ -86,9 +96,10 @@ def pgd_at_step_loss(
     attack_model: nn.Module | None = None,
     attack_fn: Attack = pgd_linf,
 ) -> StepOutput:
-    """One PGD-AT (Madry) step: CE-PGD, then label-smoothed CE on the adversarial batch."""
+    """One PGD-AT (Madry) step: CE-PGD in ``attack.bn``'s batch-norm mode, then label-smoothed
+    CE on the adversarial batch."""
     net = model if attack_model is None else attack_model
-    with frozen_bn(net):
+    with attack_bn_mode(net, attack.bn):
         x_adv = attack_fn(net, x, y, eps=attack.eps, step_size=attack.step_size,
                          steps=attack.steps, loss="ce", generator=generator)
     logits_adv = model(x_adv)
