@@ -64,8 +64,9 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
            save_adv: PathLike | None = None) -> list[dict[str, Any]]:
     """Evaluate checkpoints (files, run directories or globs); one ``attack`` record each.
 
-    ``attack``: ``aa-standard``, ``aa-rand``, ``apgd-ce`` (AutoAttack) or ``pgd-cw``,
-    ``pgd-ce`` (advscale's PGD; ``steps`` default 40, ``step_size`` 2/255). ``n`` images of
+    ``attack``: ``aa-standard``, ``aa-rand``, ``apgd-ce`` (AutoAttack) or ``pgd-cw`` (the
+    clamped CW loss of the papers' evaluation), ``pgd-cw-margin`` (unclamped), ``pgd-ce``
+    (advscale's PGD; ``steps`` default 40, ``step_size`` 2/255). ``n`` images of
     ``data`` in file order. ``state``/``results`` make the evaluation resumable and skip
     checkpoints already evaluated; ``save_adv`` writes the adversarial images (HDF5).
     """
