@@ -14,7 +14,7 @@ from advscale.laws.presets import PRESETS
 from advscale.laws.simulate import simulate_runs
 from advscale.records import dumps, loads_all
 
-A2 = PRESETS["bartoldson2024-approach2"]["params"]
+A2 = PRESETS["bartoldson2024-approach2-rounded"]["params"]
 NS = [6e6, 1.2e7, 2.5e7, 5e7, 1e8, 2e8]
 
 # Stands in for `advscale train ... ` : prints train.eval records (with whole curves) to stdout.
@@ -22,7 +22,7 @@ TRAIN_SCRIPT = (
     "from advscale.laws.simulate import simulate_runs\n"
     "from advscale.laws.presets import PRESETS\n"
     "from advscale.records import write_record\n"
-    "p = PRESETS['bartoldson2024-approach2']['params']\n"
+    "p = PRESETS['bartoldson2024-approach2-rounded']['params']\n"
     "for r in simulate_runs(p, n_values=[6e6, 1.2e7, 2.5e7, 5e7, 1e8, 2e8],\n"
     "        d_values=[5e6, 1e7, 2e7, 5e7], fids=[1.0, 4.0, 10.0], noise=0.002,\n"
     "        curve_points=3):\n"
@@ -94,7 +94,7 @@ def test_train_fit_predict_compose_through_pipes():
     n, d = rec["n_opt"], rec["d_opt"]
     assert n * d * rec["flops_per_param_sample"] == pytest.approx(1e21, rel=1e-6)
     # the fitted law's optimum is close to the true law's
-    truth = PRESETS["bartoldson2024-approach2"]
+    truth = PRESETS["bartoldson2024-approach2-rounded"]
     from advscale.laws.law import Law
 
     t_n, _, t_loss = Law(dict(truth, name="t")).optimal(1e21, 1.76)
@@ -144,8 +144,8 @@ def test_fit_takes_the_registry_name_too(runner, records_file):
 
 
 def test_predict_preset_from_options(runner):
-    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2", "--n", "1e8",
-                              "--d", "1e9", "--fid", "0", "--accuracy"])
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2-rounded", "--n",
+                              "1e8", "--d", "1e9", "--fid", "0", "--accuracy"])
     assert res.exit_code == 0, res.output
     (rec,) = loads_all(res.stdout)
     want = float(A2["A"] / 1e8 ** A2["alpha"] + A2["B"] / 1e9 ** A2["beta"] + A2["E"])
@@ -222,3 +222,34 @@ def test_fid_metric_provenance_warns_in_fit_and_predict(runner, tmp_path):
     res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2"], input=query)
     assert res.exit_code == 0, res.output
     assert "the query's FID is fid_inception_n1000" in loads_all(res.stdout)[0]["fid_warning"]
+
+
+def test_fit_protocol_options_reach_the_record(runner, records_file):
+    """--protocol sets every choice; each option changes one; the record logs them all."""
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "2", "-B", "0", "-q",
+                              "--protocol", "bartoldson2024", "--base-dataset", "sim",
+                              "--stage2-dataset", "sim", "--anchor", "fid0",
+                              "--min-train-fraction", "0.3", "--coarse-grid"])
+    assert res.exit_code == 0, res.output
+    (rec,) = loads_all(res.stdout)
+    proto = rec["protocol"]
+    assert proto["name"] == "bartoldson2024" and proto["anchor"] == "fid0"
+    assert proto["base_dataset"] == "sim" and proto["stage2_datasets"] == ["sim"]
+    assert proto["min_train_fraction"] == 0.3 and proto["joint_polish"] is False
+    assert rec["points"] == "best" and rec["exclusion"]["size"] == "nominal"
+    assert rec["provenance"]["config"]["protocol"] == "bartoldson2024"
+    assert rec["provenance"]["config"]["protocol_options"]["anchor"] == "fid0"
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "2", "--protocol", "x"])
+    assert res.exit_code == 2 and "--protocol 'x': choose from advscale, bartoldson2024" in \
+        res.output
+
+
+def test_predict_reports_table3_exponents(runner):
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2", "--flops", "1e25"])
+    (rec,) = loads_all(res.stdout)
+    assert rec["a"] == pytest.approx(0.48285756085236076) and "a_local" not in rec
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach3", "--flops", "1e22",
+                              "--fid", "1.76"])
+    (rec,) = loads_all(res.stdout)
+    assert rec["a"] == pytest.approx(0.4734, abs=1e-4) and rec["a_local"] > rec["a"]
+    assert rec["a_local"] + rec["b_local"] == pytest.approx(1.0)

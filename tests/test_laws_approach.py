@@ -23,7 +23,7 @@ from advscale.laws.predict import predict_one, prediction_record
 from advscale.laws.presets import PRESETS, preset
 from advscale.laws.simulate import simulate_runs
 
-A2 = PRESETS["bartoldson2024-approach2"]["params"]
+A2 = PRESETS["bartoldson2024-approach2-rounded"]["params"]
 
 
 def test_every_approach_has_one_name_and_its_spellings():

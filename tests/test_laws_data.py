@@ -19,7 +19,7 @@ from advscale.laws.presets import PRESETS
 from advscale.laws.simulate import simulate_runs
 from advscale.records import dumps, make_record
 
-A2 = PRESETS["bartoldson2024-approach2"]["params"]
+A2 = PRESETS["bartoldson2024-approach2-rounded"]["params"]
 
 
 def _write(path, recs):

@@ -14,7 +14,7 @@ from advscale.laws.presets import PRESETS
 from advscale.laws.simulate import simulate_runs
 from advscale.records import make_record
 
-A2 = PRESETS["bartoldson2024-approach2"]["params"]
+A2 = PRESETS["bartoldson2024-approach2-rounded"]["params"]
 
 
 def test_envelope_keeps_only_improvements():
@@ -47,7 +47,7 @@ def test_approach1_recovers_compute_optimal_exponents():
     law = Law(out)
     n, d, loss = law.optimal(1e21)
     assert 7822 * n * d == pytest.approx(1e21, rel=1e-3)
-    truth_loss = float(Law(PRESETS["bartoldson2024-approach2"]).optimal(1e21, 1.76)[2])
+    truth_loss = float(Law(PRESETS["bartoldson2024-approach2-rounded"]).optimal(1e21, 1.76)[2])
     assert loss == pytest.approx(truth_loss, rel=0.02)
 
 

@@ -14,8 +14,8 @@ from advscale.laws.objective import Design, Problem, huber
 from advscale.laws.presets import PRESETS
 from advscale.laws.simulate import simulate_runs
 
-A2 = PRESETS["bartoldson2024-approach2"]["params"]
-A3 = PRESETS["bartoldson2024-approach3"]["params"]
+A2 = PRESETS["bartoldson2024-approach2-rounded"]["params"]
+A3 = PRESETS["bartoldson2024-approach3-rounded"]["params"]
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from advscale.laws.predict import predict_one
 from advscale.laws.presets import PRESETS
 from advscale.laws.simulate import simulate_runs
 
-A2 = PRESETS["bartoldson2024-approach2"]["params"]
-A3 = PRESETS["bartoldson2024-approach3"]["params"]
+A2 = PRESETS["bartoldson2024-approach2-rounded"]["params"]
+A3 = PRESETS["bartoldson2024-approach3-rounded"]["params"]
 NS = [6e6, 1.2e7, 2.5e7, 5e7, 1e8, 2e8, 3.2e8]
 
 

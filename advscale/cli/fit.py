@@ -14,6 +14,49 @@ from advscale.core.fileio import atomic_write
 from advscale.laws.fit import fit_record
 from advscale.records import write_record
 
+_P = {
+    "protocol": typer.Option(
+        "advscale", "--protocol",
+        help="advscale (default) or bartoldson2024: every choice of the authors' notebook at "
+        "once (best past-half checkpoint, filters first, nominal-size exclusion, stage 2 "
+        "anchored at the base FID on named datasets, no joint polish, FLOPs floor, the code's "
+        "grids; docs/laws.md). The options below change one choice each."),
+    "min_train_fraction": typer.Option(
+        None, "--min-train-fraction",
+        help="Only evaluations at least this far into training (bartoldson2024: 0.5)."),
+    "filter_order": typer.Option(
+        None, "--filter-order", help="after (filters drop chosen points) or before (they drop "
+        "evaluations before each run's point is chosen; bartoldson2024)."),
+    "exclusion_size": typer.Option(
+        None, "--exclusion-size", help="What the exclusion rule's D is: samples (seen) or "
+        "nominal (samples_target; bartoldson2024)."),
+    "anchor": typer.Option(
+        None, "--anchor", help="Approach 2 stage 2: fid0 (stage-1 B, E as FID-0 values) or "
+        "base (anchored at the base dataset's FID, then rescaled; bartoldson2024)."),
+    "joint_polish": typer.Option(
+        None, "--joint-polish/--no-joint-polish",
+        help="Approach 2: polish all 7 parameters jointly after the two stages (advscale)."),
+    "base_dataset": typer.Option(
+        None, "--base-dataset", help="Approach 2's stage-1 dataset by name (data_source, "
+        "dataset, or data[].path stems; bartoldson2024: dg20)."),
+    "stage2_dataset": typer.Option(
+        None, "--stage2-dataset", help="Approach 2's stage-2 datasets by name (repeatable; "
+        "bartoldson2024: vanilla7, vanilla10, vanilla20)."),
+    "flops_floor": typer.Option(
+        None, "--flops-floor", help="Approach 1: only evaluations above this many FLOPs "
+        "(bartoldson2024: 1.9e17; 0: none)."),
+    "envelope": typer.Option(
+        None, "--envelope", help="Approach 1's envelope: advscale or bartoldson2024 (the "
+        "authors' code: linear in FLOPs, finished runs compete)."),
+    "accuracy_runs": typer.Option(
+        None, "--accuracy-runs", help="Loss->accuracy map over the fitted runs (fitted) or "
+        "the base dataset's runs (base; bartoldson2024)."),
+    "grids": typer.Option(
+        None, "--grids", help="Starting grids: appendix (appendix F's text) or code (the "
+        "authors' code; bartoldson2024)."),
+}
+"""The fitting-protocol options (:mod:`advscale.laws.protocol`; docs/laws.md)."""
+
 
 @handle_errors
 def fit_cmd(
@@ -46,6 +89,18 @@ def fit_cmd(
                                 help="Huber threshold on log residuals (approaches 2, 3)."),
     coarse: bool = typer.Option(False, "--coarse-grid",
                                 help="Screen a subsample of the initialisation grid (faster)."),
+    protocol: str = _P["protocol"],
+    min_train_fraction: float = _P["min_train_fraction"],
+    filter_order: str = _P["filter_order"],
+    exclusion_size: str = _P["exclusion_size"],
+    anchor: str = _P["anchor"],
+    joint_polish: bool = _P["joint_polish"],
+    base_dataset: str = _P["base_dataset"],
+    stage2_dataset: list[str] = _P["stage2_dataset"],
+    flops_floor: float = _P["flops_floor"],
+    envelope: str = _P["envelope"],
+    accuracy_runs: str = _P["accuracy_runs"],
+    grids: str = _P["grids"],
     output: Path = typer.Option(None, "--output", "-o",
                                 help="Write the fit record here (atomically) instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -61,6 +116,13 @@ def fit_cmd(
     options = {"approach": approach, "target": target, "points": points,
                "filters": filter_ or [], "exclusion": exclusion, "n_boot": n_boot, "seed": seed,
                "attack": attack, "also": also or [], "full_grid": not coarse, "delta": delta,
+               "protocol": protocol,
+               "protocol_options": dict(
+                   min_train_fraction=min_train_fraction, filter_order=filter_order,
+                   exclusion_size=exclusion_size, anchor=anchor, joint_polish=joint_polish,
+                   base_dataset=base_dataset, stage2_datasets=stage2_dataset or None,
+                   flops_floor=flops_floor, envelope=envelope, accuracy_runs=accuracy_runs,
+                   grids=grids),
                "log": (lambda m: None) if quiet else err}
     if not quiet and n_boot > 0 and sys.stderr.isatty():
         with _progress_bar(n_boot) as progress:

@@ -20,7 +20,9 @@ def predict_cmd(
     law: str = typer.Option(
         ..., "--law", "-l",
         help="A fit record file, '-' (stdin), or a preset: bartoldson2024-approach2, "
-        "bartoldson2024-approach2-all, bartoldson2024-approach3, debenedetti2024."),
+        "bartoldson2024-approach3 (the authors' notebook's constants), "
+        "bartoldson2024-approach2-rounded, bartoldson2024-approach3-rounded (the paper's), "
+        "bartoldson2024-approach2-all, debenedetti2024."),
     n: float = typer.Option(None, "--n", help="Model parameters N."),
     d: float = typer.Option(None, "--d", help="Training samples seen D."),
     fid: float = typer.Option(None, "--fid", help="FID of the synthetic data (0: ideal data)."),
@@ -41,7 +43,8 @@ def predict_cmd(
         help="JSONL queries (n, d, fid, flops, omega_n per line); default stdin when no "
         "--n/--d/--flops is given."),
 ) -> None:
-    """Predict loss/accuracy, compute-optimal N*, D*, the asymptote and the Eq. 6 trade-off.
+    """Predict loss/accuracy, compute-optimal N*, D* (with Table 3's a, b), the asymptote and
+    the Eq. 6 trade-off.
 
     One query from --n/--d (--fid) and/or --flops, or JSONL queries on stdin, one record each.
 

@@ -14,6 +14,8 @@ imported only when a fit or a numeric optimum needs them):
   ``gbr``; ``--approach`` also takes ``1``, ``2``, ``3``).
 * :mod:`~advscale.laws.data` — read ``train.eval``/``attack`` records, join runs, filters,
   the paper's exclusion rule.
+* :mod:`~advscale.laws.protocol` — fitting protocols (``advscale``, ``bartoldson2024``: the
+  authors' notebook), every choice of how records become a fitted law, in one switch.
 * :mod:`~advscale.laws.objective` — log-space residuals, the summed Huber loss and its gradient.
 * :mod:`~advscale.laws.optimize` — grid screening and tight polishing of multistart fits.
 * :mod:`~advscale.laws.approach1`, :mod:`~advscale.laws.approach2`,

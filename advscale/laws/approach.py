@@ -31,6 +31,7 @@ import numpy as np
 from advscale.errors import AdvscaleError
 from advscale.laws.data import Point, RecordSet
 from advscale.laws.objective import HUBER_DELTA
+from advscale.laws.protocol import Protocol
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -57,6 +58,7 @@ class FitData:
     also: list[str] = field(default_factory=list)
     log: Log = _nolog
     progress: Progress | None = None
+    protocol: Protocol = field(default_factory=Protocol)
 
 
 class Approach:
@@ -84,6 +86,8 @@ class Approach:
     needs_flops: ClassVar[bool] = False
     default_exclusion: ClassVar[bool] = False
     warns_fid: ClassVar[bool] = False
+    constant_exponents: ClassVar[bool] = True
+    """False when N* ∝ F^a holds only locally (``predict`` then adds the local exponents)."""
 
     # -- what is refused, in one line ------------------------------------------------------
     def refusal(self, operation: str) -> AdvscaleError:

@@ -94,6 +94,52 @@ def envelope(curves: list[Curve], lower_is_better: bool = True, n_query: int = N
     return Envelope(grid[keep], best[keep] * sign, bn[keep], bd[keep], br[keep])
 
 
+def envelope_notebook(curves: list[Curve], lower_is_better: bool, flops_range: tuple[float,
+                      float], n_query: int = N_QUERY) -> Envelope:
+    """The envelope as the authors' code draws it (``scaling_law_utils.Analysis``).
+
+    Query points: ``n_query`` log-spaced FLOPs from ``flops_range`` widened by 0.001 decades
+    each side. Every run that has started by F is a candidate: linearly interpolated in FLOPs
+    (not log FLOPs) inside its curve, its best value past its end; when the best candidate has
+    already finished, the point is dropped (not given to the next best). D* at F is
+    ``min(1, F / F_max)`` of the run's largest D. Then the same rule as :func:`envelope`: a
+    point is kept only if no earlier kept point was better.
+    """
+    usable = [c for c in curves if c.flops.size >= 1]
+    if not usable:
+        raise AdvscaleError("approach 1 needs training curves: train.eval points per run")
+    lo, hi = np.log10(flops_range[0]) - 0.001, np.log10(flops_range[1]) + 0.001
+    grid = np.logspace(lo, hi, n_query)
+    sign = 1.0 if lower_is_better else -1.0
+    vals = np.full((len(usable), n_query), np.inf)
+    for i, c in enumerate(usable):
+        order = np.argsort(c.flops, kind="stable")
+        f, v = c.flops[order], c.value[order] * sign
+        idx = np.searchsorted(f, grid, side="left")
+        if f.size > 1:
+            inner = np.clip(idx, 1, f.size - 1)
+            with np.errstate(all="ignore"):
+                w = (grid - f[inner - 1]) / (f[inner] - f[inner - 1])
+                val = w * v[inner] + (1 - w) * v[inner - 1]
+        else:
+            val = np.full(n_query, v[0])
+        val = np.where(idx == 0, v[0], np.where(idx >= f.size, v.min(), val))
+        vals[i] = np.where(grid >= f[0], val, np.inf)
+    best_i = np.argmin(vals, axis=0)
+    best = vals[best_i, np.arange(n_query)]
+    f_max = np.array([c.flops.max() for c in usable])
+    valid = np.isfinite(best) & (grid <= f_max[best_i])
+    grid, best, best_i = grid[valid], best[valid], best_i[valid]
+    prev = np.concatenate([[np.inf], np.minimum.accumulate(best)[:-1]])
+    keep = best <= prev
+    grid, best, best_i = grid[keep], best[keep], best_i[keep]
+    n = np.array([usable[i].n for i in best_i])
+    d = np.array([min(1.0, g / f_max[i]) * usable[i].d.max() for g, i in zip(grid, best_i,
+                                                                             strict=True)])
+    run = np.array([usable[i].run for i in best_i])
+    return Envelope(grid, best * sign, n, d, run)
+
+
 def loglog_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """OLS of ln y on ln x: y = k · x^slope, with the R² of the log-space regression."""
     lx, ly = np.log(x), np.log(y)
@@ -106,9 +152,14 @@ def loglog_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"k": float(np.exp(icpt)), "slope": float(slope), "r2": float(r2)}
 
 
-def fit_envelope(curves: list[Curve], lower_is_better: bool = True) -> dict:
-    """Envelope plus the three log-space regressions: params and envelope summary."""
-    env = envelope(curves, lower_is_better)
+def fit_envelope(curves: list[Curve], lower_is_better: bool = True,
+                 flops_range: tuple[float, float] | None = None) -> dict:
+    """Envelope plus the three log-space regressions: params and envelope summary.
+
+    With ``flops_range``, the envelope is the authors' code's (:func:`envelope_notebook`).
+    """
+    env = (envelope(curves, lower_is_better) if flops_range is None
+           else envelope_notebook(curves, lower_is_better, flops_range))
     if np.unique(env.n).size < 2:
         raise AdvscaleError(
             f"approach 1 needs at least 2 distinct model sizes on the envelope; got "
@@ -165,8 +216,8 @@ def _thinned(env: Envelope) -> dict[str, list[float]]:
             "n": env.n.tolist()[::step], "d": env.d.tolist()[::step]}
 
 
-def _bootstrap(curves: list[Curve], lower: bool, names: list[str], data: FitData
-               ) -> dict[str, Any]:
+def _bootstrap(curves: list[Curve], lower: bool, names: list[str], data: FitData,
+               flops_range: tuple[float, float] | None = None) -> dict[str, Any]:
     """Refit the envelope on whole runs drawn with replacement."""
     run = np.array([c.run for c in curves])
 
@@ -174,7 +225,7 @@ def _bootstrap(curves: list[Curve], lower: bool, names: list[str], data: FitData
         sub = [Curve(i, curves[r].n, curves[r].flops, curves[r].d, curves[r].value)
                for i, r in enumerate(rows)]
         try:
-            p = fit_envelope(sub, lower)["params"]
+            p = fit_envelope(sub, lower, flops_range)["params"]
         except AdvscaleError:
             return None
         return np.array([p[k] for k in names])
@@ -183,6 +234,28 @@ def _bootstrap(curves: list[Curve], lower: bool, names: list[str], data: FitData
                                    lambda th, rows: np.zeros(len(rows)), data.n_boot, data.seed,
                                    data.progress)
     return summary.boot_block(names, boot)
+
+
+def _protocol_points(pts: list, data: FitData) -> tuple[list, tuple[float, float] | None]:
+    """The points above the protocol's FLOPs floor, and the authors' envelope's FLOPs range.
+
+    The notebook spans its query points from the least FLOPs among checkpoints strictly past
+    the train-fraction floor to the most FLOPs, both taken before the FLOPs floor.
+    """
+    proto = data.protocol
+    flops_range = None
+    if proto.envelope == "bartoldson2024":
+        past = [p.flops for p in pts if p.rec["train_fraction"] > proto.min_train_fraction]
+        flops_range = (min(past or [p.flops for p in pts]), max(p.flops for p in pts))
+    if proto.flops_floor:
+        kept = [p for p in pts if p.flops > proto.flops_floor]
+        data.log(f"approach 1: FLOPs floor {proto.flops_floor:g}: kept {len(kept)} of "
+                 f"{len(pts)} evaluations")
+        if not kept:
+            raise AdvscaleError(f"approach 1: no evaluation above the FLOPs floor "
+                                f"{proto.flops_floor:g} (set --flops-floor 0 for small runs)")
+        pts = kept
+    return pts, flops_range
 
 
 @register_approach
@@ -199,8 +272,9 @@ class Approach1(Approach):
         pts = data.points
         _one_dataset(pts)
         lower = is_loss(data.target)
+        pts, flops_range = _protocol_points(pts, data)
         curves = curves_from_points(pts, lower)
-        res = fit_envelope(curves, lower)
+        res = fit_envelope(curves, lower, flops_range)
         out: dict[str, Any] = {
             "form": self.name, "quantity": "loss" if lower else "accuracy",
             "params": res["params"], "derived": self.derived(res["params"]),
@@ -208,7 +282,7 @@ class Approach1(Approach):
             "envelope": _thinned(res["envelope"]),
         }
         if data.n_boot > 0:
-            out["bootstrap"] = _bootstrap(curves, lower, list(res["params"]), data)
+            out["bootstrap"] = _bootstrap(curves, lower, list(res["params"]), data, flops_range)
         p = res["params"]
         data.log(f"approach 1: envelope of {len(curves)} runs, "
                  f"{res['stats']['envelope_points']} points; N* ~ F^{p['a']:.3f}, "

@@ -23,6 +23,7 @@ optimum and Eq. 6's trade-off analytically, :mod:`advscale.laws.optimal`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -31,9 +32,10 @@ import numpy as np
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
 from advscale.laws.approach import FitData, register_approach
+from advscale.laws.data import Point
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
 from advscale.laws.optimal import optimal_approach2, tradeoff_approach2
-from advscale.laws.optimize import FitResult, multistart, refit_replicates
+from advscale.laws.optimize import FitResult, MultiResult, multistart, refit_replicates
 from advscale.laws.parametric import ParametricApproach, Search
 
 NAMES = ("a", "b", "e", "alpha", "beta", "epsilon", "zeta")
@@ -48,6 +50,11 @@ GRID_STAGE1 = {
     "beta": [0, 0.1, 0.25, 0.5, 1],
 }
 GRID_STAGE2 = {"zeta": [-3, -0.15, 0.15, 0.3], "epsilon": [0.01, 0.1, 0.2]}
+
+# The grids of the authors' code (scaling_law_utils.py: grid_search_lbfgs_minimize and
+# grid_search_lbfgs_minimize_FID_with_base): e has -0.5 where the text has -5, ζ -0.3 for -3.
+GRID_STAGE1_CODE = {**GRID_STAGE1, "e": [-1, -0.5, 0, 0.5, 1]}
+GRID_STAGE2_CODE = {"zeta": [-0.3, -0.15, 0.15, 0.3], "epsilon": [0.01, 0.1, 0.2]}
 
 
 class Approach2Form:
@@ -132,9 +139,13 @@ def derived(params: dict[str, float], fid: float = 0.0,
     return out
 
 
-def grid(stage: int) -> np.ndarray:
-    """The appendix F.2 grid of one stage as an array of starts (free parameters only)."""
-    g = GRID_STAGE1 if stage == 1 else GRID_STAGE2
+def grid(stage: int, grids: str = "appendix") -> np.ndarray:
+    """A stage's initialisation grid as an array of starts (free parameters only):
+    appendix F.2's (``grids="appendix"``) or the authors' code's (``"code"``)."""
+    if grids == "code":
+        g = GRID_STAGE1_CODE if stage == 1 else GRID_STAGE2_CODE
+    else:
+        g = GRID_STAGE1 if stage == 1 else GRID_STAGE2
     return np.array(list(itertools.product(*g.values())), dtype=float)
 
 
@@ -148,6 +159,25 @@ class Approach2Fit:
     fixed_quality: bool = False
     base_fid: float = 0.0
     polish: FitResult | None = None
+    anchoring: dict | None = None
+
+
+@dataclass
+class Stages:
+    """How the two stages run (:class:`advscale.laws.protocol.Protocol`'s Approach 2 choices).
+
+    ``base_rows``/``stage2_rows``: the rows of each stage (None: the FID group with the most
+    runs, and every other row); ``anchor``: ``fid0`` (stage-1 B, E taken as FID-0 values) or
+    ``base`` (stage 2 anchored at the base dataset's FID, then B, E rescaled to FID 0);
+    ``joint_polish``: polish all 7 parameters on all rows afterwards; ``grids``: ``appendix``
+    or ``code``.
+    """
+
+    base_rows: np.ndarray | None = None
+    stage2_rows: np.ndarray | None = None
+    anchor: str = "fid0"
+    joint_polish: bool = True
+    grids: str = "appendix"
 
 
 def base_group(x: Design) -> np.ndarray:
@@ -158,52 +188,98 @@ def base_group(x: Design) -> np.ndarray:
     return np.flatnonzero(x.fid == best)
 
 
-def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = True,
-        delta: float = HUBER_DELTA, log=None) -> Approach2Fit:
-    """Fit Eq. 3 to ``x`` by the paper's two-stage procedure, then polish all 7 jointly.
+def _anchored(x: Design, u0: float) -> Design:
+    """``x`` with ln(1 + FID) measured from the base FID's (stage 2 anchored at the base)."""
+    out = x.take(np.arange(len(x)))
+    out.u = x.u - u0
+    return out
 
-    With fewer than two distinct FIDs, ε and ζ are not identifiable: they are fixed at 0 and
-    the law then holds at the data's single FID (``fixed_quality``).
-    """
-    log = log or (lambda msg: None)
-    nf = np.unique(x.fid).size
-    base_rows = base_group(x)
+
+def _to_fid0(theta: np.ndarray, u0: float) -> np.ndarray:
+    """θ whose b, e hold at the base FID (ln(1 + FID) = u0) → θ of Eq. 3 at FID 0."""
+    out = np.array(theta, dtype=float)
+    out[1] -= out[6] * u0
+    out[2] -= out[5] * u0
+    return out
+
+
+def _stage1(x: Design, how: Stages, top_k: int, screen_iters: int, full_grid: bool,
+            delta: float, log) -> tuple[Problem, MultiResult, np.ndarray]:
+    """Stage 1: A, B, E, α, β on the base rows with ε = ζ = 0; and the rows it used."""
+    base_rows = base_group(x) if how.base_rows is None else how.base_rows
     xb = x.take(base_rows)
-    if np.unique(xb.n).size < 3 or np.unique(xb.d).size < 3:
+    if how.base_rows is None and (np.unique(xb.n).size < 3 or np.unique(xb.d).size < 3):
         base_rows = np.arange(len(x))
         xb = x
-    starts1 = grid(1)
+    starts1 = grid(1, how.grids)
     if not full_grid:
         starts1 = starts1[:: max(1, len(starts1) // 256)]
     p1 = Problem(FORM, xb, np.zeros(7), np.arange(5), delta)
     s1 = multistart(p1, starts1, top_k=top_k, screen_iters=screen_iters)
     log(f"approach 2 stage 1: {len(starts1)} starts on {len(xb)} points at FID "
-        f"{float(xb.fid[0]):g}: objective {s1.best.objective:.6g}")
+        f"{float(np.median(xb.fid)):g}: objective {s1.best.objective:.6g}")
+    return p1, s1, base_rows
+
+
+def _single_fid(x: Design, p1: Problem, s1: MultiResult, stages: dict, delta: float
+                ) -> Approach2Fit:
+    """One FID: ε, ζ are not identifiable; the stage-1 law polished on all the data."""
+    theta0 = p1.full(s1.best.z)
+    pj = Problem(FORM, x, theta0, np.arange(5), delta)
+    joint = multistart(pj, s1.best.z[None], top_k=1, screen_iters=0)
+    stages["joint"] = joint.summary()
+    return Approach2Fit(pj.full(joint.best.z), joint.best.objective, stages, True,
+                        float(x.fid[0]), joint.best)
+
+
+def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = True,
+        delta: float = HUBER_DELTA, log=None, how: Stages | None = None) -> Approach2Fit:
+    """Fit Eq. 3 to ``x`` by the paper's two-stage procedure, then (by default) polish all 7
+    jointly; ``how`` sets the stages' rows, anchoring, polish and grids.
+
+    With fewer than two distinct FIDs, ε and ζ are not identifiable: they are fixed at 0 and
+    the law then holds at the data's single FID (``fixed_quality``).
+    """
+    log = log or (lambda msg: None)
+    how = how or Stages()
+    p1, s1, base_rows = _stage1(x, how, top_k, screen_iters, full_grid, delta, log)
     stages: dict = {"stage1": s1.summary()}
-    if nf < 2:
-        theta0 = p1.full(s1.best.z)
-        pj = Problem(FORM, x, theta0, np.arange(5), delta)
-        joint = multistart(pj, s1.best.z[None], top_k=1, screen_iters=0)
-        theta = pj.full(joint.best.z)
-        stages["joint"] = joint.summary()
-        return Approach2Fit(theta, joint.best.objective, stages, True, float(x.fid[0]),
-                            joint.best)
-    others = np.setdiff1d(np.arange(len(x)), base_rows)
-    x2 = x.take(others) if others.size else x
+    if np.unique(x.fid).size < 2:
+        return _single_fid(x, p1, s1, stages, delta)
+    rows2 = (np.setdiff1d(np.arange(len(x)), base_rows) if how.stage2_rows is None
+             else how.stage2_rows)
+    x2 = x.take(rows2) if rows2.size else x
+    base_fid = float(np.median(x.fid[base_rows]))
+    u0 = float(np.log1p(base_fid)) if how.anchor == "base" else 0.0
+    x2 = _anchored(x2, u0) if u0 else x2
     chains = []
-    for cand in s1.candidates:
-        theta1 = p1.full(cand.z)
-        p2 = Problem(FORM, x2, theta1, np.array([6, 5]), delta)  # (zeta, epsilon) as in the grid
-        s2 = multistart(p2, grid(2), top_k=2, screen_iters=screen_iters)
-        chains.append(p2.full(s2.best.z))
-    stages["stage2"] = {"starts_per_chain": len(grid(2)), "chains": len(chains)}
+    for cand in (s1.candidates if how.joint_polish else s1.candidates[:1]):
+        p2 = Problem(FORM, x2, p1.full(cand.z), np.array([6, 5]), delta)  # (zeta, epsilon)
+        s2 = multistart(p2, grid(2, how.grids), top_k=2, screen_iters=screen_iters)
+        chains.append(_to_fid0(p2.full(s2.best.z), u0))
+    stages["stage2"] = {"starts_per_chain": len(grid(2, how.grids)), "chains": len(chains),
+                        "anchor": how.anchor, "points": len(x2)}
     pj = Problem.all_free(FORM, x, delta)
+    anchoring = _anchoring(chains[0], base_fid, u0) if how.anchor == "base" else None
+    if not how.joint_polish:
+        theta = chains[0]
+        objective = float(pj.objective(theta))
+        log(f"approach 2 two-stage result (no joint polish) on {len(x)} points: objective "
+            f"{objective:.6g}")
+        return Approach2Fit(theta, objective, stages, False, 0.0, None, anchoring)
     joint = multistart(pj, np.array(chains), top_k=len(chains), screen_iters=0)
     log(f"approach 2 joint polish of {len(chains)} two-stage results on {len(x)} points: "
         f"objective {joint.best.objective:.6g}")
     stages["joint"] = joint.summary()
     return Approach2Fit(joint.best.z.copy(), joint.best.objective, stages, False, 0.0,
-                        joint.best)
+                        joint.best, anchoring)
+
+
+def _anchoring(theta_fid0: np.ndarray, base_fid: float, u0: float) -> dict:
+    """The fit record's ``anchoring``: the base FID and B, E as stage 1 fitted them there."""
+    return {"base_fid": base_fid,
+            "params_at_base_fid": {"B": float(np.exp(theta_fid0[1] + theta_fid0[6] * u0)),
+                                   "E": float(np.exp(theta_fid0[2] + theta_fid0[5] * u0))}}
 
 
 def refit(x: Design, starts: np.ndarray, fixed_quality: bool = False,
@@ -241,6 +317,10 @@ def check_design(x: Design) -> None:
         raise AdvscaleError(f"approach 2 needs at least 8 points; got {len(x)} after filtering")
 
 
+def _datasets(points: list[Point]) -> np.ndarray:
+    return np.array([p.rec["dataset"] for p in points], dtype=object)
+
+
 @register_approach
 class Approach2(ParametricApproach):
     """Eq. 3 fitted by appendix F.2's two stages and a joint polish; Eq. 4 and 6 analytic."""
@@ -257,9 +337,41 @@ class Approach2(ParametricApproach):
     def check_design(self, x: Design) -> None:
         check_design(x)
 
+    def select(self, data: FitData) -> FitData:
+        """With a named base dataset: only its points and the stage-2 datasets' points."""
+        proto = data.protocol
+        if proto.base_dataset is None:
+            return data
+        names = sorted({p.rec["dataset"] for p in data.points})
+        wanted = (proto.base_dataset, *proto.stage2_datasets)
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            raise AdvscaleError(
+                f"approach 2: dataset(s) {', '.join(map(repr, missing))} not in the records "
+                f"(their datasets: {', '.join(names[:12])}); name yours with --base-dataset "
+                f"and --stage2-dataset")
+        if not proto.stage2_datasets:
+            return data
+        keep = [p for p in data.points if p.rec["dataset"] in wanted]
+        data.log(f"approach 2: base dataset {proto.base_dataset!r}, stage 2 on "
+                 f"{', '.join(proto.stage2_datasets)}: {len(keep)} of {len(data.points)} "
+                 f"points")
+        return dataclasses.replace(data, points=keep)
+
+    def _stages(self, data: FitData) -> Stages:
+        proto = data.protocol
+        how = Stages(anchor=proto.anchor, joint_polish=proto.joint_polish, grids=proto.grids)
+        if proto.base_dataset is not None:
+            names = _datasets(data.points)
+            how.base_rows = np.flatnonzero(names == proto.base_dataset)
+            if proto.stage2_datasets:
+                how.stage2_rows = np.flatnonzero(np.isin(names, proto.stage2_datasets))
+        return how
+
     def search(self, x: Design, data: FitData) -> Search:
         res = fit(x, top_k=self.top_k, screen_iters=self.screen_iters,
-                  full_grid=data.full_grid, delta=data.delta, log=data.log)
+                  full_grid=data.full_grid, delta=data.delta, log=data.log,
+                  how=self._stages(data))
         fixed = ["epsilon", "zeta"] if res.fixed_quality else []
         if res.fixed_quality:
             data.log(f"one FID ({res.base_fid:g}) in the data: epsilon and zeta fixed at 0; "
@@ -269,7 +381,10 @@ class Approach2(ParametricApproach):
             return refit_batch(x, res.theta, counts, res.fixed_quality, data.delta)
 
         free = np.arange(5) if res.fixed_quality else np.arange(7)
-        return Search(res.theta, res.objective, res.stages, free, replicates, fixed)
+        extra = {}
+        if res.anchoring is not None:
+            extra["anchoring"] = {"base_dataset": data.protocol.base_dataset, **res.anchoring}
+        return Search(res.theta, res.objective, res.stages, free, replicates, fixed, extra)
 
     def predict(self, params: dict, n, d, fid=0.0) -> np.ndarray:
         return predict_loss(params, n, d, fid)

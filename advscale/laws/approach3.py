@@ -47,6 +47,9 @@ GRID = {
     "epsilon": [0.01],
 }
 
+GRID_CODE = {**GRID, "E": [0.6, 0.5]}
+"""The authors' code's grid (``Equation_1_5_That_Is_Chinchilla_At_FID0.get_grid_search_values``):
+E starts at 0.5 where appendix F.3's text has 5."""
 
 class Approach3Form:
     """Eq. 5 in log parametrisation, vectorised over K parameter sets."""
@@ -140,20 +143,21 @@ def derived(params: dict[str, float]) -> dict[str, float]:
             "B_pow_beta": params["B"] ** be}
 
 
-def grid() -> np.ndarray:
-    """The appendix F.3 grid as θ starts (648 of them)."""
+def grid(grids: str = "appendix") -> np.ndarray:
+    """The appendix F.3 grid (``grids="code"``: the code's) as θ starts (648 of them)."""
+    g = GRID_CODE if grids == "code" else GRID
     rows = []
-    for combo in itertools.product(*GRID.values()):
-        p = dict(zip(GRID, combo, strict=True))
+    for combo in itertools.product(*g.values()):
+        p = dict(zip(g, combo, strict=True))
         rows.append(FORM.from_public(p))
     return np.array(rows)
 
 
 def fit(x: Design, *, top_k: int = 8, screen_iters: int = 40, full_grid: bool = True,
-        delta: float = HUBER_DELTA, log=None) -> MultiResult:
+        delta: float = HUBER_DELTA, log=None, grids: str = "appendix") -> MultiResult:
     """Fit Eq. 5 to ``x`` from the appendix F.3 grid (screened, best starts polished)."""
     log = log or (lambda msg: None)
-    starts = grid()
+    starts = grid(grids)
     if not full_grid:
         starts = starts[::8]
     pr = Problem.all_free(FORM, x, delta)
@@ -205,6 +209,7 @@ class Approach3(ParametricApproach):
     option = "3"
     params = PUBLIC
     form = FORM
+    constant_exponents = False
     top_k = 8
     """Distinct screened starts polished tightly (``optimize.multistart``)."""
     screen_iters = 40
@@ -215,7 +220,8 @@ class Approach3(ParametricApproach):
 
     def search(self, x: Design, data: FitData) -> Search:
         res = fit(x, top_k=self.top_k, screen_iters=self.screen_iters,
-                  full_grid=data.full_grid, delta=data.delta, log=data.log)
+                  full_grid=data.full_grid, delta=data.delta, log=data.log,
+                  grids=data.protocol.grids)
         theta = res.best.z.copy()
 
         def replicates(counts: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from advscale.errors import AdvscaleError
@@ -35,8 +36,8 @@ RecordSet = RunTable
 
 __all__ = [
     "POINT_MODES", "PUBLISHED_FID", "TARGETS", "Point", "RecordSet", "Run", "RunTable", "Tagged",
-    "apply_filters", "collect_points", "fid_inputs", "fid_warning", "is_loss", "iter_tagged",
-    "paper_exclusion", "read_runs", "record_fid_metrics",
+    "apply_filters", "collect_points", "dataset_name", "fid_inputs", "fid_warning", "is_loss",
+    "iter_tagged", "paper_exclusion", "read_runs", "record_fid_metrics", "train_fraction",
 ]
 
 TARGETS = ("adv_loss", "robust_acc", "clean_acc", "aa_acc")
@@ -77,17 +78,23 @@ def collect_points(
     need_fid: bool = False,
     need_flops: bool = False,
     log=None,
+    min_train_fraction: float = 0.0,
+    pre_filters: Iterable[str] = (),
 ) -> list[Point]:
     """The fit's observations for ``target``, ``points`` per run (see the module docstring).
 
     A ``null`` target (the contract's mark of a non-finite value, e.g. a diverged run) is
     skipped, not an error; in ``final`` mode a run whose final evaluation is null is dropped.
-    Both are logged.
+    Both are logged. Before each run's point is chosen, evaluations with a train fraction
+    below ``min_train_fraction`` are dropped (:func:`train_fraction`; the notebook keeps
+    checkpoints past half of training), and so are those a ``pre_filters`` expression rejects
+    (``--filter-order before``).
     """
     if points not in POINT_MODES:
         raise AdvscaleError(f"--points {points!r}: choose from {', '.join(POINT_MODES)}")
     out: list[Point] = []
     nulls, dropped = 0, []
+    screen = _Screen(min_train_fraction, pre_filters)
     for run in rs.runs.values():
         if target == "aa_acc":
             cands = _attack_points(run, attack, need_fid, need_flops)
@@ -97,8 +104,10 @@ def collect_points(
             if final_is_null and points == "final":
                 dropped.append(run.run_id)
                 continue
+        cands = screen(cands)
         if cands:
             out.extend(_choose(run, cands, target, points))
+    screen.report(log)
     if log and nulls:
         log(f"skipped {nulls} evaluations with {target}: null (non-finite)"
             + (f"; dropped {len(dropped)} runs whose final {target} is null" if dropped else ""))
@@ -117,6 +126,8 @@ def _eval_points(run: Run, target: str, need_fid: bool, need_flops: bool
     """A run's train.eval points for ``target``; the nulls skipped; whether the final is null."""
     cands: list[Point] = []
     nulls, final_is_null = 0, False
+    seen = [t.rec.get("samples_seen") for t in run.evals]
+    run_max_d = max((float(v) for v in seen if _positive(v)), default=None)
     for t in run.evals:
         d = t.number("samples_seen")
         if d is None or d <= 0:
@@ -128,7 +139,7 @@ def _eval_points(run: Run, target: str, need_fid: bool, need_flops: bool
             final_is_null = final_is_null or t.rec.get("final") is True
             continue
         cands.append(Point(run.run_id, t.where, n, d, t.fid(need_fid),
-                           t.train_flops(d, need_flops), v, _features(t.rec, d)))
+                           t.train_flops(d, need_flops), v, _features(t.rec, d, run_max_d)))
     return cands, nulls, final_is_null
 
 
@@ -169,13 +180,80 @@ def _attack_points(run: Run, attack: str, need_fid: bool, need_flops: bool) -> l
     return pts
 
 
-def _features(rec: dict[str, Any], d: float) -> dict[str, Any]:
-    """The record's fields plus aliases N, D, FID for filters."""
+def _features(rec: dict[str, Any], d: float, run_max_d: float | None = None
+              ) -> dict[str, Any]:
+    """The record's fields plus aliases N, D, FID, and ``dataset``, ``train_fraction`` and
+    ``samples_nominal`` (see :func:`dataset_name`, :func:`train_fraction`)."""
     out = {k: v for k, v in rec.items() if k not in ("provenance",)}
     out["N"] = rec.get("params")
     out["D"] = d
     out["FID"] = rec.get("fid") if rec.get("fid") is not None else 0.0
+    out["dataset"] = dataset_name(rec)
+    out["train_fraction"] = train_fraction(rec, d, run_max_d)
+    target = rec.get("samples_target")
+    out["samples_nominal"] = (float(target) if _positive(target)
+                              else (run_max_d if run_max_d else d))
     return out
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+
+
+def dataset_name(rec: dict[str, Any]) -> str:
+    """The dataset a record was trained on: ``data_source`` (the notebook's column), else
+    ``dataset``, else the stems of ``data[].path`` joined by ``+`` (``real`` without any)."""
+    for key in ("data_source", "dataset"):
+        if isinstance(rec.get(key), str) and rec[key]:
+            return rec[key]
+    stems = [PurePath(str(s["path"])).stem for s in rec.get("data") or []
+             if isinstance(s, dict) and s.get("path")]
+    return "+".join(stems) if stems else "real"
+
+
+def train_fraction(rec: dict[str, Any], d: float, run_max_d: float | None = None) -> float:
+    """How far into its training an evaluation is: ``train_fraction`` when the record gives
+    it (the notebook's column), else ``samples_seen / samples_target``, else ``samples_seen``
+    over the run's largest ``samples_seen``."""
+    tf = rec.get("train_fraction")
+    if _positive(tf):
+        return float(tf)
+    target = rec.get("samples_target")
+    if _positive(target):
+        return float(d) / float(target)
+    return float(d) / run_max_d if run_max_d else 1.0
+
+
+class _Screen:
+    """Drops evaluations before each run's point is chosen, and counts what each rule kept."""
+
+    def __init__(self, min_train_fraction: float, exprs: Iterable[str]) -> None:
+        self.min_tf = min_train_fraction
+        self.filters = [RecordFilter(e) for e in exprs]
+        self.seen = 0
+        self.kept = [0] * (len(self.filters) + 1)
+
+    def __call__(self, cands: list[Point]) -> list[Point]:
+        self.seen += len(cands)
+        if self.min_tf > 0:
+            cands = [p for p in cands if p.rec["train_fraction"] >= self.min_tf]
+        self.kept[0] += len(cands)
+        for i, f in enumerate(self.filters, start=1):
+            cands = [p for p in cands if f(p.rec)]
+            self.kept[i] += len(cands)
+        return cands
+
+    def report(self, log) -> None:
+        if not log:
+            return
+        if self.min_tf > 0:
+            log(f"train fraction >= {self.min_tf:g}: kept {self.kept[0]} of {self.seen} "
+                f"evaluations")
+        before = self.kept[0]
+        for f, kept in zip(self.filters, self.kept[1:], strict=True):
+            log(f"filter {f.expr!r} (before choosing each run's point): kept {kept} of "
+                f"{before} evaluations")
+            before = kept
 
 
 def _choose(run: Run, cands: list[Point], target: str, points: str) -> list[Point]:
@@ -202,11 +280,13 @@ def apply_filters(pts: list[Point], exprs: Iterable[str], log=None) -> list[Poin
 
 def paper_exclusion(pts: list[Point], log=None, max_params: float = EXCLUSION_MAX_PARAMS,
                     min_samples: float = EXCLUSION_MIN_SAMPLES,
-                    max_fid: float = EXCLUSION_MAX_FID) -> tuple[list[Point], list[str]]:
+                    max_fid: float = EXCLUSION_MAX_FID, size: str = "samples"
+                    ) -> tuple[list[Point], list[str]]:
     """Appendix F.2's rule: drop whole runs with N < 100M, D > 10M and FID < 10.
 
-    A run's D is its largest samples_seen among the points. Returns the kept points and the
-    dropped run ids (also logged).
+    A run's D is its largest samples_seen among the points (``size="samples"``), or its
+    nominal data size, ``samples_target`` (``size="nominal"``, the notebook's: a 10M run that
+    saw 10.24M samples is kept). Returns the kept points and the dropped run ids (logged).
     """
     by_run: dict[str, list[Point]] = {}
     for p in pts:
@@ -214,7 +294,7 @@ def paper_exclusion(pts: list[Point], log=None, max_params: float = EXCLUSION_MA
     dropped = []
     for rid, ps in by_run.items():
         n = max(p.n for p in ps)
-        d = max(p.d for p in ps)
+        d = max(p.rec["samples_nominal"] if size == "nominal" else p.d for p in ps)
         fid = ps[-1].fid
         if n < max_params and d > min_samples and fid < max_fid:
             dropped.append(rid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from advscale.errors import AdvscaleError
@@ -29,6 +29,7 @@ from advscale.laws.data import (
 )
 from advscale.laws.filters import RecordFilter
 from advscale.laws.objective import HUBER_DELTA
+from advscale.laws.protocol import Protocol, resolve_protocol
 from advscale.records import make_record
 
 DEFAULT_BOOTSTRAP = 1000
@@ -60,6 +61,8 @@ def fit_law(
     also: Iterable[str] = (),
     full_grid: bool = True,
     delta: float = HUBER_DELTA,
+    protocol: str | Protocol = "advscale",
+    protocol_options: Mapping[str, Any] | None = None,
     records: Iterable[dict[str, Any]] | None = None,
     stdin: IO[str] | None = None,
     log: Log | None = None,
@@ -70,39 +73,47 @@ def fit_law(
 
     ``target``: ``adv_loss`` (default for 1–3), ``robust_acc``, ``clean_acc`` or ``aa_acc``
     (default for power-law and gbr). ``points``: ``final``/``best``/``all`` evaluation points
-    per run (Approach 1 always uses all). ``exclusion``: the paper's rule (default on for
-    Approaches 2 and 3 only). ``n_boot``: bootstrap replicates over runs (0 to skip).
-    ``delta``: the Huber threshold on log residuals (the papers' 1e-3).
+    per run (Approach 1 always uses all; default: the protocol's). ``exclusion``: the paper's
+    rule (default on for Approaches 2 and 3 only). ``n_boot``: bootstrap replicates over runs
+    (0 to skip). ``delta``: the Huber threshold on log residuals (the papers' 1e-3).
+    ``protocol``: ``advscale`` or ``bartoldson2024`` (the authors' notebook), with any of its
+    choices replaced by ``protocol_options`` (:mod:`advscale.laws.protocol`).
     """
     log = log or _nolog
     appr = get_approach(approach)
+    proto = resolve_protocol(protocol, protocol_options)
     if n_boot < 0:
         raise AdvscaleError("--bootstrap must be >= 0")
     target = target or appr.default_target
     filters = list(filters)
     for expr in filters:  # refuse a malformed --filter before reading anything
         RecordFilter(expr)
-    points = _points_mode(appr, points, log)
+    points = _points_mode(appr, points or proto.points, log)
     rs = read_runs(sources, stdin=stdin, records=records)
     log(f"read {rs.n_records} records: {len(rs.runs)} runs")
+    before = filters if proto.filter_order == "before" else []
     pts = collect_points(rs, target, points, attack, need_fid=appr.needs_fid,
-                         need_flops=appr.needs_flops, log=log)
-    pts = apply_filters(pts, filters, log)
+                         need_flops=appr.needs_flops, log=log,
+                         min_train_fraction=proto.min_train_fraction, pre_filters=before)
+    if proto.filter_order == "after":
+        pts = apply_filters(pts, filters, log)
     applied = appr.default_exclusion if exclusion is None else exclusion
     dropped: list[str] = []
     if applied:
-        pts, dropped = paper_exclusion(pts, log)
+        pts, dropped = paper_exclusion(pts, log, size=proto.exclusion_size)
     if not pts:
         raise AdvscaleError("no points left after filtering")
     common: dict[str, Any] = {
         "approach": appr.option, "target": target, "points": points, "filters": filters,
-        "exclusion": {"rule": EXCLUSION_RULE, "applied": bool(applied), "dropped_runs": dropped},
+        "exclusion": {"rule": EXCLUSION_RULE, "applied": bool(applied), "dropped_runs": dropped,
+                      "size": proto.exclusion_size},
         "data": summary.data_summary(pts), "fid_inputs": fid_inputs(pts), "seed": seed,
+        "protocol": proto.record(),
     }
     if appr.warns_fid and (warning := fid_warning(common["fid_inputs"])):
         log(warning)
     body = appr.fit(FitData(pts, rs, target, n_boot, seed, full_grid, delta, list(also), log,
-                            progress))
+                            progress, proto))
     return {**common, **_headline(pts, body), **body}
 
 
@@ -122,9 +133,16 @@ def fit_record(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-", *
               "target": opt["target"], "filter": opt["filters"], "bootstrap": opt["n_boot"],
               "seed": opt["seed"], "points": opt["points"], "paper_exclusion": opt["exclusion"],
               "attack": opt["attack"], "also": opt["also"], "coarse_grid": not opt["full_grid"],
-              "huber_delta": opt["delta"]}
+              "huber_delta": opt["delta"], "protocol": _protocol_name(opt["protocol"]),
+              "protocol_options": {k: (list(v) if isinstance(v, tuple) else v)
+                                   for k, v in (opt["protocol_options"] or {}).items()
+                                   if v is not None}}
     payload = fit_law(**opt)
     return make_record("fit", payload, command=command, config=config, seed=opt["seed"])
+
+
+def _protocol_name(protocol: str | Protocol) -> str:
+    return protocol.name if isinstance(protocol, Protocol) else str(protocol)
 
 
 def _points_mode(appr: Approach, points: str | None, log: Log) -> str:
@@ -140,6 +158,9 @@ def _points_mode(appr: Approach, points: str | None, log: Log) -> str:
 def _headline(pts: list[Point], body: dict[str, Any]) -> dict[str, Any]:
     """Flat headline numbers for tables and jq; the details stay in ``stats`` and ``data``."""
     st = body.get("stats", {})
+    if "data" in body:  # the approach fitted a subset (e.g. Approach 2's named datasets)
+        return {"n_points": body["data"]["n_points"], "n_runs": body["data"]["n_runs"],
+                "r2": st.get("r2"), "rmse": st.get("rmse")}
     return {"n_points": len(pts), "n_runs": len({p.run_id for p in pts}),
             "r2": st.get("r2", st.get("r2_L", st.get("r2_test"))),
             "rmse": st.get("rmse", st.get("rmse_test"))}

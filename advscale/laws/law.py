@@ -11,7 +11,7 @@ Approach 2/3; ``accuracy`` for power laws), ``flops_per_param_sample`` and optio
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -20,11 +20,15 @@ from typing import IO, Any
 
 import numpy as np
 
+from advscale.core.jsonl import decode_text, loads_bounded
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
 from advscale.laws.approach import Approach, approach_name, get_approach
 from advscale.laws.bootstrap import percentile_interval
 from advscale.laws.presets import PAPER_ACCURACY_MAP, PRESETS, preset
+
+LOCAL_STEP = 0.05
+"""Half-width in ln F of the central difference for the local exponents (±5% of the budget)."""
 
 
 def load_law_doc(spec: str, stdin: IO[str] | None = None) -> dict[str, Any]:
@@ -44,8 +48,8 @@ def load_law_doc(spec: str, stdin: IO[str] | None = None) -> dict[str, Any]:
             raise AdvscaleError(
                 f"--law {spec!r}: no such file, and not a preset ({', '.join(PRESETS)})"
             )
-        text = path.read_text(encoding="utf-8")
         where = os.fspath(path)
+        text = decode_text(path.read_bytes(), where)
     docs = _parse_docs(text, where)
     fits = [d for d in docs if d.get("kind") == "fit"]
     if not fits:
@@ -60,17 +64,14 @@ def _parse_docs(text: str, where: str) -> list[dict[str, Any]]:
     if not text:
         raise AdvscaleError(f"{where}: empty; expected a fit record")
     try:
-        obj = json.loads(text)
+        obj = loads_bounded(text, where)
         return [obj] if isinstance(obj, dict) else []
-    except json.JSONDecodeError:
+    except AdvscaleError:
         pass
     out = []
     for i, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AdvscaleError(f"{where}:{i}: not valid JSON ({e.msg})") from None
+            obj = loads_bounded(line, f"{where}:{i}")
             if isinstance(obj, dict):
                 out.append(obj)
     return out
@@ -156,6 +157,17 @@ class Law:
         """N*, D* and the value at them for a budget of ``flops`` (plain FLOPs)."""
         p = self.params if params is None else params
         return self.approach.optimal(p, flops, fid, self.k)
+
+    def local_exponents(self, flops: float, fid=0.0, params: dict | None = None,
+                        step: float = LOCAL_STEP) -> tuple[float, float]:
+        """d ln N*/d ln F and d ln D*/d ln F at ``flops`` (central differences in ln F).
+
+        Since k·N*·D* = F, the two sum to 1. For Approach 2 they equal Eq. 4's a and b; for
+        Approach 3 at FID > 0 they drift with the budget (the data-quality bottleneck).
+        """
+        n_hi, d_hi, _ = self.optimal(flops * math.exp(step), fid, params)
+        n_lo, d_lo, _ = self.optimal(flops * math.exp(-step), fid, params)
+        return (math.log(n_hi / n_lo) / (2 * step), math.log(d_hi / d_lo) / (2 * step))
 
     def tradeoff(self, flops: float, omega_n: float, fid=0.0, params: dict | None = None
                  ) -> tuple[float, float]:

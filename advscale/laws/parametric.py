@@ -40,6 +40,8 @@ class Search:
     free: np.ndarray
     refit_batch: Callable[[np.ndarray], np.ndarray]
     fixed: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further fields of the fit record (e.g. Approach 2's ``anchoring``)."""
 
 
 def fitted_values(pts: list[Point], target: str) -> tuple[np.ndarray, str]:
@@ -77,9 +79,15 @@ class ParametricApproach(Approach):
         """Find the best θ for ``x`` (the approach's grid and stages)."""
         raise NotImplementedError
 
+    def select(self, data: FitData) -> FitData:
+        """The points this approach fits (all of them unless the protocol names datasets)."""
+        return data
+
     def fit(self, data: FitData) -> dict[str, Any]:
         if not data.delta > 0:
             raise AdvscaleError(f"--huber-delta must be > 0, got {data.delta!r}")
+        given = len(data.points)
+        data = self.select(data)
         y, quantity = fitted_values(data.points, data.target)
         x = design(data.points, y)
         self.check_design(x)
@@ -98,15 +106,25 @@ class ParametricApproach(Approach):
             "objective": found.objective, "huber_delta": data.delta, "at_bound": bound,
             "optimizer": found.optimizer, "flops_per_param_sample": k,
             "flops_per_param_sample_source": ksrc,
-            "loss_to_accuracy": (summary.accuracy_map(data.runs, data.points)
-                                 if data.target == "adv_loss" else None),
+            "loss_to_accuracy": self._accuracy_map(data),
+            **found.extra,
         }
+        if len(data.points) != given:  # the protocol named the datasets fitted
+            out["data"] = summary.data_summary(data.points)
         if data.n_boot > 0:
             out["bootstrap"] = self._bootstrap(x, y, found, data, stats)
         out["stats"] = stats
         data.log(f"approach {self.option}: " + ", ".join(f"{k}={v:.4g}" for k, v in params.items())
                  + f"; R2 {stats['r2']:.4f}, RMSE {stats['rmse']:.4g}")
         return out
+
+    @staticmethod
+    def _accuracy_map(data: FitData) -> dict[str, Any] | None:
+        if data.target != "adv_loss":
+            return None
+        proto = data.protocol
+        return summary.accuracy_map(data.runs, data.points, proto.accuracy_runs,
+                                    proto.base_dataset, data.log)
 
     def _bootstrap(self, x: Design, y: np.ndarray, found: Search, data: FitData,
                    stats: dict[str, Any]) -> dict[str, Any]:

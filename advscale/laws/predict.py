@@ -9,7 +9,10 @@ queries too.
 The result names values after the law's fitted quantity ``q`` (``loss``; ``error`` when an
 accuracy was fitted with Approach 2/3; ``accuracy`` for power laws):
 
-* ``q`` at (N, D, FID); ``q_opt``, ``n_opt``, ``d_opt`` at the budget's optimum;
+* ``q`` at (N, D, FID); ``q_opt``, ``n_opt``, ``d_opt`` at the budget's optimum, with Table 3's
+  exponents ``a``, ``b`` (N* ∝ F^a, D* ∝ F^b; Approach 3: its FID-0 values) and, for laws whose
+  exponents vary with the budget (Approach 3 at FID > 0), ``a_local``, ``b_local`` =
+  d ln N*/d ln F and d ln D*/d ln F at the queried budget;
   ``q_inf`` as N, D → ∞ at the FID; ``omega_d`` and ``compute_overhead`` (a fraction) for
   ``omega_n``;
 * ``accuracy``, ``accuracy_opt``, ``accuracy_inf`` when asked (``accuracy=True``) or implied;
@@ -18,13 +21,13 @@ accuracy was fitted with Approach 2/3; ``accuracy`` for power laws):
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from advscale.core.jsonl import loads_bounded
 from advscale.errors import AdvscaleError
 from advscale.laws.data import PUBLISHED_FID, fid_warning, record_fid_metrics
 from advscale.laws.law import Law, band
@@ -53,10 +56,7 @@ def iter_queries(source: str = "-", stdin: IO[str] | None = None
             if not line.strip():
                 continue
             where = f"{name}:{i}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AdvscaleError(f"{where}: not valid JSON ({e.msg})") from None
+            obj = loads_bounded(line, where)
             if not isinstance(obj, dict):
                 raise AdvscaleError(f"{where}: a query must be a JSON object")
             yield where, obj
@@ -185,6 +185,21 @@ def _at_budget(p: _Prediction) -> None:
     p.band("n_opt", lambda s: law.optimal(flops, fid, s)[0])
     p.band("d_opt", lambda s: law.optimal(flops, fid, s)[1])
     p.add(f"{p.qn}_opt", v_opt, lambda s: law.optimal(flops, fid, s)[2])
+    _exponents(p)
+
+
+def _exponents(p: _Prediction) -> None:
+    """Table 3's a, b (N* ∝ F^a, D* ∝ F^b) and, where they vary, the local ones at the budget."""
+    law, flops, fid = p.law, p.q["flops"], p.q["fid"]
+    if law.supports("derived"):
+        der = law.approach.derived(law.params)
+        if "a" in der and "b" in der:
+            p.out["a"], p.out["b"] = _finite(der["a"]), _finite(der["b"])
+            p.band("a", lambda s: law.approach.derived(s)["a"])
+            p.band("b", lambda s: law.approach.derived(s)["b"])
+    if not law.approach.constant_exponents:
+        a_loc, b_loc = law.local_exponents(flops, fid)
+        p.out["a_local"], p.out["b_local"] = _finite(a_loc), _finite(b_loc)
 
 
 def _finite(v: float) -> float | None:

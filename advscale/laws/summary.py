@@ -12,7 +12,7 @@ import numpy as np
 
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE, PAPER_FLOPS_SOURCE
 from advscale.laws import bootstrap
-from advscale.laws.data import Point, RecordSet
+from advscale.laws.data import Point, RecordSet, dataset_name
 
 RESAMPLING_RUNS = "runs (all points of a drawn run), with replacement"
 
@@ -54,10 +54,25 @@ def _min_loss_eval(rs: RecordSet, run_id: str) -> tuple[float, float] | None:
     return best
 
 
-def accuracy_map(rs: RecordSet, pts: list[Point]) -> dict[str, Any] | None:
-    """Regress robust_acc on adv_loss over each run's minimum-loss evaluation (appendix F.2.2)."""
+def accuracy_map(rs: RecordSet, pts: list[Point], runs: str = "fitted",
+                 base_dataset: str | None = None, log=None) -> dict[str, Any] | None:
+    """Regress robust_acc on adv_loss over each run's minimum-loss evaluation (appendix F.2.2).
+
+    ``runs="fitted"``: the runs of the fitted points; ``runs="base"``: every run of the base
+    dataset (``base_dataset``, else the fitted FID group with the most runs), whatever the
+    filters and the exclusion rule dropped, as the notebook regresses on DG's runs.
+    """
+    if runs == "base":
+        ids, where = _base_runs(rs, pts, base_dataset), "the base dataset's runs"
+        if not ids:
+            if log:
+                log(f"loss→accuracy map: no runs of the base dataset {base_dataset!r}; none "
+                    f"fitted")
+            return None
+    else:
+        ids, where = list(dict.fromkeys(p.run_id for p in pts)), "the fitted runs"
     xs, ys = [], []
-    for rid in dict.fromkeys(p.run_id for p in pts):
+    for rid in ids:
         best = _min_loss_eval(rs, rid)
         if best:
             xs.append(best[0])
@@ -69,7 +84,26 @@ def accuracy_map(rs: RecordSet, pts: list[Point]) -> dict[str, Any] | None:
     st = bootstrap.regression_stats(y, icpt + slope * x)
     return {"slope": float(slope), "intercept": float(icpt), "r2": st["r2"], "n": len(xs),
             "accuracy_field": "robust_acc",
-            "source": "fitted from the records: each run's minimum-adv_loss evaluation"}
+            "source": f"fitted from the records: each run's minimum-adv_loss evaluation, "
+                      f"over {where}"}
+
+
+def base_fid_group(pts: list[Point]) -> float:
+    """The FID with the most runs among ``pts`` (ties: the lowest): the paper's DG set."""
+    runs: dict[float, set[str]] = {}
+    for p in pts:
+        runs.setdefault(p.fid, set()).add(p.run_id)
+    return min(runs, key=lambda f: (-len(runs[f]), f))
+
+
+def _base_runs(rs: RecordSet, pts: list[Point], base_dataset: str | None) -> list[str]:
+    """Run ids of the base dataset: by name, else the fitted points' FID group."""
+    if base_dataset is not None:
+        return [rid for rid, run in rs.runs.items()
+                if run.evals and dataset_name(run.evals[-1].rec) == base_dataset]
+    fid = base_fid_group(pts)
+    return [rid for rid, run in rs.runs.items()
+            if run.evals and (run.evals[-1].rec.get("fid") or 0.0) == fid]
 
 
 def boot_block(names: list[str], res: bootstrap.BootstrapResult,

@@ -87,11 +87,18 @@ class Schema:
         return tuple(f.name for f in self.fields if f.required)
 
     def problem(self, rec: Mapping[str, Any]) -> str | None:
-        """The first way ``rec`` breaks this schema, in words, or None."""
+        """The first way ``rec`` breaks this schema, in words, or None.
+
+        A record imported from a table (``records import``) may hold null in a field its
+        ``imported.unknown`` list names: the table does not have it.
+        """
+        unknown = imported_unknown(rec)
         for f in self.fields:
             if f.name not in rec:
                 if f.required:
                     return f"lacks required field {f.name!r}"
+                continue
+            if rec[f.name] is None and f.name in unknown:
                 continue
             why = f.problem(rec[f.name])
             if why:
@@ -101,6 +108,14 @@ class Schema:
             if why:
                 return why
         return None
+
+
+def imported_unknown(rec: Mapping[str, Any]) -> frozenset[str]:
+    """The fields an imported record's table lacks (``imported.unknown``; empty otherwise)."""
+    imp = rec.get("imported")
+    names = imp.get("unknown") if isinstance(imp, dict) else None
+    return frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else (
+        frozenset())
 
 
 def _is(value: Any, t: str) -> bool:
@@ -168,16 +183,18 @@ def field_of(kind: str, name: str) -> Field | None:
 
 # -- cross-field rules -------------------------------------------------------------------------
 def _train_eval_rules(rec: Mapping[str, Any]) -> str | None:
-    if not 0 < rec["eps"] <= 1:
+    # null only where an imported record's table lacks the field (``imported.unknown``)
+    if rec["eps"] is not None and not 0 < rec["eps"] <= 1:
         return "eps must lie in (0, 1] (a fraction of the pixel range)"
-    if rec["samples_unique"] > rec["samples_seen"]:
+    unique, seen = rec["samples_unique"], rec["samples_seen"]
+    if unique is not None and seen is not None and unique > seen:
         return "samples_unique exceeds samples_seen"
-    for d in rec["data"]:
+    for d in rec["data"] or []:
         if not isinstance(d, dict) or set(DATA_SOURCE_FIELDS) - set(d):
             return f"data entries need fields {DATA_SOURCE_FIELDS}"
     tf, per = rec["train_flops"], rec["train_flops_per_sample"]
-    if tf is not None and per is not None and not math.isclose(
-        tf, per * rec["samples_seen"], rel_tol=1e-9
+    if tf is not None and per is not None and seen is not None and not math.isclose(
+        tf, per * seen, rel_tol=1e-9
     ):
         return "train_flops != samples_seen × train_flops_per_sample"
     return None
@@ -185,6 +202,8 @@ def _train_eval_rules(rec: Mapping[str, Any]) -> str | None:
 
 def _counts_rule(rec: Mapping[str, Any]) -> str | None:
     n = rec.get("chunk_n", rec.get("n"))
+    if rec["robust_correct"] is None or rec["clean_correct"] is None:
+        return None  # an imported record's table lacks the counts (``imported.unknown``)
     if isinstance(n, int) and not rec["robust_correct"] <= rec["clean_correct"] <= n:
         return "needs robust_correct <= clean_correct <= its images"
     return None
@@ -225,6 +244,7 @@ TRAIN_EVAL = Schema("train.eval", "an evaluation of the EMA model during `advsca
     F("label_smoothing", "number", opt=True),
     F("world_size", "int", "count", opt=True),
     F("device", "str", opt=True),
+    F("imported", "dict", opt=True, doc="records import: {map, row, derived, unknown}"),
 ), (_train_eval_rules,))
 
 _ATTACK_SETTINGS = (
@@ -258,6 +278,7 @@ ATTACK = Schema("attack", "one robustness evaluation of a checkpoint (`advscale 
     F("per_attack_robust", "dict", "count", null=True),
     F("chunks", "int", "count"),
     F("wall_s", "number", "s"),
+    F("imported", "dict", opt=True, doc="records import: {map, row, derived, unknown}"),
 ), (_counts_rule,))
 
 ATTACK_CHUNK = Schema("attack.chunk", "one finished chunk of an evaluation (resume state)", (
@@ -297,7 +318,7 @@ ENERGY = Schema("energy", "energy, cost and CO2 of a run, log or FLOPs (`advscal
     F("basis", "str", doc="measured | estimated | mixed"),
     F("measured", "bool"),
     F("notice", "str", opt=True),
-    F("mode", "str", doc="run | log | flops"),
+    F("mode", "str", doc="run | log | flops | table (records import)"),
     F("command", "list", opt=True),
     F("exit_code", "int", opt=True),
     F("signals", "list", opt=True),
@@ -329,6 +350,8 @@ ENERGY = Schema("energy", "energy, cost and CO2 of a run, log or FLOPs (`advscal
     F("figures", "dict"),
     F("assumptions", "dict"),
     F("unavailable", "dict"),
+    F("estimate_source", "str", opt=True, doc="where an estimate's figures came from"),
+    F("imported", "dict", opt=True, doc="records import: {map, row, derived, unknown}"),
 ))
 
 FIT = Schema("fit", "a fitted scaling law (`advscale fit`)", (
@@ -353,6 +376,8 @@ FIT = Schema("fit", "a fitted scaling law (`advscale fit`)", (
     F("flops_per_param_sample_source", "str", opt=True, null=True),
     F("loss_to_accuracy", "dict", opt=True, null=True),
     F("bootstrap", "dict", opt=True),
+    F("protocol", "dict", opt=True, doc="the fitting protocol's resolved choices"),
+    F("anchoring", "dict", opt=True, doc="approach 2 anchored at the base FID"),
 ))
 
 PREDICTION = Schema("prediction", "one query answered by a law (`advscale predict`)", (
@@ -373,6 +398,10 @@ PREDICTION = Schema("prediction", "one query answered by a law (`advscale predic
     F("omega_d", "number", opt=True, null=True),
     F("compute_overhead", "number", opt=True, null=True),
     F("accuracy", "number", opt=True, null=True),
+    F("a", "number", opt=True, null=True, doc="N* ∝ FLOPs^a (Table 3)"),
+    F("b", "number", opt=True, null=True, doc="D* ∝ FLOPs^b (Table 3)"),
+    F("a_local", "number", opt=True, null=True, doc="d ln N*/d ln FLOPs at the budget"),
+    F("b_local", "number", opt=True, null=True, doc="d ln D*/d ln FLOPs at the budget"),
     F("bands", "dict", opt=True),
     F("band_level", "number", opt=True),
     F("bootstrap_samples", "int", "count", opt=True),
@@ -565,6 +594,8 @@ REPORT = Schema("report", "what `advscale report` wrote", (
     F("runs", "int", "count"),
     F("laws", "int", "count"),
     F("held_out", "list", doc="per held-out run: actual vs predicted"),
+    F("skipped", "list", opt=True, doc="figures left out: {figure, reason}"),
+    F("axes", "dict", opt=True, doc="per PNG: each axes' labels, scales, limits, legend"),
 ))
 
 SCHEMAS: dict[str, Schema] = {s.kind: s for s in (
