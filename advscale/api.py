@@ -22,11 +22,9 @@ function           does                                   library underneath
 from __future__ import annotations
 
 import dataclasses
-import glob
 import io
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from advscale.errors import AdvscaleError
@@ -117,9 +115,10 @@ def fit(records: Records, *, approach: str = "2", **options: Any) -> dict[str, A
     :func:`advscale.laws.fit.fit_law`'s (``target``, ``n_boot``, ``filters``, ``seed``, ...).
     """
     from advscale.laws.fit import fit_record
+    from advscale.records.runs import expand_sources, is_sources
 
-    if _is_paths(records):
-        return fit_record(_expand(records), approach=approach, **options)
+    if is_sources(records):
+        return fit_record(expand_sources(records), approach=approach, **options)
     return fit_record(records=[dict(r) for r in records], approach=approach, **options)
 
 
@@ -148,38 +147,15 @@ def report(records: Records, out: PathLike = "report", *,
     ``laws``: fit records, preset names or fit files; ``held_out``: run ids whose prediction
     error the report states.
     """
-    from advscale.report.command import report_record
+    from advscale.report.command import report as write_report
 
-    recs = _expand(records) if _is_paths(records) else [dict(r) for r in records]
-    return report_record(recs, out, laws=list(laws), held_out=held_out, title=title)
+    return write_report(records, out, laws=laws, held_out=held_out, title=title)
 
 
 def read_records(sources: PathLike | Sequence[PathLike] = "-",
                  kinds: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
     """Records from JSONL files or globs (``-`` is stdin), optionally only ``kinds``."""
     from advscale.records import read_records as read
+    from advscale.records.runs import expand_sources
 
-    return read(_expand(sources), kinds=kinds)
-
-
-def _is_paths(records: Any) -> bool:
-    if isinstance(records, str | os.PathLike):
-        return True
-    return isinstance(records, list | tuple) and all(isinstance(r, str | os.PathLike)
-                                                      for r in records) and bool(records)
-
-
-def _expand(sources: PathLike | Sequence[PathLike]) -> list[str]:
-    """Paths with shell globs expanded (a pattern matching nothing is an error)."""
-    items = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
-    out: list[str] = []
-    for item in items:
-        s = os.fspath(item)
-        if s != "-" and glob.has_magic(s):
-            hits = sorted(glob.glob(s))
-            if not hits:
-                raise AdvscaleError(f"{s}: no files match")
-            out += hits
-        else:
-            out.append(s if s == "-" else str(Path(s)))
-    return out
+    return read(expand_sources(sources), kinds=kinds)

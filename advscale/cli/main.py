@@ -10,6 +10,11 @@ import sys
 
 import typer
 
+try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
 from advscale.cli import attack as attack_cmd
 from advscale.cli import count_flops as count_flops_cmd
 from advscale.cli import data as data_cmd
@@ -18,10 +23,12 @@ from advscale.cli import fit as fit_cmd
 from advscale.cli import gen_synthetic as gen_synthetic_cmd
 from advscale.cli import model as model_cmd
 from advscale.cli import predict as predict_cmd
+from advscale.cli import records as records_cmd
 from advscale.cli import report as report_cmd
 from advscale.cli import train as train_cmd
 from advscale.cli import validity as validity_cmd
-from advscale.cli.common import fail
+from advscale.cli.common import error_message, fail
+from advscale.errors import AdvscaleError
 from advscale.version import __version__
 
 app = typer.Typer(
@@ -61,18 +68,33 @@ app.command("energy", context_settings=energy_cmd.CONTEXT)(energy_cmd.energy)
 app.command("fit")(fit_cmd.fit_cmd)
 app.command("predict")(predict_cmd.predict_cmd)
 app.command("report")(report_cmd.report)
+app.add_typer(records_cmd.app, name="records")
 app.add_typer(validity_cmd.app, name="validity")
 app.add_typer(model_cmd.app, name="model")
 
 def main() -> None:
-    """Console-script entry point."""
-    from advscale.errors import AdvscaleError
+    """Console-script entry point: the one error boundary around the whole app.
 
+    Usage errors (an unknown option, a missing argument) and errors raised outside a command
+    body come out as one ``advscale: error: ...`` line with a non-zero exit, like errors inside
+    commands (:func:`advscale.cli.common.handle_errors`).
+    """
     try:
-        app()
-    except AdvscaleError as e:  # raised outside a command body (e.g. in a callback)
-        fail(str(e), e.exit_code)
+        rv = app(standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as e:
+        e.show()
         sys.exit(e.exit_code)
+    except click_exceptions.ClickException as e:
+        fail(e.format_message(), e.exit_code)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        fail("interrupted", 130)
+        sys.exit(130)
     except KeyboardInterrupt:
         fail("interrupted", 130)
         sys.exit(130)
+    except (AdvscaleError, OSError, UnicodeError, RecursionError, MemoryError) as e:
+        code = getattr(e, "exit_code", 2)
+        fail(error_message(e) or str(e), code)
+        sys.exit(code)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)

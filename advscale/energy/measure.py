@@ -20,6 +20,7 @@ from advscale.energy.report import energy_payload
 from advscale.energy.runner import run_with_energy
 from advscale.errors import AdvscaleError
 from advscale.records import make_record
+from advscale.records.runs import run_dir_of, run_id_of_dir
 
 RAPL_ROOT = Path("/sys/class/powercap")
 
@@ -78,6 +79,9 @@ def measure_energy(
                                   constants=constants, nvml=nvml, rapl_root=rapl_root,
                                   require_measured=require_measured)
         payload, exit_code, broken = outcome.payload, outcome.exit_code, outcome.stdout_broken
+        run_id = run_id_of_dir(run_dir_of(command))  # `energy -- advscale train --out DIR`
+        if run_id is not None:
+            payload["run_id"] = run_id
         config.update(command=list(command), interval_s=interval_s)
     elif from_log is not None:
         devices, duration, extra = energy_from_log(from_log, gpus)

@@ -7,9 +7,10 @@ docs/formats.md, "Records → runs"):
 2. ``attack`` records join the run named by their ``run_id`` (copied from the checkpoint's
    metadata), wherever in the input that run's ``train.eval`` records are.
 3. ``energy`` records join the run named by their ``run_id``, else by their provenance
-   ``config.run_id``; a record with neither belongs to the run of the last ``train.eval``
-   record before it in the same file (``advscale energy -- advscale train ...`` writes it
-   after the run's own records).
+   ``config.run_id``, else the ``run_id`` in ``DIR/config.json`` of the ``advscale train ...
+   --out DIR`` command it wrapped; a record with none belongs to the run of the last
+   ``train.eval`` record before it in the same file (``advscale energy -- advscale train
+   ...`` writes it after the run's own records).
 4. An ``attack`` or ``energy`` record that names no run, or a run without ``train.eval``
    records, is an *orphan*: kept in :attr:`RunTable.orphans` and by kind in
    :attr:`RunTable.unjoined`, with every record of another kind (``fit``, ``flops``...).
@@ -21,16 +22,18 @@ name the ``file:line`` of a record in every error.
 
 from __future__ import annotations
 
+import glob
+import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from advscale.errors import AdvscaleError
-from advscale.records import parse_line
+from advscale.records import decode_line, open_records_file, parse_line
 from advscale.records.schemas import field_of
 
 JOINED_KINDS = ("train.eval", "attack", "energy")
@@ -187,6 +190,32 @@ class RunTable:
         return sorted(self.runs.values(), key=lambda r: (r.params, r.run_id))
 
 
+def expand_sources(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+                   ) -> list[str]:
+    """Paths with shell globs expanded, in order (``-`` kept; a glob matching nothing is an
+    error, as a missing file would be)."""
+    items = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    out: list[str] = []
+    for item in items:
+        s = os.fspath(item)
+        if s != "-" and glob.has_magic(s):
+            hits = sorted(glob.glob(s))
+            if not hits:
+                raise AdvscaleError(f"{s}: no files match")
+            out += hits
+        else:
+            out.append(s)
+    return out
+
+
+def is_sources(records: Any) -> bool:
+    """True for a path or a non-empty list of paths (as opposed to record dicts)."""
+    if isinstance(records, str | os.PathLike):
+        return True
+    return (isinstance(records, list | tuple) and bool(records)
+            and all(isinstance(r, str | os.PathLike) for r in records))
+
+
 def iter_tagged(sources: Sources = "-", stdin: IO[str] | None = None) -> Iterator[Tagged]:
     """Every record of the JSONL sources (``-`` is stdin), tagged with ``file:line``."""
     if isinstance(sources, str | os.PathLike):
@@ -196,18 +225,19 @@ def iter_tagged(sources: Sources = "-", stdin: IO[str] | None = None) -> Iterato
         if src == "-":
             yield from _tag_stream(stdin if stdin is not None else sys.stdin, "<stdin>")
             continue
-        path = Path(src)
-        if not path.is_file():
-            raise AdvscaleError(f"{src}: no such records file")
-        with open(path, encoding="utf-8") as f:
+        with open_records_file(src) as f:
             yield from _tag_stream(f, src)
 
 
-def _tag_stream(stream: IO[str], name: str) -> Iterator[Tagged]:
+def _tag_stream(stream: IO[str] | IO[bytes], name: str) -> Iterator[Tagged]:
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None and getattr(stream, "encoding", None):
+        stream = buffer  # decode line by line: invalid UTF-8 names its line
     for lineno, line in enumerate(stream, start=1):
         if line.strip():
             where = f"{name}:{lineno}"
-            yield Tagged(where, parse_line(line, where))
+            text = decode_line(line, where) if isinstance(line, bytes) else line
+            yield Tagged(where, parse_line(text, where))
 
 
 def tag_records(records: Iterable[dict[str, Any] | Tagged], name: str = "<records>"
@@ -259,12 +289,42 @@ def read_runs(sources: Sources = "-", stdin: IO[str] | None = None,
     return build_runs(records if records is not None else iter_tagged(sources, stdin))
 
 
+def run_dir_of(command: Sequence[str] | None) -> Path | None:
+    """The run directory of a wrapped ``advscale train ... --out DIR`` command, or None."""
+    args = [str(a) for a in command or []]
+    if "train" not in args:
+        return None
+    for i, a in enumerate(args):
+        if a in ("--out", "-o") and i + 1 < len(args):
+            return Path(args[i + 1])
+        if a.startswith("--out="):
+            return Path(a.split("=", 1)[1])
+    return None
+
+
+def run_id_of_dir(run_dir: str | os.PathLike[str] | None) -> str | None:
+    """The ``run_id`` in ``DIR/config.json`` of an ``advscale train`` run directory, or None."""
+    if run_dir is None:
+        return None
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    rid = config.get("run_id") if isinstance(config, dict) else None
+    return rid if isinstance(rid, str) and rid else None
+
+
 def _named_run(t: Tagged) -> str | None:
-    """The run an attack/energy record names: ``run_id``, else (energy) provenance config's."""
+    """The run an attack/energy record names: ``run_id``, else (energy) provenance config's,
+    else the run directory of the ``advscale train`` command it wrapped (``--out DIR``)."""
     rid = t.rec.get("run_id")
     if rid is None and t.kind == "energy":
         config = (t.rec.get("provenance") or {}).get("config") or {}
         rid = config.get("run_id") if isinstance(config, dict) else None
+        if rid is None:
+            command = t.rec.get("command") or (config.get("command") if isinstance(
+                config, dict) else None)
+            rid = run_id_of_dir(run_dir_of(command if isinstance(command, list) else None))
     if rid is None or rid == "":
         return None
     if not isinstance(rid, str):

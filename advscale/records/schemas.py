@@ -211,7 +211,8 @@ def _counts_rule(rec: Mapping[str, Any]) -> str | None:
 
 # -- the schemas --------------------------------------------------------------------------------
 DATA_SOURCE_FIELDS = ("path", "source", "weight", "n", "fid")
-"""Fields of each entry of ``train.eval``'s ``data`` list (``fid_metric`` is optional)."""
+"""Fields of each entry of ``train.eval``'s ``data`` list (``fid_metric`` and
+``comparable_to_published`` are optional)."""
 
 TRAIN_EVAL = Schema("train.eval", "an evaluation of the EMA model during `advscale train`", (
     F("run_id", "str", doc="the run (stable across resumes)"),
@@ -598,10 +599,27 @@ REPORT = Schema("report", "what `advscale report` wrote", (
     F("axes", "dict", opt=True, doc="per PNG: each axes' labels, scales, limits, legend"),
 ))
 
+MODEL_INFO = Schema("model.info", "a model checkpoint's summary (`advscale model info/import`)", (
+    F("path", "str"),
+    F("sha256", "str"),
+    F("checkpoint_format", "str", doc="advscale checkpoint format version"),
+    F("imported_on_the_fly", "bool", doc="the file is not an advscale checkpoint"),
+    F("model", "str"),
+    F("params", "int", "count"),
+    F("num_classes", "int", "count"),
+    F("activation", "str"),
+    F("activation_source", "str"),
+    F("padding", "str", null=True),
+    F("mean", "list", null=True),
+    F("std", "list", null=True),
+    F("ema", "bool", null=True, doc="None: the source file held one copy"),
+    F("source", "dict"),
+))
+
 SCHEMAS: dict[str, Schema] = {s.kind: s for s in (
     TRAIN_EVAL, ATTACK, ATTACK_CHUNK, FLOPS, ENERGY, FIT, PREDICTION, DATA_INFO, SYNTHETIC,
     SYNTHETIC_QUALITY, SYNTHETIC_EXPORT, SYNTHETIC_FIT, SYNTHETIC_DENOISER, VALIDITY_LABEL,
-    VALIDITY_IMAGE, VALIDITY_SUMMARY, VALIDITY_RATE, REPORT,
+    VALIDITY_IMAGE, VALIDITY_SUMMARY, VALIDITY_RATE, REPORT, MODEL_INFO,
 )}
 """Every record kind advscale writes, by kind."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from advscale.laws.law import load_law_doc
 from advscale.records import make_record
-from advscale.records.runs import Sources, iter_tagged, tag_records
+from advscale.records.runs import Sources, expand_sources, is_sources, iter_tagged, tag_records
 from advscale.report.page import build_report
 from advscale.report.scoring import held_out_errors
 
@@ -50,3 +50,12 @@ def report_record(
               "laws": [s if isinstance(s, str) else "<fit record>" for s in laws],
               "out": str(out)}
     return make_record("report", {**summary, "held_out": errors}, config=config)
+
+
+def report(records: Sources | Sequence[Mapping[str, Any]], out: str | os.PathLike[str] = "report",
+           *, laws: Sequence[str | Mapping[str, Any]] = (), held_out: Sequence[str] = (),
+           title: str = "advscale scaling study") -> dict[str, Any]:
+    """:func:`report_record` with shell globs in ``records`` expanded (the public API's
+    ``advscale.report``)."""
+    recs = expand_sources(records) if is_sources(records) else [dict(r) for r in records]
+    return report_record(recs, out, laws=list(laws), held_out=held_out, title=title)

@@ -1,22 +1,48 @@
-"""The report's figures, each a function from runs (and laws) to a saved PNG.
+"""The report's figures: each a function from runs (and laws) to a :class:`Drawn` or a
+:class:`Skipped` (no data: the page lists it instead of drawing an empty figure).
 
-All axes carry units; FLOPs are plain FLOPs on log axes. matplotlib runs on the Agg backend.
+Axes come from the data: log scales are set before any limit is read, and limits span the
+plotted points (a fitted line never sets them). Each :class:`Drawn` carries what its axes show
+(labels, scales, limits, legend entries), read off the matplotlib objects before saving, and a
+caption built from the records and laws. FLOPs are plain FLOPs. matplotlib runs on Agg.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.laws.approach1 import Curve, envelope
 from advscale.report.runs import Run
 
 LossFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """A law's loss prediction ``L(N, D, FID)`` on arrays."""
+
+
+@dataclass
+class Drawn:
+    """A saved figure: its title, PNG, caption and what each of its axes shows."""
+
+    title: str
+    path: Path
+    caption: str
+    axes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Skipped:
+    """A figure left out, and why (listed on the page)."""
+
+    title: str
+    reason: str
+
+
+Result = Drawn | Skipped
 
 
 def _plt():
@@ -45,135 +71,225 @@ def _plain_y(ax) -> None:
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
 
 
-def _save(fig, path: Path) -> Path:
+def axes_info(ax) -> dict[str, Any]:
+    """What an axes shows: labels, scales, limits, legend entries (for tests and the page)."""
+    legend = ax.get_legend()
+    return {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+            "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
+            "xlim": tuple(float(v) for v in ax.get_xlim()),
+            "ylim": tuple(float(v) for v in ax.get_ylim()),
+            "legend": [t.get_text() for t in legend.get_texts()] if legend else []}
+
+
+def _save(fig, path: Path, title: str, caption: str) -> Drawn:
     fig.tight_layout()
+    axes = [axes_info(ax) for ax in fig.axes if ax.get_label() != "<colorbar>"]
     fig.savefig(path)
     _plt().close(fig)
-    return path
+    return Drawn(title, path, caption, axes)
 
 
-def learning_curves(runs: Sequence[Run], path: Path, target: str = "adv_loss") -> Path:
+def log_limits(values: Sequence[float], pad: float = 0.08) -> tuple[float, float]:
+    """Limits of a log axis around positive ``values`` (a fraction ``pad`` of a decade span)."""
+    v = np.asarray([x for x in values if x is not None and x > 0 and math.isfinite(x)], float)
+    lo, hi = float(v.min()), float(v.max())
+    span = max(math.log10(hi / lo), 0.2)
+    return lo / 10 ** (pad * span), hi * 10 ** (pad * span)
+
+
+def _number(v: Any) -> float | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return float(v) if ok else None
+
+
+# -- learning curves ------------------------------------------------------------------------------
+def learning_curves(runs: Sequence[Run], path: Path, target: str = "adv_loss") -> Result:
     """Loss vs training FLOPs per run (log-log), coloured by model size, with the envelope."""
+    title = "Learning curves"
+    series = []
+    for r in runs:
+        pts = [(_number(p.get("train_flops")), _number(p.get("samples_seen")),
+                _number(p.get(target))) for p in r.points]
+        pts = [(f, d, v) for f, d, v in pts if f and d and v and f > 0 and v > 0]
+        if pts:
+            series.append((r, pts))
+    if not any(len(p) >= 2 for _, p in series):
+        return Skipped(title, f"no run has two or more evaluations with {target} and "
+                       "train_flops (the records hold final results only)")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colors = _colors([r.params for r in runs])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    colors = _colors([r.params for r, _ in series])
     labelled: set[int] = set()
     curves = []
-    for i, r in enumerate(runs):
-        pts = [(p.get("train_flops"), p.get("samples_seen"), p.get(target)) for p in r.points]
-        pts = [(f, d, v) for f, d, v in pts if f and d and v is not None and f > 0 and v > 0]
-        if not pts:
-            continue
-        f, d, v = map(np.asarray, zip(*pts, strict=True))
+    for i, (r, pts) in enumerate(series):
+        f, d, v = (np.asarray(x, float) for x in zip(*pts, strict=True))
         label = None if r.params in labelled else f"{r.model} (N={r.params:,})"
         labelled.add(r.params)
         ax.plot(f, v, "-o", ms=3, lw=1, color=colors[r.params], label=label, alpha=0.85)
-        curves.append(Curve(i, float(r.params), f.astype(float), d.astype(float),
-                            v.astype(float)))
+        curves.append(Curve(i, float(r.params), f, d, v))
     if any(c.flops.size >= 2 for c in curves):
         env = envelope(curves)
         ax.plot(env.flops, env.value, "k--", lw=1.5, label="envelope (Approach 1)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_xlim(*log_limits([x for c in curves for x in c.flops]))
+    ax.set_ylim(*log_limits([x for c in curves for x in c.value]))
     _plain_y(ax)
     ax.set_xlabel("training compute (FLOPs)")
-    attack = next((p.get("eval_attack") for r in runs for p in r.points if p.get("eval_attack")),
-                  "PGD-CW")
-    ax.set_ylabel(f"{target} (TRADES β=5 loss under {attack})" if target == "adv_loss"
-                  else target)
-    ax.set_title("Learning curves")
+    ax.set_ylabel(f"{target} under {_eval_attack(runs)}")
+    ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    caption = (f"{target} ({loss_words(runs)}) under the evaluation attack "
+               f"{_eval_attack(runs)} against the training FLOPs spent so far, log-log, one "
+               f"line per run ({len(series)} runs), with the lower envelope (Approach 1).")
+    return _save(fig, path, title, caption)
 
 
-def accuracy_vs_flops(
-    runs: Sequence[Run],
-    path: Path,
-    power_law: dict[str, Any] | None = None,
-) -> Path:
-    """Final robust accuracy (AutoAttack where present, else PGD-40-CW) vs training FLOPs."""
+def _eval_attack(runs: Sequence[Run]) -> str:
+    names = sorted({str(p["eval_attack"]) for r in runs for p in r.points
+                    if p.get("eval_attack")})
+    return ", ".join(names) if names else "the evaluation attack"
+
+
+def loss_words(runs: Sequence[Run]) -> str:
+    """The training losses of the runs, as the records name them (``trades β=5, pgd-at``)."""
+    seen = []
+    for r in runs:
+        p = r.final
+        loss = p.get("loss")
+        if loss is None:
+            continue
+        text = f"{loss} β={p.get('beta'):g}" if loss == "trades" and _number(
+            p.get("beta")) is not None else str(loss)
+        if text not in seen:
+            seen.append(text)
+    return ", ".join(seen) if seen else "loss not recorded"
+
+
+# -- Debenedetti et al.'s figure: best accuracy per FLOPs bin -------------------------------------
+@dataclass
+class AccuracyPoint:
+    run_id: str
+    flops: float
+    acc: float
+    kept: bool
+
+
+def accuracy_vs_flops(points: Sequence[AccuracyPoint], path: Path, attack: str,
+                      best: set[str], law: dict[str, Any] | None = None,
+                      band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Result:
+    """Robust accuracy vs training FLOPs, log-log (Debenedetti et al., Figure 3a).
+
+    ``points`` are the runs' accuracies (fractions) under ``attack``; those not ``kept`` (the
+    law's filters, or accuracy 0) are faded (zeros at the axis floor); ``best`` run ids (the
+    per-bin best the law was fitted to) are marked; ``law`` (``C``, ``alpha`` of the same
+    target) is drawn over the data's FLOPs range, with its bootstrap ``band`` when given.
+    """
+    title = "Robust accuracy vs compute"
+    if not points:
+        return Skipped(title, f"no run has both train_flops and {attack} accuracy")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for attack, marker, label in (("aa-standard", "s", "AutoAttack"),
-                                  (None, "o", "PGD-40-CW (eval subset)")):
-        xs, ys = [], []
-        for r in runs:
-            f = r.final.get("train_flops")
-            acc = r.attack_acc(attack) if attack else r.final.get("robust_acc")
-            if f and acc is not None:
-                xs.append(f)
-                ys.append(acc)
-        if xs:
-            ax.scatter(xs, np.asarray(ys) * 100, marker=marker, label=label, alpha=0.8)
-    if power_law and power_law.get("params"):
-        p = power_law["params"]
-        c, alpha = p.get("C", p.get("c")), p.get("alpha")
-        if c is not None and alpha is not None:
-            lo, hi = ax.get_xlim()
-            x = np.logspace(np.log10(max(lo, 1)), np.log10(hi), 100)
-            ax.plot(x, c * x**alpha * 100, "k--",
-                    label=f"power law {c:.3g}·FLOPs^{alpha:.3g}")
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    pos = [p for p in points if p.acc > 0]
+    if not pos:
+        plt.close(fig)
+        return Skipped(title, f"every {attack} accuracy is 0: nothing to draw on a log axis")
+    ax.set_xlim(*log_limits([p.flops for p in points]))
+    ax.set_ylim(*log_limits([100 * p.acc for p in pos]))
+    floor = ax.get_ylim()[0]
+    groups = (("all runs", [p for p in pos if p.kept and p.run_id not in best],
+               {"alpha": 0.45, "s": 14, "color": "C0"}),
+              ("best per FLOPs bin (fitted)", [p for p in pos if p.run_id in best],
+               {"s": 34, "color": "C3", "edgecolors": "k", "zorder": 3, "marker": "D"}),
+              ("excluded by the law's filters", [p for p in pos if not p.kept],
+               {"alpha": 0.15, "s": 12, "color": "grey"}))
+    for label, group, style in groups:
+        if group:
+            ax.scatter([p.flops for p in group], [100 * p.acc for p in group],
+                       label=f"{label} ({len(group)})", **style)
+    zeros = [p for p in points if p.acc <= 0]
+    if zeros:
+        ax.scatter([p.flops for p in zeros], [floor] * len(zeros), marker="v", s=12,
+                   color="grey", alpha=0.2, clip_on=False,
+                   label=f"accuracy 0, at the axis floor ({len(zeros)})")
+    x = np.geomspace(*ax.get_xlim(), 100)
+    if band is not None:
+        ax.fill_between(band[0], 100 * band[1], 100 * band[2], color="k", alpha=0.12,
+                        label="bootstrap band (95%)")
+    if law is not None:
+        c, alpha = float(law["C"]), float(law["alpha"])
+        ax.plot(x, 100 * c * x ** alpha, "k--", lw=1.2,
+                label=f"power law {100 * c * 1e12 ** alpha:.4g}·TFLOPs^{alpha:.3g} (%)")
     ax.set_xlabel("training compute (FLOPs)")
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_title("Robust accuracy vs compute")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    ax.set_ylabel(f"robust accuracy under {attack} (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    n_kept = sum(p.kept for p in points)
+    caption = (f"Robust accuracy under {attack} of {len(points)} runs against their training "
+               f"FLOPs, log-log (cf. Debenedetti et al., Figure 3a); {n_kept} kept, the "
+               f"{len(best)} best per FLOPs bin marked"
+               + (f"; the fitted power law accuracy = {law['C']:.4g}·FLOPs^{law['alpha']:.4g}"
+                  if law is not None else "; no power law of this target given") + ".")
+    return _save(fig, path, title, caption)
 
 
-def law_fit(
-    runs: Sequence[Run],
-    path: Path,
-    loss_fn: LossFn,
-    fid: float = 0.0,
-    flops_per_param_sample: float = PAPER_FLOPS_PER_PARAM_SAMPLE,
-    target: str = "adv_loss",
-) -> Path:
+# -- fitted loss laws ---------------------------------------------------------------------------
+def law_fit(runs: Sequence[Run], path: Path, loss_fn: LossFn, fid: float,
+            flops_per_param_sample: float, target: str, law_name: str) -> Result:
     """Isoloss contours of a law over (N, D) with the observed points and the N*(F) curve."""
+    title = "Fitted law"
+    obs = [(_number(p.get("params")), _number(p.get("samples_seen")), _number(p.get(target)))
+           for r in runs for p in r.points]
+    obs = [o for o in obs if o[0] and o[1] and o[2]]
+    if not obs:
+        return Skipped(title, f"no evaluation carries params, samples_seen and {target}")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    ns = [p.get("params") for r in runs for p in r.points]
-    ds = [p.get("samples_seen") for r in runs for p in r.points]
-    ls = [p.get(target) for r in runs for p in r.points]
-    obs = [(n, d, v) for n, d, v in zip(ns, ds, ls, strict=True) if n and d and v]
-    n_lo, n_hi = (min(o[0] for o in obs) / 3, max(o[0] for o in obs) * 30) if obs else (1e4, 1e9)
-    d_lo, d_hi = (min(o[1] for o in obs) / 3, max(o[1] for o in obs) * 30) if obs else (1e3, 1e9)
-    n_grid = np.logspace(np.log10(n_lo), np.log10(n_hi), 120)
-    d_grid = np.logspace(np.log10(d_lo), np.log10(d_hi), 120)
-    nn, dd = np.meshgrid(n_grid, d_grid)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    n_lo, n_hi = min(o[0] for o in obs) / 3, max(o[0] for o in obs) * 30
+    d_lo, d_hi = min(o[1] for o in obs) / 3, max(o[1] for o in obs) * 30
+    nn, dd = np.meshgrid(np.geomspace(n_lo, n_hi, 120), np.geomspace(d_lo, d_hi, 120))
     zz = loss_fn(nn.ravel(), dd.ravel(), np.full(nn.size, fid)).reshape(nn.shape)
-    # contour levels over the values that matter: from what the law reaches on the grid up to
-    # the worst observation (a law that explodes at small D would otherwise take every level)
     levels = _contour_levels(zz, [o[2] for o in obs])
     norm = plt.Normalize(levels[0], levels[-1])
     cs = ax.contour(dd, nn, zz, levels=levels, cmap="viridis", norm=norm, linewidths=0.8)
     ax.clabel(cs, fontsize=7, fmt="%.3g")
-    # N*(F): along each FLOPs level the N minimising the law under F = C·N·D
-    f_lo, f_hi = flops_per_param_sample * n_lo * d_lo, flops_per_param_sample * n_hi * d_hi
-    budgets = np.logspace(np.log10(f_lo), np.log10(f_hi), 60)
-    n_star, d_star = [], []
-    cand = np.logspace(np.log10(n_lo) - 1, np.log10(n_hi) + 1, 400)
-    for b in budgets:
-        d_c = b / (flops_per_param_sample * cand)
-        v = loss_fn(cand, d_c, np.full(cand.size, fid))
-        i = int(np.nanargmin(v))
-        n_star.append(cand[i])
-        d_star.append(d_c[i])
+    n_star, d_star = _optimal_curve(loss_fn, fid, flops_per_param_sample, n_lo, n_hi, d_lo,
+                                    d_hi)
     ax.plot(d_star, n_star, "r-", lw=2, label="compute-optimal N*(F)")
-    if obs:
-        sc = ax.scatter([o[1] for o in obs], [o[0] for o in obs], c=[o[2] for o in obs],
-                        cmap="viridis", norm=norm, edgecolors="k", s=28, zorder=3,
-                        label="observed")
-        fig.colorbar(sc, ax=ax, label=f"observed {target}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    sc = ax.scatter([o[1] for o in obs], [o[0] for o in obs], c=[o[2] for o in obs],
+                    cmap="viridis", norm=norm, edgecolors="k", s=28, zorder=3, label="observed")
+    fig.colorbar(sc, ax=ax, label=f"observed {target}")
     ax.set_xlim(d_lo, d_hi)
     ax.set_ylim(n_lo, n_hi)
     ax.set_xlabel("training samples seen D")
     ax.set_ylabel("parameters N")
-    ax.set_title(f"Fitted law: isoloss contours (FID {fid:g})")
+    ax.set_title(f"Fitted law: iso-{target} contours (FID {fid:g})")
     ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    caption = (f"Contours of {target} under the fitted {law_name} law at FID {fid:g} over "
+               f"model size and samples, the {len(obs)} observed evaluations, and the "
+               f"compute-optimal N*(F) curve under FLOPs = {flops_per_param_sample:g}·N·D "
+               "(the law's constant).")
+    return _save(fig, path, title, caption)
+
+
+def _optimal_curve(loss_fn: LossFn, fid: float, k: float, n_lo: float, n_hi: float,
+                   d_lo: float, d_hi: float) -> tuple[list[float], list[float]]:
+    """N*(F), D*(F) by a grid search along each FLOPs level F = k·N·D."""
+    n_star, d_star = [], []
+    cand = np.geomspace(n_lo / 10, n_hi * 10, 400)
+    for b in np.geomspace(k * n_lo * d_lo, k * n_hi * d_hi, 60):
+        d_c = b / (k * cand)
+        v = loss_fn(cand, d_c, np.full(cand.size, fid))
+        if not np.isfinite(v).any():
+            continue
+        i = int(np.nanargmin(v))
+        n_star.append(float(cand[i]))
+        d_star.append(float(d_c[i]))
+    return n_star, d_star
 
 
 def _contour_levels(zz: np.ndarray, observed: Sequence[float], count: int = 12) -> np.ndarray:
@@ -188,10 +304,12 @@ def _contour_levels(zz: np.ndarray, observed: Sequence[float], count: int = 12) 
     return np.linspace(bottom, top, count)
 
 
-def predicted_vs_actual(
-    points: Sequence[tuple[float, float, bool]], path: Path, target: str = "adv_loss"
-) -> Path:
-    """Scatter of (actual, predicted) losses; held-out points marked."""
+def predicted_vs_actual(points: Sequence[tuple[float, float, bool]], path: Path,
+                        target: str, law_name: str) -> Result:
+    """Scatter of (actual, predicted) values; held-out points marked."""
+    title = "Predicted vs actual"
+    if not points:
+        return Skipped(title, f"no run's final evaluation carries {target}")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 4.6))
     a = np.asarray([p[0] for p in points])
@@ -200,34 +318,154 @@ def predicted_vs_actual(
     ax.scatter(a[~held], b[~held], s=20, label="fitted")
     if held.any():
         ax.scatter(a[held], b[held], s=60, marker="*", color="crimson", label="held out")
-    if len(a):
-        lo, hi = min(a.min(), b.min()) * 0.95, max(a.max(), b.max()) * 1.05
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
+    lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+    pad = max(hi - lo, abs(hi) * 1e-3, 1e-12) * 0.05
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel(f"actual {target}")
     ax.set_ylabel(f"predicted {target}")
-    ax.set_title("Predicted vs actual")
+    ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    caption = (f"Final {target} of {len(points)} runs against the {law_name} law's prediction"
+               + (f"; stars are the {int(held.sum())} runs left out of the fit." if held.any()
+                  else "."))
+    return _save(fig, path, title, caption)
 
 
-def energy_vs_flops(runs: Sequence[Run], path: Path) -> Path | None:
-    """Facility energy (kWh) and CO2 (kg) per run vs training FLOPs, when energy records exist."""
-    pts = [(r.final.get("train_flops"), e) for r in runs for e in r.energy[-1:]]
-    pts = [(f, e) for f, e in pts if f]
-    if not pts:
-        return None
+# -- cost, energy, CO2 ----------------------------------------------------------------------------
+QUANTITIES = (("cost_usd", "electricity cost (USD)", ("cost_usd",)),
+              ("energy_kwh", "energy (kWh)", ("facility_energy_kwh", "energy_kwh",
+                                             "it_energy_kwh")),
+              ("co2_kg", "CO2 (kg)", ("co2_kg",)))
+"""The energy figure's panels: name, axis label, the energy-record fields (first present)."""
+
+
+def energy_value(rec: dict[str, Any], fields: Sequence[str]) -> float | None:
+    """The first of ``fields`` an energy record carries as a positive number."""
+    for f in fields:
+        v = _number(rec.get(f))
+        if v is not None and v > 0:
+            return v
+    return None
+
+
+def energy_vs_flops(runs: Sequence[Run], path: Path,
+                    laws: dict[str, dict[str, float]] | None = None) -> Result:
+    """Cost, energy and CO2 per run vs training FLOPs (log-log), measured vs estimated marked.
+
+    One panel per quantity some run's energy record carries (a cost without kWh draws the cost
+    panel only); ``laws`` are power laws by quantity field (``{"C", "alpha"}``, e.g. a
+    power-law fit's ``also``) drawn over the data.
+    """
+    title = "Cost, energy and CO2 vs compute"
+    laws = laws or {}
+    panels = []
+    for name, label, fields in QUANTITIES:
+        pts = [(_number(r.final.get("train_flops")), energy_value(e, fields),
+                e.get("basis") == "measured") for r in runs for e in r.energy[-1:]]
+        pts = [p for p in pts if p[0] and p[1]]
+        law = next((laws[f] for f in (name, *fields) if f in laws), None)
+        if pts:
+            panels.append((name, label, pts, law))
+    if not panels:
+        return Skipped(title, "no run has an energy record with cost, kWh or CO2 and "
+                       "train_flops")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    f = np.asarray([p[0] for p in pts])
-    kwh = np.asarray([p[1].get("facility_energy_kwh") or p[1].get("it_energy_kwh") or np.nan
-                      for p in pts])
-    ax.scatter(f, kwh, label="electricity (kWh, PUE-adjusted)")
+    fig, axs = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
+    for ax, (_name, label, pts, law) in zip(axs[0], panels, strict=True):
+        _energy_panel(ax, label, pts, law)
+    bases = sorted({("measured" if m else "estimated") for _, _, pts, _ in panels
+                    for *_, m in pts})
+    caption = (f"{', '.join(p[1] for p in panels)} per run against training FLOPs, log-log; "
+               f"figures are {' and '.join(bases)} (filled: measured, hollow: estimated; the "
+               "energy records say how)"
+               + ("; dashed: the fitted power laws." if any(p[3] for p in panels) else "."))
+    return _save(fig, path, title, caption)
+
+
+def _energy_panel(ax, label: str, pts: list, law: dict[str, float] | None) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(*log_limits([p[0] for p in pts]))
+    ax.set_ylim(*log_limits([p[1] for p in pts]))
+    for measured, style, name in ((True, {"color": "C2"}, "measured"),
+                                  (False, {"facecolors": "none", "edgecolors": "C1"},
+                                   "estimated")):
+        group = [p for p in pts if p[2] is measured]
+        if group:
+            ax.scatter([p[0] for p in group], [p[1] for p in group], s=18,
+                       label=f"{name} ({len(group)})", **style)
+    if law is not None:
+        x = np.geomspace(*ax.get_xlim(), 50)
+        ax.plot(x, float(law["C"]) * x ** float(law["alpha"]), "k--", lw=1,
+                label=f"{law['C']:.3g}·FLOPs^{law['alpha']:.3g}")
     ax.set_xlabel("training compute (FLOPs)")
-    ax.set_ylabel("energy (kWh)")
-    ax.set_title("Energy vs compute")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    ax.set_ylabel(label)
+    ax.set_title(label.split(" (")[0])
+    ax.legend(fontsize=7)
+
+
+# -- GBR and compute-optimal settings -------------------------------------------------------------
+def feature_importances(law: dict[str, Any], path: Path) -> Result:
+    """The GBR law's feature importances as bars (Debenedetti et al., Figure 1c)."""
+    title = "Feature importances (GBR)"
+    imp = law.get("feature_importances") or {}
+    if not imp:
+        return Skipped(title, "the gbr fit carries no feature_importances")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    names = sorted(imp, key=lambda k: imp[k])
+    ax.barh(names, [imp[k] for k in names], color="C0")
+    ax.set_xlim(0, max(max(imp.values()) * 1.1, 1e-9))
+    ax.set_xlabel("importance (sums to 1)")
+    ax.set_ylabel("recipe feature")
+    ax.set_title(title)
+    st = law.get("stats") or {}
+    r2 = _number(st.get("r2_test"))
+    caption = (f"Which recipe features predict {law.get('target', 'the target')} in a gradient-"
+               f"boosting regression over {st.get('n_runs', law.get('n_runs', '?'))} runs"
+               + (f" (held-out R² {r2:.2f})" if r2 is not None else "")
+               + "; cf. Debenedetti et al., Figure 1c.")
+    return _save(fig, path, title, caption)
+
+
+def optimal_vs_flops(budgets: np.ndarray, rows: dict[str, np.ndarray], path: Path,
+                     target: str, law_name: str,
+                     bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                     observed: Sequence[float] = ()) -> Result:
+    """N*, D* and the target at them against the FLOPs budget (log-log), with bands."""
+    title = "Compute-optimal N*, D*, L* vs compute"
+    bands = bands or {}
+    plt = _plt()
+    fig, axs = plt.subplots(1, 3, figsize=(12.0, 3.8))
+    labels = {"n": "N* (parameters)", "d": "D* (samples)", "q": f"{target} at N*, D*"}
+    for ax, key in zip(axs, ("n", "d", "q"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        y = rows[key]
+        ok = np.isfinite(y) & (y > 0)
+        ax.set_xlim(*log_limits(budgets))
+        lims = list(y[ok])
+        if key in bands:
+            lo, hi = bands[key]
+            good = np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+            ax.fill_between(budgets[good], lo[good], hi[good], color="C0", alpha=0.2,
+                            label="bootstrap band (95%)")
+            lims += list(lo[good]) + list(hi[good])
+        ax.set_ylim(*log_limits(lims))
+        ax.plot(budgets[ok], y[ok], "C0-", lw=1.5, label=labels[key])
+        if observed:
+            ax.axvspan(min(observed), max(observed), color="k", alpha=0.06,
+                       label="FLOPs of the runs")
+        if key == "q":
+            _plain_y(ax)
+        ax.set_xlabel("training compute (FLOPs)")
+        ax.set_ylabel(labels[key])
+        ax.legend(fontsize=7)
+    axs[1].set_title(title)
+    caption = (f"The {law_name} law's compute-optimal model size N*, samples D* and {target} "
+               f"at them for budgets {budgets.min():.2g} to {budgets.max():.2g} FLOPs"
+               + ("; shaded: the runs' FLOPs" if observed else "")
+               + ("; bands from the law's bootstrap samples." if bands else "."))
+    return _save(fig, path, title, caption)

@@ -1,7 +1,8 @@
 """Build the report folder: PNG figures plus one self-contained ``report.html``.
 
 The page embeds every figure as a base64 data URI (it opens anywhere, even mailed) and links
-the PNG files beside it. Tables list the runs and the fitted laws.
+the PNG files beside it; a figure without data is left out and listed with the reason. Tables
+list the runs (the records → runs table of :mod:`advscale.records.tables`) and the laws.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from typing import Any
 import numpy as np
 
 from advscale.core.fileio import atomic_write
-from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
+from advscale.errors import AdvscaleError
+from advscale.laws.filters import RecordFilter
+from advscale.laws.law import Law
+from advscale.laws.powerlaw import best_per_bin
+from advscale.records.tables import attack_column, run_row
 from advscale.report import figures
-from advscale.report.laws import is_power_law, loss_function
+from advscale.report.figures import AccuracyPoint, Drawn, Result, Skipped
+from advscale.report.laws import is_power_law, loss_function, record_approach
 from advscale.report.runs import Run, group_runs
 
 LawLoss = Callable[[dict[str, Any]], "figures.LossFn | None"]
+MAX_BAND_SAMPLES = 200
+"""Bootstrap samples used for the bands drawn (the law may carry more)."""
 
 
 def build_report(
@@ -35,54 +43,78 @@ def build_report(
 ) -> dict[str, Any]:
     """Write figures and ``report.html`` into ``out_dir``; return what was written.
 
-    ``laws`` are ``fit`` records; ``law_loss(fit_record)`` turns one into ``L(N, D, FID)``
-    (default: :func:`advscale.report.laws.loss_function`). ``held_out`` are (actual, predicted)
-    pairs of runs left out of the fit, marked in the predicted-vs-actual figure.
+    ``laws`` are ``fit`` records (``fit`` records among ``records`` count too);
+    ``law_loss(fit_record)`` turns one into ``L(N, D, FID)`` (default:
+    :func:`advscale.report.laws.loss_function`). ``held_out`` are (actual, predicted) pairs of
+    runs left out of the fit, marked in the predicted-vs-actual figure. The result lists the
+    figures drawn, those ``skipped`` (with why) and each figure's ``axes`` (labels, scales,
+    limits, legend entries).
     """
     law_loss = law_loss or loss_function
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs, others = group_runs(records)
     laws = list(laws) + others.get("fit", [])
-    written: list[tuple[str, Path, str]] = []
-
+    budgets = [float(p["train_flops"]) for p in others.get("prediction", [])
+               if figures._number(p.get("train_flops"))]
+    results: list[Result] = []
     if runs:
-        curves = figures.learning_curves(runs, out / "learning_curves.png")
-        written.append(("Learning curves", curves,
-                        "TRADES (β=5) loss under the evaluation PGD-CW attack of each run's EMA "
-                        "model against the "
-                        "training FLOPs spent so far, log-log, with the lower envelope "
-                        "(Approach 1)."))
-    loss_law = next((law for law in laws if law_loss(law) is not None), None)
-    if loss_law is not None and runs:
-        fn = law_loss(loss_law)
-        fid = _typical_fid(runs)
-        written.append(("Fitted law", figures.law_fit(runs, out / "law_fit.png", fn, fid=fid),
-                        f"Isoloss contours of the fitted Approach {loss_law.get('approach')} law "
-                        f"at FID {fid:g} over model size and samples, the observed runs, and "
-                        "the compute-optimal N*(F) curve under FLOPs = "
-                        f"{PAPER_FLOPS_PER_PARAM_SAMPLE:g}·N·D "
-                        "(cf. Figure 4 of Bartoldson et al.)."))
-        pairs = _predicted_vs_actual(runs, fn, held_out)
-        written.append(("Predicted vs actual",
-                        figures.predicted_vs_actual(pairs, out / "predicted_vs_actual.png"),
-                        "Final loss of every run against the law's prediction; stars are runs "
-                        "left out of the fit."))
-    power = next((law for law in laws if is_power_law(law)), None)
-    if runs:
-        written.append(("Robust accuracy vs compute",
-                        figures.accuracy_vs_flops(runs, out / "accuracy_vs_flops.png", power),
-                        "Final robust accuracy against training FLOPs (cf. Figure 3 of "
-                        "Debenedetti et al.)."))
-        energy = figures.energy_vs_flops(runs, out / "energy_vs_flops.png")
-        if energy:
-            written.append(("Energy vs compute", energy, "Electricity per run (see the energy "
-                            "records for whether each figure was measured or estimated)."))
-    page = _render(title, written, runs, laws, notes)
+        results.append(figures.learning_curves(runs, out / "learning_curves.png"))
+        results += _loss_law_figures(runs, laws, law_loss, held_out, out, budgets)
+        power = next((law for law in laws if is_power_law(law)), None)
+        results.append(_accuracy_figure(runs, power, out / "accuracy_vs_flops.png"))
+        results.append(figures.energy_vs_flops(runs, out / "energy_vs_flops.png",
+                                               (power or {}).get("also")))
+    gbr = next((law for law in laws if _approach_name(law) == "gbr"), None)
+    if gbr is not None:
+        results.append(figures.feature_importances(gbr, out / "feature_importances.png"))
+    drawn = [r for r in results if isinstance(r, Drawn)]
+    skipped = [r for r in results if isinstance(r, Skipped)]
+    if not runs:
+        skipped.append(Skipped("Runs", "the records hold no train.eval records"))
+    page = _render(title, drawn, skipped, runs, laws, notes)
     with atomic_write(out / "report.html") as f:
         f.write(page)
-    return {"report": str(out / "report.html"),
-            "figures": [str(p) for _, p, _ in written], "runs": len(runs), "laws": len(laws)}
+    return {"report": str(out / "report.html"), "figures": [str(d.path) for d in drawn],
+            "runs": len(runs), "laws": len(laws),
+            "skipped": [{"figure": s.title, "reason": s.reason} for s in skipped],
+            "axes": {d.path.name: d.axes for d in drawn}}
+
+
+def _approach_name(law: dict[str, Any]) -> str | None:
+    appr = record_approach(law)
+    return appr.name if appr is not None else None
+
+
+def _loss_law_figures(runs, laws, law_loss, held_out, out: Path, budgets) -> list[Result]:
+    """Isoloss contours, predicted vs actual and N*/D*/L* of the first law of (N, D)."""
+    loss_law = next((law for law in laws if law_loss(law) is not None), None)
+    if loss_law is None:
+        return [Skipped("Fitted law", "no law of N and D (Approach 2 or 3) was given")]
+    fn = law_loss(loss_law)
+    fid = _typical_fid(runs)
+    target = str(loss_law.get("target", "adv_loss"))
+    name = law_title(loss_law)
+    k = _flops_constant(loss_law)
+    pairs = _predicted_vs_actual(runs, fn, held_out, target)
+    return [figures.law_fit(runs, out / "law_fit.png", fn, fid, k, target, name),
+            figures.predicted_vs_actual(pairs, out / "predicted_vs_actual.png", target, name),
+            _optimal_figure(runs, loss_law, fid, target, name, out / "optimal_vs_flops.png",
+                            budgets)]
+
+
+def law_title(law: dict[str, Any]) -> str:
+    """How a caption names a law: its approach and target (``Approach 2 (adv_loss)``)."""
+    appr = law.get("approach")
+    label = f"Approach {appr}" if str(appr) in ("1", "2", "3") else str(appr or "fitted")
+    return f"{label} ({law.get('target', 'adv_loss')})"
+
+
+def _flops_constant(law: dict[str, Any]) -> float:
+    try:
+        return Law(law).k
+    except AdvscaleError:
+        return figures._number(law.get("flops_per_param_sample")) or 0.0
 
 
 def _typical_fid(runs: Sequence[Run]) -> float:
@@ -90,18 +122,145 @@ def _typical_fid(runs: Sequence[Run]) -> float:
     return float(sorted(fids)[len(fids) // 2]) if fids else 0.0
 
 
-def _predicted_vs_actual(runs, fn, held_out) -> list[tuple[float, float, bool]]:
+def _predicted_vs_actual(runs, fn, held_out, target: str) -> list[tuple[float, float, bool]]:
     pts = []
     for r in runs:
         p = r.final
-        if p.get("adv_loss") and p.get("samples_seen") and r.params:
+        if figures._number(p.get(target)) and p.get("samples_seen") and r.params:
             pred = fn(np.asarray([r.params], float), np.asarray([p["samples_seen"]], float),
                       np.asarray([r.fid or 0.0]))[0]
-            pts.append((float(p["adv_loss"]), float(pred), False))
+            if np.isfinite(pred):
+                pts.append((float(p[target]), float(pred), False))
     marked = {round(a, 9) for a, _ in held_out}
     return [(a, b, round(a, 9) in marked) for a, b, _ in pts]
 
 
+# -- N*, D*, L* against FLOPs -------------------------------------------------------------------
+def _optimal_figure(runs, law_doc, fid, target, name, path: Path, budgets) -> Result:
+    title = "Compute-optimal N*, D*, L* vs compute"
+    try:
+        law = Law(law_doc)
+    except AdvscaleError as e:
+        return Skipped(title, str(e))
+    if not law.supports("optimal"):
+        return Skipped(title, f"the {name} law has no compute-optimal settings")
+    observed = [f for r in runs for p in r.points
+                if (f := figures._number(p.get("train_flops"))) and f > 0]
+    span = observed + list(budgets)
+    if not span:
+        return Skipped(title, "no train_flops in the records and no budgets asked for")
+    grid = np.geomspace(min(span) / 10, max(span) * 10, 40)
+    rows = _optimal_rows(law, grid, fid, None)
+    if not np.isfinite(rows["n"]).any():
+        return Skipped(title, f"the {name} law gives no finite optimum over these budgets")
+    bands = _optimal_bands(law, grid, fid)
+    return figures.optimal_vs_flops(grid, rows, path, target, name, bands, observed)
+
+
+def _optimal_rows(law: Law, grid: np.ndarray, fid: float, params: dict | None
+                  ) -> dict[str, np.ndarray]:
+    out = {"n": [], "d": [], "q": []}
+    for b in grid:
+        try:
+            n, d, q = law.optimal(float(b), fid, params)
+        except (AdvscaleError, ArithmeticError, ValueError):
+            n = d = q = float("nan")
+        out["n"].append(n)
+        out["d"].append(d)
+        out["q"].append(q)
+    return {k: np.asarray(v, float) for k, v in out.items()}
+
+
+def _optimal_bands(law: Law, grid: np.ndarray, fid: float
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    samples = law.samples()[:MAX_BAND_SAMPLES]
+    if len(samples) < 10:
+        return {}
+    stack = [_optimal_rows(law, grid, fid, s) for s in samples]
+    out = {}
+    for key in ("n", "d", "q"):
+        arr = np.vstack([s[key] for s in stack])
+        with np.errstate(all="ignore"):
+            lo, hi = np.nanpercentile(arr, [2.5, 97.5], axis=0)
+        out[key] = (lo, hi)
+    return out
+
+
+# -- accuracy against FLOPs ---------------------------------------------------------------------
+def _accuracy_figure(runs: Sequence[Run], law: dict[str, Any] | None, path: Path) -> Result:
+    """Debenedetti et al.'s figure: the power law's own target, else AutoAttack, else PGD."""
+    target, attack = _accuracy_target(runs, law)
+    points = []
+    filters = [RecordFilter(e) for e in (law or {}).get("filters") or []]
+    for r in runs:
+        flops = figures._number(r.final.get("train_flops"))
+        acc = r.attack_acc(attack) if target == "aa_acc" else r.final.get(target)
+        acc = figures._number(acc)
+        if flops and flops > 0 and acc is not None:
+            rec = {**r.final, "N": r.params, "D": r.final.get("samples_seen"),
+                   "FID": r.fid or 0.0, target: acc}
+            points.append(AccuracyPoint(r.run_id, flops, acc, acc > 0 and _passes(filters,
+                                                                                   rec)))
+    same = law is not None and law.get("target") == target
+    best = set(law.get("selected_runs") or []) if same and law else _best(points)
+    band = _power_band(law, points) if same else None
+    params = (law or {}).get("params") if same else None
+    label = attack_label(attack) if target == "aa_acc" else attack
+    return figures.accuracy_vs_flops(points, path, label, best, params, band)
+
+
+def _accuracy_target(runs: Sequence[Run], law: dict[str, Any] | None) -> tuple[str, str]:
+    """(target, attack name) for the accuracy figure."""
+    target = (law or {}).get("target")
+    attack = (((law or {}).get("provenance") or {}).get("config") or {}).get("attack")
+    if target is None:
+        attacks = [str(t.rec.get("attack")) for r in runs for t in r.attacks]
+        if attacks:
+            target, attack = "aa_acc", "aa-standard" if "aa-standard" in attacks else attacks[0]
+        else:
+            target = "robust_acc"
+    if target == "aa_acc":
+        return target, str(attack or "aa-standard")
+    names = sorted({str(p.get("eval_attack")) for r in runs for p in r.points
+                    if p.get("eval_attack")})
+    return str(target), ", ".join(names) or target
+
+
+def attack_label(attack: str) -> str:
+    """An attack as the figure names it: ``AutoAttack (aa-standard)``, else the name itself."""
+    return f"AutoAttack ({attack})" if attack.startswith("aa-") else attack
+
+
+def _passes(filters: Sequence[RecordFilter], rec: dict[str, Any]) -> bool:
+    try:
+        return all(f(rec) for f in filters)
+    except AdvscaleError:
+        return False
+
+
+def _best(points: Sequence[AccuracyPoint]) -> set[str]:
+    kept = [p for p in points if p.kept]
+    if len(kept) < 2:
+        return {p.run_id for p in kept}
+    idx = best_per_bin(np.array([p.flops for p in kept]), np.array([p.acc for p in kept]))
+    return {kept[i].run_id for i in idx}
+
+
+def _power_band(law, points) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    try:
+        samples = Law(law).samples()[:MAX_BAND_SAMPLES] if law else []
+    except AdvscaleError:
+        return None
+    if len(samples) < 10 or not points:
+        return None
+    lo, hi = figures.log_limits([p.flops for p in points])
+    x = np.geomspace(lo, hi, 60)
+    ys = np.vstack([float(s["C"]) * x ** float(s["alpha"]) for s in samples])
+    low, high = np.percentile(ys, [2.5, 97.5], axis=0)
+    return x, low, high
+
+
+# -- the page -----------------------------------------------------------------------------------
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
@@ -112,7 +271,7 @@ def _fmt(v: Any) -> str:
         return "–"
     if isinstance(v, float):
         return f"{v:.4g}"
-    if isinstance(v, int) and abs(v) >= 10_000:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000:
         return f"{v:,}"
     return html.escape(str(v))
 
@@ -123,28 +282,41 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _render(title, written, runs: Sequence[Run], laws, notes) -> str:
-    figs = "".join(
-        f'<figure><h2>{html.escape(t)}</h2>{_img(p)}<figcaption>{html.escape(c)} '
-        f'<a href="{html.escape(p.name)}">PNG</a></figcaption></figure>'
-        for t, p, c in written
-    )
-    run_rows = [
-        (r.run_id, r.model, r.params, r.final.get("samples_seen"), r.fid,
-         r.final.get("train_flops"), r.final.get("clean_acc"), r.final.get("robust_acc"),
-         r.attack_acc("aa-standard"), r.final.get("adv_loss"))
-        for r in runs
-    ]
-    runs_html = _table(["run", "model", "N (params)", "D (samples)", "FID", "FLOPs",
-                        "clean acc", "PGD-CW acc (eval)", "AutoAttack acc", "adv loss"], run_rows)
-    law_rows = []
+def _runs_html(runs: Sequence[Run]) -> str:
+    attacks = sorted({str(t.rec.get("attack")) for r in runs for t in r.attacks})
+    evals = sorted({str(p.get("eval_attack")) for r in runs for p in r.points
+                    if p.get("eval_attack")})
+    cols = ["run_id", "model", "params", "samples_seen", "fid", "train_flops", "clean_acc",
+            "robust_acc", *[attack_column(a) for a in attacks], "adv_loss", "cost_usd",
+            "energy_kwh", "energy_basis"]
+    heads = ["run", "model", "N (params)", "D (samples)", "FID", "FLOPs", "clean acc",
+             f"robust acc ({', '.join(evals) or 'eval'})",
+             *[f"{attack_label(a)} acc" for a in attacks], "adv loss", "cost (USD)",
+             "energy (kWh)", "energy basis"]
+    rows = [[row.get(c) for c in cols] for row in (run_row(r, attacks) for r in runs)]
+    return _table(heads, rows)
+
+
+def _laws_html(laws: Sequence[dict[str, Any]]) -> str:
+    rows = []
     for law in laws:
-        params = law.get("params") or {}
+        params = law.get("params") or law.get("feature_importances") or {}
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in list(params.items())[:10])
-        law_rows.append((law.get("approach"), law.get("target"), law.get("n_runs"),
-                         law.get("n_points"), shown, law.get("r2"), law.get("rmse")))
-    laws_html = _table(["approach", "target", "runs", "points", "parameters", "R²", "RMSE"],
-                       law_rows) if law_rows else "<p>No fitted laws given.</p>"
+        rows.append((law.get("approach"), law.get("target"), law.get("n_runs"),
+                     law.get("n_points"), shown, law.get("r2"), law.get("rmse")))
+    if not rows:
+        return "<p>No fitted laws given.</p>"
+    return _table(["approach", "target", "runs", "points", "parameters", "R²", "RMSE"], rows)
+
+
+def _render(title, drawn: Sequence[Drawn], skipped: Sequence[Skipped], runs: Sequence[Run],
+            laws, notes) -> str:
+    figs = "".join(
+        f'<figure><h2>{html.escape(d.title)}</h2>{_img(d.path)}<figcaption>'
+        f'{html.escape(d.caption)} <a href="{html.escape(d.path.name)}">PNG</a></figcaption>'
+        f'</figure>' for d in drawn)
+    left_out = "".join(f"<li><b>{html.escape(s.title)}</b>: {html.escape(s.reason)}</li>"
+                       for s in skipped)
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -160,9 +332,10 @@ th {{ background: #f3f3f3; }}
 <h1>{html.escape(title)}</h1>
 {f"<ul>{notes_html}</ul>" if notes_html else ""}
 <section>{figs}</section>
-<h2>Runs</h2>{runs_html}
-<h2>Fitted laws</h2>{laws_html}
+{f"<h2>Figures left out</h2><ul>{left_out}</ul>" if left_out else ""}
+<h2>Runs</h2>{_runs_html(runs)}
+<h2>Fitted laws</h2>{_laws_html(laws)}
 <p style="font-size:0.8rem;color:#777">Generated by advscale. FLOPs are plain FLOPs;
-accuracies are fractions of the evaluated images.</p>
+accuracies are fractions of the evaluated images (percent on the figures).</p>
 </body></html>
 """

@@ -1,0 +1,57 @@
+"""``advscale records``: results tables in (``import``), one row per run out (``table``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advscale.cli.common import err, handle_errors
+from advscale.core.fileio import atomic_write
+from advscale.records import write_record
+from advscale.records.tables import BUILTIN_MAPS, import_table, run_rows, write_rows
+
+app = typer.Typer(help="Results tables → records (import) and records → a runs table (table).",
+                  no_args_is_help=True)
+
+
+@app.command("import")
+@handle_errors
+def import_cmd(
+    table: str = typer.Argument(..., help="CSV, TSV, Parquet or JSON-lines table ('-': CSV on "
+                                "stdin)."),
+    map_: str = typer.Option("timm-adv-training", "--map", "-m",
+                             help=f"Built-in map ({', '.join(BUILTIN_MAPS)}) or a MAP.toml "
+                             "(docs/records.md)."),
+    output: str = typer.Option("-", "--output", "-o",
+                               help="Write the records here (atomically); '-' = stdout."),
+) -> None:
+    """Turn each row of a results table into train.eval, attack and energy records.
+
+    Units are converted as the map says; ambiguous columns (percent vs fraction, FLOPs units)
+    are refused with the fix. Every record names its table row in its provenance.
+    """
+    records = import_table(table, map_)
+    runs = sum(1 for r in records if r["kind"] == "train.eval")
+    if output == "-":
+        for rec in records:
+            write_record(rec)
+    else:
+        with atomic_write(Path(output)) as f:
+            for rec in records:
+                write_record(rec, f)
+    err(f"{table}: {runs} rows → {len(records)} records (map {map_})")
+
+
+@app.command("table")
+@handle_errors
+def table_cmd(
+    records: list[str] = typer.Argument(None, help="JSONL records ('-' or nothing: stdin)."),
+    output: str = typer.Option("-", "--output", "-o",
+                               help="runs.csv, runs.tsv or runs.jsonl; '-' = CSV on stdout."),
+) -> None:
+    """One row per run: model, N, recipe, D, FLOPs, accuracies per attack, energy, source."""
+    rows = run_rows(records or ["-"])
+    write_rows(rows, output)
+    if output != "-":
+        err(f"{output}: {len(rows)} runs")
