@@ -1,12 +1,16 @@
-"""``advscale model``: what the model registry holds."""
+"""``advscale model``: the model registry, importing published checkpoints, checkpoint info."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from advscale.cli.common import handle_errors
+from advscale.cli.common import err, handle_errors
+from advscale.errors import AdvscaleError
+from advscale.records import make_record, write_record
 
-app = typer.Typer(help="The model registry: registered names and families.",
+app = typer.Typer(help="Models: registered names, importing published checkpoints, info.",
                   no_args_is_help=True)
 
 
@@ -24,3 +28,59 @@ def list_cmd(
 
     for name in list_models(pattern):
         typer.echo(name)
+
+
+def _triple(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise AdvscaleError(f"{what} {text!r}: give three comma-separated numbers, e.g. "
+                            "0.4914,0.4822,0.4465")
+    return values
+
+
+@app.command("import")
+@handle_errors
+def import_cmd(
+    src: Path = typer.Argument(..., help="A published checkpoint (.pt/.pth/.safetensors)."),
+    out: Path = typer.Option(..., "-o", "--out", help="The advscale checkpoint to write."),
+    fmt: str = typer.Option("auto", "--format",
+                            help="auto, dm, llnl, rade, timm-adv or robustbench."),
+    arch: str = typer.Option(None, "--arch", help="Check the inferred WRN, e.g. wrn-70-16."),
+    activation: str = typer.Option(None, "--activation",
+                                   help="silu, relu or gelu (weights cannot say; default silu "
+                                   "for DeepMind-style WRNs, relu for TRADES-style)."),
+    weights: str = typer.Option("averaged", "--weights",
+                                help="averaged (EMA/WA, default) or unaveraged, when the file "
+                                "holds both."),
+    mean: str = typer.Option(None, "--mean", help="Override the input mean, 'R,G,B'."),
+    std: str = typer.Option(None, "--std", help="Override the input std, 'R,G,B'."),
+) -> None:
+    """Convert a published WRN checkpoint to an advscale one (docs/models.md); prints a
+    model.info record on stdout. Nothing is unpickled but tensors and plain containers."""
+    from advscale.models.checkpoint import checkpoint_info, import_checkpoint
+
+    path, meta = import_checkpoint(src, out, format=fmt, arch=arch, activation=activation,
+                                   weights=weights, mean=_triple(mean, "--mean"),
+                                   std=_triple(std, "--std"))
+    err(f"{src} ({meta['source_format']}) → {path}: {meta['model']}, {meta['params']:,} "
+        f"parameters, activation {meta['activation']}, padding {meta['padding']}")
+    write_record(make_record("model.info", checkpoint_info(path),
+                             command=f"advscale model import {src} -o {out}"))
+
+
+@app.command("info")
+@handle_errors
+def info_cmd(
+    ckpt: Path = typer.Argument(..., help="A checkpoint, run directory or published file."),
+) -> None:
+    """Print one model.info record: architecture, parameters, activation, source, padding,
+    whether the weights are EMA."""
+    from advscale.models.checkpoint import checkpoint_info
+
+    write_record(make_record("model.info", checkpoint_info(ckpt),
+                             command=f"advscale model info {ckpt}"))

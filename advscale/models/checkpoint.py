@@ -6,6 +6,12 @@ model (``advscale_checkpoint`` = format version, ``model``, ``activation``, ``nu
 ``run_id``, ``samples_seen``, ``padding`` for WRNs, ...). The training state needed to resume
 (optimiser, EMA, scheduler, sampler, RNG) lives beside it; see :mod:`advscale.training.state`.
 
+A file that is not an advscale checkpoint (a published ``.pt``/``.pth`` state dict, a
+safetensors file with DeepMind-style keys) is imported on the fly by
+:mod:`advscale.models.importer`: :func:`read_checkpoint_metadata` and :func:`load_for_eval`
+return what :func:`import_checkpoint` would have written, so evaluating the source file and the
+converted one give the same records apart from the checkpoint path and hash.
+
 Format versions: ``2`` records a WRN's stride-2 ``padding`` (``dm`` or ``symmetric``,
 :mod:`advscale.models.wrn`); ``1`` predates it, and its WRNs were padded ``symmetric``, which is
 how they load (the returned metadata says ``padding: symmetric``).
@@ -23,7 +29,9 @@ from torch import nn
 from advscale.core.fileio import file_sha256
 from advscale.core.stfile import load_tensors, read_metadata, save_tensors
 from advscale.errors import AdvscaleError
+from advscale.models.importer import Imported, build_model, import_state, wrn_kwargs
 from advscale.models.registry import create_model, is_model
+from advscale.models.stream_write import save_tensors_streaming
 from advscale.models.wrn import WideResNet
 
 CHECKPOINT_VERSION = "2"
@@ -64,12 +72,62 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def import_checkpoint(src: str | os.PathLike[str], out: str | os.PathLike[str],
+                      **options: Any) -> tuple[Path, dict[str, Any]]:
+    """Convert a published checkpoint ``src`` to an advscale checkpoint ``out`` (atomically).
+
+    ``options`` go to :func:`advscale.models.importer.import_state` (``format``, ``arch``,
+    ``activation``, ``weights``, ``mean``, ``std``). Returns ``(out, metadata written)``; on any
+    error nothing is written.
+    """
+    imported = import_state(src, **options)
+    meta = {"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta}
+    tensors = {MODEL_PREFIX + k: v for k, v in imported.state.items()}
+    return save_tensors_streaming(out, tensors, meta, what="model checkpoint"), meta
+
+
+_IMPORT_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def _is_advscale(p: Path) -> bool:
+    """True for an advscale checkpoint; False for a file to import; errors as before for a
+    ``.safetensors`` file that is not one."""
+    if p.suffix != ".safetensors":
+        try:
+            return "advscale_checkpoint" in read_metadata(p)
+        except AdvscaleError:
+            return False
+    return "advscale_checkpoint" in read_metadata(p, what="safetensors checkpoint")
+
+
+def _import_on_the_fly(p: Path) -> Imported:
+    try:
+        return import_state(p)
+    except AdvscaleError as e:
+        if p.suffix == ".safetensors":
+            why = str(e).removeprefix(f"{p}: ")
+            raise AdvscaleError(f"{p}: not an advscale checkpoint (no advscale metadata) and not "
+                                f"an importable one ({why})") from None
+        raise
+
+
+def _imported_metadata(p: Path) -> dict[str, Any]:
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _IMPORT_CACHE:
+        _IMPORT_CACHE.clear()  # one entry: attack reads the metadata, then loads the weights
+        _IMPORT_CACHE[key] = {"advscale_checkpoint": CHECKPOINT_VERSION,
+                              **_import_on_the_fly(p).meta}
+    return dict(_IMPORT_CACHE[key])
+
+
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The metadata of an advscale checkpoint (JSON values decoded)."""
+    """The metadata of an advscale checkpoint (JSON values decoded); for another checkpoint
+    file, the metadata its import would write (module doc)."""
     p = resolve_checkpoint(path)
+    if not _is_advscale(p):
+        return _imported_metadata(p)
     md = read_metadata(p, what="safetensors checkpoint")
-    if "advscale_checkpoint" not in md:
-        raise AdvscaleError(f"{p}: not an advscale checkpoint (no advscale metadata)")
     version = md["advscale_checkpoint"] = str(md["advscale_checkpoint"])
     if not version.isdigit() or int(version) > int(CHECKPOINT_VERSION):
         raise AdvscaleError(f"{p}: checkpoint format {version!r} is newer than this advscale "
@@ -88,8 +146,15 @@ def load_for_eval(
     ``symmetric`` for format 1) plus ``checkpoint_path`` and ``checkpoint_sha256``.
     """
     p = resolve_checkpoint(path)
+    if not _is_advscale(p):
+        imported = _import_on_the_fly(p)
+        model = build_model(imported).to(device=device, dtype=torch.float32).eval()
+        meta = {"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta,
+                "checkpoint_path": str(p), "checkpoint_sha256": file_sha256(p)}
+        return model, meta
     meta = read_checkpoint_metadata(p)
-    kwargs: dict[str, Any] = {"activation": str(meta.get("activation", "silu"))}
+    kwargs: dict[str, Any] = {"activation": str(meta.get("activation", "silu")),
+                              **wrn_kwargs(meta)}
     if meta.get("padding") is not None:
         kwargs["padding"] = str(meta["padding"])
     model = create_model(str(meta["model"]), num_classes=int(meta.get("num_classes", 10)),
@@ -104,3 +169,29 @@ def load_for_eval(
     meta["checkpoint_path"] = str(p)
     meta["checkpoint_sha256"] = file_sha256(p)
     return model, meta
+
+
+def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``advscale model info`` prints: architecture, parameters, activation, padding,
+    whether the weights are EMA, where they came from (a ``model.info`` record's payload)."""
+    p = resolve_checkpoint(path)
+    md = read_checkpoint_metadata(p)
+    params = md.get("params")
+    if not isinstance(params, int):
+        state, _ = load_tensors(p, what="safetensors checkpoint")
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        params = sum(v.numel() for k, v in state.items() if not k.endswith(buffers))
+    imported = md.get("source_format") is not None
+    source = ({"file": md.get("source_file"), "sha256": md.get("source_sha256"),
+               "format": md.get("source_format"), "container": md.get("source_container"),
+               "key_style": md.get("source_key_style")} if imported
+              else {"format": "advscale", "run_id": md.get("run_id"),
+                    "samples_seen": md.get("samples_seen")})
+    ema = md.get("ema") if imported else True  # advscale runs save their EMA weights
+    return {"path": str(p), "sha256": file_sha256(p),
+            "checkpoint_format": md["advscale_checkpoint"],
+            "imported_on_the_fly": not _is_advscale(p), "model": md.get("model"), "params": params,
+            "num_classes": md.get("num_classes", 10), "activation": md.get("activation", "silu"),
+            "activation_source": md.get("activation_source", "recorded by advscale train"),
+            "padding": md.get("padding"), "mean": md.get("mean"), "std": md.get("std"),
+            "ema": ema, "source": source}

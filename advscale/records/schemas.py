@@ -379,6 +379,10 @@ FIT = Schema("fit", "a fitted scaling law (`advscale fit`)", (
     F("bootstrap", "dict", opt=True),
     F("protocol", "dict", opt=True, doc="the fitting protocol's resolved choices"),
     F("anchoring", "dict", opt=True, doc="approach 2 anchored at the base FID"),
+    F("fid_metric", "str", opt=True, null=True, doc="the one quality metric of the FIDs"),
+    F("x", "str", opt=True, doc="power law: the field the law is of (train_flops)"),
+    F("x_range", "list", opt=True, doc="power law: the fitted x span"),
+    F("feature_warnings", "list", opt=True, doc="gbr: missing or constant features"),
 ))
 
 PREDICTION = Schema("prediction", "one query answered by a law (`advscale predict`)", (
@@ -406,6 +410,15 @@ PREDICTION = Schema("prediction", "one query answered by a law (`advscale predic
     F("bands", "dict", opt=True),
     F("band_level", "number", opt=True),
     F("bootstrap_samples", "int", "count", opt=True),
+    F("fid_metric", "str", opt=True, null=True, doc="the law's quality metric (FID inputs)"),
+    F("x", "str", opt=True, doc="a power law's x field when not FLOPs"),
+    F("target_value", "number", opt=True, doc="inverse: the fitted quantity targeted"),
+    F("reachable", "bool", opt=True, doc="inverse: some budget reaches the target"),
+    F("flops_needed", "number", "FLOPs", opt=True, null=True, doc="inverse: least FLOPs"),
+    F("accuracy_clipped", "list", opt=True, doc="accuracies clipped into [0, 1]"),
+    F("extrapolation", "dict", opt=True, null=True, doc="× beyond the fitted ranges"),
+    F("extrapolation_warning", "str", opt=True),
+    F("degenerate", "str", opt=True, doc="N* or D* < 1: reported instead of numbers"),
 ))
 
 DATA_INFO = Schema("data.info", "a summary of an HDF5 image file (`advscale data`)", (
