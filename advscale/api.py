@@ -39,18 +39,19 @@ def train(data: PathLike, out: PathLike, *, resume: bool = False,
 
     ``options`` are :class:`advscale.training.config.TrainConfig` fields: ``model``
     (``wrn-28-10``), ``samples`` (D, training samples seen), ``loss`` (``trades``),
-    ``pgd_steps``, ``eval_data``, ``eval_n``, ``batch_size``, ``lr``, ``seed``, ... The
+    ``pgd_steps``, ``eval_data``, ``eval_n``, ``batch_size``, ``lr``, ``seed``, ``init`` (start
+    from a checkpoint, published ``.pt`` files included), ... The
     records (``train.eval``, one per evaluation) are also in ``out/records.jsonl``; the EMA
     checkpoint is ``out/last.safetensors``.
     """
-    from advscale.training.config import TrainConfig
+    from advscale.training.config import TrainConfig, apply_init
     from advscale.training.loop import train as run_training
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(options) - fields)
     if unknown:
         raise AdvscaleError(f"train: unknown option(s) {', '.join(unknown)}; see TrainConfig")
-    cfg = TrainConfig(data=os.fspath(data), **options)
+    cfg = TrainConfig(data=os.fspath(data), **apply_init(options))
     return run_training(cfg, out, resume=resume, stdout=io.StringIO())
 
 

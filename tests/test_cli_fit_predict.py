@@ -253,3 +253,41 @@ def test_predict_reports_table3_exponents(runner):
     (rec,) = loads_all(res.stdout)
     assert rec["a"] == pytest.approx(0.4734, abs=1e-4) and rec["a_local"] > rec["a"]
     assert rec["a_local"] + rec["b_local"] == pytest.approx(1.0)
+
+
+def test_fit_table_options_and_errors(runner, records_file, tmp_path):
+    """--bins and --x reach the power law; an unknown --filter field is named (issue 16.3)."""
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "2", "--filter",
+                              "parms > 1"])
+    assert res.exit_code == 2 and "unknown field parms" in res.output
+    assert "did you mean params" in res.output
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "power-law", "--target",
+                              "robust_acc", "--bins", "6", "-B", "0"])
+    assert res.exit_code == 0, res.output
+    (rec,) = loads_all(res.stdout)
+    assert rec["stats"]["bins"] == 6 and rec["x"] == "train_flops"
+    assert rec["provenance"]["config"]["bins"] == 6
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "2", "--bins", "6"])
+    assert res.exit_code == 2 and "--bins applies to --approach power-law" in res.output
+
+
+def test_predict_target_accuracy_cli(runner, records_file, tmp_path):
+    """The inverse from the command line; extrapolation warned on stderr (issue 16.4)."""
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2",
+                              "--target-accuracy", "0.7", "--fid", "1.76"])
+    assert res.exit_code == 0, res.output
+    (rec,) = loads_all(res.stdout)
+    assert rec["reachable"] is True and rec["accuracy_opt"] == pytest.approx(0.7, rel=1e-6)
+    assert rec["n_opt"] > 1e6 and rec["flops_needed"] > 1e18
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2",
+                              "--target-accuracy", "0.99"])
+    (rec,) = loads_all(res.stdout)
+    assert rec["reachable"] is False and "unreachable" in rec["note"]
+    law = tmp_path / "law.json"
+    res = runner.invoke(app, ["fit", str(records_file), "--approach", "2", "-B", "0", "-q",
+                              "--coarse-grid", "--no-paper-exclusion", "-o", str(law)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["predict", "--law", str(law), "--flops", "1e28", "--fid", "1"])
+    assert res.exit_code == 0, res.output
+    assert "warning: extrapolating" in res.stderr
+    assert loads_all(res.stdout)[0]["extrapolation"]["flops"] > 10

@@ -181,7 +181,8 @@ def test_fit_reports_exclusion_and_refuses_too_few_sizes(tmp_path):
         fit_law(records=recs, approach="1", n_boot=0)
     bad = [_eval(run_id=f"r{i}", params=1_000_000 * (i + 1),
                  samples_seen=1_000_000 * (i % 3 + 1), adv_loss=0.0, fid=1.0) for i in range(9)]
-    with pytest.raises(AdvscaleError, match=r"<records>:1: adv_loss = 0\.0; .*needs values > 0"):
+    with pytest.raises(AdvscaleError, match=r"9 of 9 points have adv_loss <= 0 \(e\.g\. "
+                       r"<records>:1\).*--filter 'adv_loss > 0'"):
         fit_law(records=bad, approach="2", n_boot=0)
 
 

@@ -268,7 +268,8 @@ def test_state_disk_full_keeps_previous(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(stfile, "save_file", full_disk)
-    with pytest.raises(AdvscaleError, match="disk full.*previous file there is intact"):
+    with pytest.raises(AdvscaleError,
+                       match="(disk full|no space left).*previous file there is intact"):
         state_mod.save_state(tmp_path, tensors, meta)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.safetensors"]
@@ -290,8 +291,12 @@ def test_source_fid_and_mixture_fid():
         (1.82, "fid")
     assert source_fid({"quality_metric": "fid_inception_n5000", "quality_value": "2.5"}) == \
         (2.5, "fid_inception_n5000")
-    assert source_fid({"quality_metric": "fd_pca64_n5000", "quality_value": 9.0}) == (None, None)
+    # any named quality metric flows, under its name (issue 17.1); a KID is not an FD
+    assert source_fid({"quality_metric": "fd_pca64_n5000", "quality_value": 9.0}) == \
+        (9.0, "fd_pca64_n5000")
     assert source_fid({"quality_metric": "kid", "quality_value": 0.1}) == (None, None)
+    assert source_fid({"quality_metric": "fd_pca64_n5000", "quality_value": "nan"}) == \
+        (None, None)
     assert source_fid({"source": "cifar10-train"}) == (None, None)
     srcs = describe_sources(
         ["real.h5", "a.h5", "b.h5"], [50_000, 100, 300], [1.0, 3.0, 1.0],
@@ -299,8 +304,14 @@ def test_source_fid_and_mixture_fid():
          {"source": "synthetic", "quality_metric": "fid", "quality_value": 2.0},
          {"source": "synthetic", "quality_metric": "fid", "quality_value": 6.0}])
     assert srcs[0] == {"path": "real.h5", "source": "cifar10-train", "weight": 1.0,
-                       "n": 50_000, "fid": None, "fid_metric": None}
-    assert srcs[1]["fid_metric"] == "fid"
+                       "n": 50_000, "fid": None, "fid_metric": None,
+                       "comparable_to_published": None}
+    assert srcs[1]["fid_metric"] == "fid" and srcs[1]["comparable_to_published"] is True
+    proxy = describe_sources(["p.h5"], [10], None, [
+        {"quality_metric": "fd_pca64_n2000", "quality_value": 130.7,
+         "comparable_to_published": np.int64(0)}])
+    assert proxy[0]["fid"] == 130.7 and proxy[0]["fid_metric"] == "fd_pca64_n2000"
+    assert proxy[0]["comparable_to_published"] is False
     assert mixture_fid(srcs) == pytest.approx((3 * 2.0 + 1 * 6.0) / 4)
     union = describe_sources(["a.h5", "b.h5"], [100, 300], None,
                              [{"quality_metric": "fid", "quality_value": 2.0},
@@ -361,7 +372,7 @@ def _documented_train_eval_fields() -> list[str]:
     m = re.search(r"^### `train\.eval`\n(.*?)(?=^#{2,3} )", text + "\n## end",
                   re.S | re.M)
     assert m, "docs/formats.md has no train.eval section"
-    return re.findall(r"^\| `([a-z_]+)` \|", m.group(1), re.M)
+    return re.findall(r"^\| `([a-z_0-9]+)` \|", m.group(1), re.M)
 
 
 def test_docs_match_schema():

@@ -54,8 +54,14 @@ _P = {
     "grids": typer.Option(
         None, "--grids", help="Starting grids: appendix (appendix F's text) or code (the "
         "authors' code; bartoldson2024)."),
+    "bins": typer.Option(None, "--bins",
+                         help="power-law: log-spaced bins of the x range (default 19)."),
+    "x": typer.Option(
+        None, "--x", help="power-law: the field the law is of: train_flops (default), or a "
+        "numeric field of the runs' records, e.g. cost_usd from joined energy records."),
 }
-"""The fitting-protocol options (:mod:`advscale.laws.protocol`; docs/laws.md)."""
+"""The fitting-protocol options (:mod:`advscale.laws.protocol`; docs/laws.md) and the power
+law's ``--bins``, ``--x``."""
 
 
 @handle_errors
@@ -85,6 +91,8 @@ def fit_cmd(
     also: list[str] = typer.Option(
         None, "--also", help="power-law: also fit FIELD (e.g. cost_usd, energy_kwh) against "
         "FLOPs for the same best runs (repeatable)."),
+    bins: int = _P["bins"],
+    x: str = _P["x"],
     delta: float = typer.Option(1e-3, "--huber-delta",
                                 help="Huber threshold on log residuals (approaches 2, 3)."),
     coarse: bool = typer.Option(False, "--coarse-grid",
@@ -116,7 +124,7 @@ def fit_cmd(
     options = {"approach": approach, "target": target, "points": points,
                "filters": filter_ or [], "exclusion": exclusion, "n_boot": n_boot, "seed": seed,
                "attack": attack, "also": also or [], "full_grid": not coarse, "delta": delta,
-               "protocol": protocol,
+               "protocol": protocol, "bins": bins, "x": x,
                "protocol_options": dict(
                    min_train_fraction=min_train_fraction, filter_order=filter_order,
                    exclusion_size=exclusion_size, anchor=anchor, joint_polish=joint_polish,

@@ -30,6 +30,15 @@ def predict_cmd(
                                 help="Training budget in FLOPs: compute-optimal N*, D*, L*."),
     omega_n: float = typer.Option(None, "--omega-n",
                                   help="Model size as a multiple of N* (Eq. 6 trade-off)."),
+    target_accuracy: float = typer.Option(
+        None, "--target-accuracy",
+        help="Inverse: the least FLOPs reaching this accuracy (a fraction), with N*, D* there; "
+        "or 'unreachable' with the asymptote."),
+    target_loss: float = typer.Option(
+        None, "--target-loss", help="Inverse: the least FLOPs reaching this (fitted) loss."),
+    x: float = typer.Option(
+        None, "--x", help="For a power law fitted with `fit --x FIELD`: the FIELD value (e.g. "
+        "cost_usd) instead of --flops."),
     k: float = typer.Option(
         None, "--flops-per-param-sample",
         help="FLOPs = K*N*D constant (e.g. count-flops' flops_per_param_sample); default: the "
@@ -48,13 +57,15 @@ def predict_cmd(
 
     One query from --n/--d (--fid) and/or --flops, or JSONL queries on stdin, one record each.
 
-    Queries have n, d, fid, flops, omega_n fields (train.eval records work: params, samples_seen).
+    Queries have n, d, fid, flops, omega_n, target_accuracy, target_loss fields (train.eval
+    records work: params, samples_seen).
 
-    --fid and --omega-n are defaults for stdin queries. See docs/laws.md.
+    --fid and --omega-n are defaults for stdin queries. Warnings (FID metric, extrapolation
+    past 10x the fitted ranges, degenerate N*/D*) go to stderr. See docs/laws.md.
     """
     if acc_map not in ("auto", "paper", "law"):
         raise AdvscaleError(f"--acc-map {acc_map!r}: choose auto, paper or law")
-    option_query = any(v is not None for v in (n, d, flops))
+    option_query = any(v is not None for v in (n, d, flops, target_accuracy, target_loss, x))
     if law == "-" and not option_query and queries in (None, "-"):
         raise AdvscaleError("--law - reads the law from stdin: give the query as options "
                             "(--n/--d/--fid, --flops) or --queries FILE")
@@ -62,7 +73,8 @@ def predict_cmd(
     if k is not None:
         the_law.set_flops_per_param_sample(k)
     if option_query:
-        q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n}
+        q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n, "x": x,
+             "target_accuracy": target_accuracy, "target_loss": target_loss}
         _emit([prediction_record(the_law, q, accuracy, acc_map, where="options")])
     else:
         _emit(iter_predictions(the_law, queries or "-", sys.stdin, fid=fid, omega_n=omega_n,
@@ -70,11 +82,12 @@ def predict_cmd(
 
 
 def _emit(records: Iterable[dict]) -> None:
-    """Write each record to stdout, and each distinct FID warning once to stderr."""
+    """Write each record to stdout, and each distinct warning once to stderr."""
     warned: set[str] = set()
     for rec in records:
-        w = rec.get("fid_warning")
-        if w and w not in warned:
-            warned.add(w)
-            err(w)
+        for key in ("fid_warning", "extrapolation_warning", "degenerate"):
+            w = rec.get(key)
+            if w and w not in warned:
+                warned.add(w)
+                err(w)
         write_record(rec)

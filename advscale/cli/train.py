@@ -36,6 +36,9 @@ def train(
     padding: str = typer.Option(None, help="WRN stride-2 padding: dm (default; DeepMind's "
                                 "(0,1,0,1), TF SAME) or symmetric.", rich_help_panel=H_RECIPE),
     num_classes: int = typer.Option(None, help="Classes (default 10).", rich_help_panel=H_DATA),
+    init: str = typer.Option(None, "--init", help="Start from these weights: an advscale "
+                             "checkpoint, a run directory or a published .pt (imported on the "
+                             "fly); the architecture comes from it.", rich_help_panel=H_RECIPE),
     loss: str = typer.Option(None, help="trades (default), pgd-at or standard.",
                              rich_help_panel=H_RECIPE),
     beta: float = typer.Option(None, help="TRADES β (default 5).", rich_help_panel=H_RECIPE),
@@ -115,8 +118,8 @@ def train(
 
     overrides = {
         "data": data, "eval_data": eval_data, "samples": samples, "model": model,
-        "activation": activation, "padding": padding, "num_classes": num_classes, "loss": loss,
-        "beta": beta, "pgd_steps": pgd_steps,
+        "activation": activation, "padding": padding, "num_classes": num_classes, "init": init,
+        "loss": loss, "beta": beta, "pgd_steps": pgd_steps,
         "eps": None if eps is None else parse_fraction(eps, "--eps"),
         "step_size": None if step_size is None else parse_fraction(step_size, "--step-size"),
         "label_smoothing": label_smoothing, "attack_bn": attack_bn, "batch_size": batch_size,

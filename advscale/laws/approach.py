@@ -16,7 +16,8 @@ accepts the ``--approach`` spellings (``1``, ``2``, ``3``) — that mapping live
 An approach answers ``fit(data)`` (the approach-specific part of a ``fit`` record) and, when
 it predicts, some of ``predict`` (the fitted quantity at N, D, FID), ``at_budget`` (the value
 at a FLOPs budget, for laws of FLOPs only), ``asymptote``, ``optimal`` (N*, D* for a budget),
-``tradeoff`` (Eq. 6's ω_D) and ``derived``. An operation it does not override raises a
+``tradeoff`` (Eq. 6's ω_D), ``inverse`` (the least FLOPs reaching a value: along the optimal
+frontier, or a law of FLOPs inverted) and ``derived``. An operation it does not override raises a
 one-line :class:`~advscale.errors.AdvscaleError`; :meth:`Approach.supports` tells which.
 """
 
@@ -36,7 +37,7 @@ from advscale.laws.protocol import Protocol
 Log = Callable[[str], None]
 Progress = Callable[[int, int], None]
 
-OPERATIONS = ("predict", "at_budget", "asymptote", "optimal", "tradeoff", "derived")
+OPERATIONS = ("predict", "at_budget", "asymptote", "optimal", "tradeoff", "inverse", "derived")
 """What a law may be asked besides ``fit``; see :meth:`Approach.supports`."""
 
 
@@ -59,6 +60,10 @@ class FitData:
     log: Log = _nolog
     progress: Progress | None = None
     protocol: Protocol = field(default_factory=Protocol)
+    bins: int | None = None
+    """Power law: the number of log-spaced bins (None: the approach's default)."""
+    x: str | None = None
+    """Power law: the field the law is of (None: ``train_flops``)."""
 
 
 class Approach:
@@ -86,6 +91,14 @@ class Approach:
     needs_flops: ClassVar[bool] = False
     default_exclusion: ClassVar[bool] = False
     warns_fid: ClassVar[bool] = False
+    needs_nd: ClassVar[bool] = True
+    """False when the law uses neither N nor D (a missing ``params``/``samples_seen`` is fine)."""
+    log_space: ClassVar[bool] = True
+    """True when the fitted quantity must be > 0 (a fit in log space)."""
+    fitted_as_error: ClassVar[bool] = False
+    """True when an accuracy target is fitted as the error rate 1 − accuracy."""
+    options: ClassVar[tuple[str, ...]] = ()
+    """The approach-specific fit options it accepts (``bins``, ``x``)."""
     constant_exponents: ClassVar[bool] = True
     """False when N* ∝ F^a holds only locally (``predict`` then adds the local exponents)."""
 
@@ -100,6 +113,7 @@ class Approach:
             "optimal": f"a {self.name} law gives no compute-optimal N*, D*",
             "tradeoff": f"the Eq. 6 trade-off needs an Approach 2 or 3 law, not {self.name}",
             "derived": f"a {self.name} law has no derived quantities",
+            "inverse": f"a {self.name} law cannot be inverted for a target",
         }
         return AdvscaleError(messages.get(operation, f"a {self.name} law cannot {operation}"))
 
@@ -151,6 +165,13 @@ class Approach:
                  ) -> float:
         """Eq. 6: the multiple ω_D of D* keeping the value at its optimum when N = ω_N·N*."""
         raise self.refusal("tradeoff")
+
+    def inverse(self, params: dict, value: float, fid=0.0, k: float = 0.0,
+                higher: bool = False) -> float | None:
+        """The least FLOPs (the law's x) at which the fitted quantity reaches ``value`` (at or
+        below it for a loss or error, at or above it for an accuracy: ``higher``); None when
+        no budget does, ``inf`` when none below 1e300 FLOPs does."""
+        raise self.refusal("inverse")
 
     def derived(self, params: dict) -> dict[str, float]:
         """Quantities derived from the parameters (e.g. Eq. 4's exponents a, b)."""

@@ -26,6 +26,7 @@ from advscale.errors import AdvscaleError
 from advscale.laws import bootstrap, summary
 from advscale.laws.approach import Approach, FitData, register_approach
 from advscale.laws.data import is_loss
+from advscale.laws.optimal import budget_power
 
 N_QUERY = 1000
 PUBLIC = ("k_L", "s", "k_N", "a", "k_D", "b")
@@ -294,6 +295,11 @@ class Approach1(Approach):
         """N*, D*, L* from the envelope's regressions (``fid`` and ``k`` play no part)."""
         out = predict(params, flops)
         return float(out["n"]), float(out["d"]), float(out["loss"])
+
+    def inverse(self, params: dict, value: float, fid=0.0, k: float = 0.0,
+                higher: bool = False) -> float | None:
+        """``L* = k_L F^s`` solved for F (no asymptote: None only when L* moves away)."""
+        return budget_power(params["k_L"], params["s"], value, higher)
 
     def derived(self, params: dict) -> dict[str, float]:
         return {"a": params["a"], "b": params["b"]}

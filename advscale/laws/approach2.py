@@ -34,7 +34,7 @@ from advscale.errors import AdvscaleError
 from advscale.laws.approach import FitData, register_approach
 from advscale.laws.data import Point
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
-from advscale.laws.optimal import optimal_approach2, tradeoff_approach2
+from advscale.laws.optimal import budget_approach2, optimal_approach2, tradeoff_approach2
 from advscale.laws.optimize import FitResult, MultiResult, multistart, refit_replicates
 from advscale.laws.parametric import ParametricApproach, Search
 
@@ -400,6 +400,11 @@ class Approach2(ParametricApproach):
     def tradeoff(self, params: dict, n_opt: float, d_opt: float, omega_n: float, fid=0.0
                  ) -> float:
         return float(tradeoff_approach2(params, n_opt, d_opt, omega_n, fid))
+
+    def inverse(self, params: dict, value: float, fid=0.0,
+                k: float = PAPER_FLOPS_PER_PARAM_SAMPLE, higher: bool = False) -> float | None:
+        """Eq. 4's frontier inverted in closed form (:func:`optimal.budget_approach2`)."""
+        return None if higher else budget_approach2(params, value, fid, k)
 
     def derived(self, params: dict) -> dict[str, float]:
         return derived(params)

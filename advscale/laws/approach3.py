@@ -28,7 +28,7 @@ from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
 from advscale.laws.approach import FitData, register_approach
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
-from advscale.laws.optimal import optimal_numeric, tradeoff_numeric
+from advscale.laws.optimal import budget_numeric, optimal_numeric, tradeoff_numeric
 from advscale.laws.optimize import FitResult, MultiResult, multistart, refit_replicates
 from advscale.laws.parametric import ParametricApproach, Search
 
@@ -243,6 +243,15 @@ class Approach3(ParametricApproach):
                  ) -> float:
         return tradeoff_numeric(lambda n, d: predict_loss(params, n, d, fid), n_opt, d_opt,
                                 omega_n)
+
+    def inverse(self, params: dict, value: float, fid=0.0,
+                k: float = PAPER_FLOPS_PER_PARAM_SAMPLE, higher: bool = False) -> float | None:
+        """The optimal frontier L*(F) solved for ``value`` numerically (it falls to the
+        asymptote)."""
+        if higher:
+            return None
+        return budget_numeric(lambda f: self.optimal(params, f, fid, k)[2], value,
+                              float(asymptote(params, fid)), k)
 
     def derived(self, params: dict) -> dict[str, float]:
         return derived(params)

@@ -36,8 +36,9 @@ RecordSet = RunTable
 
 __all__ = [
     "POINT_MODES", "PUBLISHED_FID", "TARGETS", "Point", "RecordSet", "Run", "RunTable", "Tagged",
-    "apply_filters", "collect_points", "dataset_name", "fid_inputs", "fid_warning", "is_loss",
-    "iter_tagged", "paper_exclusion", "read_runs", "record_fid_metrics", "train_fraction",
+    "apply_filters", "check_target_values", "collect_points", "dataset_name", "fid_inputs",
+    "fid_warning", "is_loss", "iter_tagged", "paper_exclusion", "read_runs",
+    "record_fid_metrics", "single_fid_metric", "train_fraction",
 ]
 
 TARGETS = ("adv_loss", "robust_acc", "clean_acc", "aa_acc")
@@ -62,8 +63,10 @@ class Point:
 
     run_id: str
     where: str
-    n: float
-    d: float
+    n: float | None
+    """Parameters N; None only for laws that do not use it (the power law, GBR)."""
+    d: float | None
+    """Samples seen D; None only for laws that do not use it."""
     fid: float
     flops: float | None
     value: float
@@ -80,6 +83,7 @@ def collect_points(
     log=None,
     min_train_fraction: float = 0.0,
     pre_filters: Iterable[str] = (),
+    need_nd: bool = True,
 ) -> list[Point]:
     """The fit's observations for ``target``, ``points`` per run (see the module docstring).
 
@@ -88,18 +92,20 @@ def collect_points(
     Both are logged. Before each run's point is chosen, evaluations with a train fraction
     below ``min_train_fraction`` are dropped (:func:`train_fraction`; the notebook keeps
     checkpoints past half of training), and so are those a ``pre_filters`` expression rejects
-    (``--filter-order before``).
+    (``--filter-order before``). ``need_nd=False`` (the power law, GBR): ``params`` and
+    ``samples_seen`` may be missing or null (the point's N, D are then None).
     """
     if points not in POINT_MODES:
         raise AdvscaleError(f"--points {points!r}: choose from {', '.join(POINT_MODES)}")
     out: list[Point] = []
     nulls, dropped = 0, []
     screen = _Screen(min_train_fraction, pre_filters)
+    need = _Needs(need_fid, need_flops, need_nd)
     for run in rs.runs.values():
         if target == "aa_acc":
-            cands = _attack_points(run, attack, need_fid, need_flops)
+            cands = _attack_points(run, attack, need)
         else:
-            cands, n_null, final_is_null = _eval_points(run, target, need_fid, need_flops)
+            cands, n_null, final_is_null = _eval_points(run, target, need)
             nulls += n_null
             if final_is_null and points == "final":
                 dropped.append(run.run_id)
@@ -107,6 +113,7 @@ def collect_points(
         cands = screen(cands)
         if cands:
             out.extend(_choose(run, cands, target, points))
+    screen.check()
     screen.report(log)
     if log and nulls:
         log(f"skipped {nulls} evaluations with {target}: null (non-finite)"
@@ -121,25 +128,51 @@ def collect_points(
     return out
 
 
-def _eval_points(run: Run, target: str, need_fid: bool, need_flops: bool
-                 ) -> tuple[list[Point], int, bool]:
+@dataclass(frozen=True)
+class _Needs:
+    """Which fields every point must carry (the fitted approach's)."""
+
+    fid: bool = False
+    flops: bool = False
+    nd: bool = True
+
+
+def _nd(t: Tagged, need: _Needs) -> tuple[float | None, float | None]:
+    """(N, D) of an evaluation: required and checked, or optional when the law uses neither."""
+    if need.nd:
+        return t.number("params", positive=True), t.number("samples_seen")
+    n = t.number("params", required=False)
+    d = t.number("samples_seen", required=False)
+    return (n if n and n > 0 else None), d
+
+
+def _flops(t: Tagged, d: float | None, need: _Needs) -> float | None:
+    """Training FLOPs of an evaluation (``samples_seen`` is needed only to derive them)."""
+    if d is not None or t.number("train_flops", required=False) is not None:
+        return t.train_flops(d if d is not None else 0.0, need.flops)
+    if need.flops:
+        raise AdvscaleError(f"{t.where}: {t.kind} record lacks 'train_flops' (and "
+                            f"'samples_seen' to derive it from 'train_flops_per_sample')")
+    return None
+
+
+def _eval_points(run: Run, target: str, need: _Needs) -> tuple[list[Point], int, bool]:
     """A run's train.eval points for ``target``; the nulls skipped; whether the final is null."""
     cands: list[Point] = []
     nulls, final_is_null = 0, False
     seen = [t.rec.get("samples_seen") for t in run.evals]
     run_max_d = max((float(v) for v in seen if _positive(v)), default=None)
     for t in run.evals:
-        d = t.number("samples_seen")
-        if d is None or d <= 0:
+        n, d = _nd(t, need)
+        if (d is None and need.nd) or (d is not None and d <= 0):
             continue  # an evaluation before training: no D to scale with
-        n = t.number("params", positive=True)
         v = t.number(target, allow_null=True, why=f" (needed for --target {target})")
         if v is None:
             nulls += 1
             final_is_null = final_is_null or t.rec.get("final") is True
             continue
-        cands.append(Point(run.run_id, t.where, n, d, t.fid(need_fid),
-                           t.train_flops(d, need_flops), v, _features(t.rec, d, run_max_d)))
+        cands.append(Point(run.run_id, t.where, n, d, t.fid(need.fid), _flops(t, d, need), v,
+                           _features(t.rec, d, run_max_d)))
     return cands, nulls, final_is_null
 
 
@@ -161,7 +194,7 @@ def _refuse_orphan_attacks(rs: RecordSet, attack: str) -> None:
         )
 
 
-def _attack_points(run: Run, attack: str, need_fid: bool, need_flops: bool) -> list[Point]:
+def _attack_points(run: Run, attack: str, need: _Needs) -> list[Point]:
     pts = []
     for t in run.attacks:
         if t.rec.get("attack") != attack:
@@ -169,18 +202,19 @@ def _attack_points(run: Run, attack: str, need_fid: bool, need_flops: bool) -> l
         joined = run.eval_at(t.rec.get("samples_seen"))
         if joined is None:  # not reached: build_runs opens runs only for train.eval records
             raise AdvscaleError(f"{t.where}: run {run.run_id!r} has no train.eval records")
-        d = t.number("samples_seen", required=False) or joined.number("samples_seen")
-        n = t.number("params", required=False) or joined.number("params", positive=True)
+        jn, jd = _nd(joined, need)
+        d = t.number("samples_seen", required=False) or jd
+        n = t.number("params", required=False) or jn
         v = t.number("robust_acc", why=" (needed for --target aa_acc)")
         rec = _features(joined.rec, d)
         rec.update({k: t.rec.get(k) for k in ("attack", "checkpoint", "eps", "n")})
         rec["aa_acc"] = v
-        pts.append(Point(run.run_id, t.where, n, d, joined.fid(need_fid),
-                         joined.train_flops(d, need_flops), v, rec))
+        pts.append(Point(run.run_id, t.where, n, d, joined.fid(need.fid),
+                         _flops(joined, d, need), v, rec))
     return pts
 
 
-def _features(rec: dict[str, Any], d: float, run_max_d: float | None = None
+def _features(rec: dict[str, Any], d: float | None, run_max_d: float | None = None
               ) -> dict[str, Any]:
     """The record's fields plus aliases N, D, FID, and ``dataset``, ``train_fraction`` and
     ``samples_nominal`` (see :func:`dataset_name`, :func:`train_fraction`)."""
@@ -189,6 +223,8 @@ def _features(rec: dict[str, Any], d: float, run_max_d: float | None = None
     out["D"] = d
     out["FID"] = rec.get("fid") if rec.get("fid") is not None else 0.0
     out["dataset"] = dataset_name(rec)
+    metrics = sorted(record_fid_metrics(rec))
+    out["fid_metric"] = "+".join(metrics) if metrics else None
     out["train_fraction"] = train_fraction(rec, d, run_max_d)
     target = rec.get("samples_target")
     out["samples_nominal"] = (float(target) if _positive(target)
@@ -211,13 +247,16 @@ def dataset_name(rec: dict[str, Any]) -> str:
     return "+".join(stems) if stems else "real"
 
 
-def train_fraction(rec: dict[str, Any], d: float, run_max_d: float | None = None) -> float:
+def train_fraction(rec: dict[str, Any], d: float | None, run_max_d: float | None = None
+                   ) -> float:
     """How far into its training an evaluation is: ``train_fraction`` when the record gives
     it (the notebook's column), else ``samples_seen / samples_target``, else ``samples_seen``
     over the run's largest ``samples_seen``."""
     tf = rec.get("train_fraction")
     if _positive(tf):
         return float(tf)
+    if d is None:
+        return 1.0
     target = rec.get("samples_target")
     if _positive(target):
         return float(d) / float(target)
@@ -232,9 +271,13 @@ class _Screen:
         self.filters = [RecordFilter(e) for e in exprs]
         self.seen = 0
         self.kept = [0] * (len(self.filters) + 1)
+        self.known: set[str] = set()
 
     def __call__(self, cands: list[Point]) -> list[Point]:
         self.seen += len(cands)
+        if self.filters:
+            for p in cands:
+                self.known.update(p.rec)
         if self.min_tf > 0:
             cands = [p for p in cands if p.rec["train_fraction"] >= self.min_tf]
         self.kept[0] += len(cands)
@@ -242,6 +285,11 @@ class _Screen:
             cands = [p for p in cands if f(p.rec)]
             self.kept[i] += len(cands)
         return cands
+
+    def check(self) -> None:
+        """Refuse a filter naming a field that no evaluation has."""
+        for f in self.filters:
+            f.check_fields(self.known)
 
     def report(self, log) -> None:
         if not log:
@@ -258,19 +306,58 @@ class _Screen:
 
 def _choose(run: Run, cands: list[Point], target: str, points: str) -> list[Point]:
     if points == "all":
-        return sorted(cands, key=lambda p: p.d)
+        return sorted(cands, key=lambda p: p.d or 0.0)
     if points == "best":
         pick = min if is_loss(target) else max
         return [pick(cands, key=lambda p: p.value)]
     finals = [p for p in cands if p.rec.get("final") is True]
-    return [max(finals or cands, key=lambda p: p.d)]
+    return [max(finals or cands, key=lambda p: p.d or 0.0)]
+
+
+def check_target_values(pts: list[Point], target: str, log_space: bool = True,
+                        as_error: bool = False) -> None:
+    """Refuse, in one line with a count and a fix, accuracies in percent and values a fit in
+    log space cannot take (≤ 0; for a law of the error rate, accuracies ≥ 1)."""
+    values = [p.value for p in pts]
+    if not is_loss(target):
+        over = [v for v in values if v > 1]
+        if over:
+            raise AdvscaleError(
+                f"--target {target}: {len(over)} of {len(values)} values exceed 1 (largest "
+                f"{max(over):g}): accuracies look like percents, and advscale takes fractions in "
+                f"[0, 1]; divide them by 100 (`advscale records import` converts a column whose "
+                f"map says unit = \"percent\")")
+    if not log_space:
+        return
+    error = as_error and not is_loss(target)
+    bad = [p for p in pts if not ((1.0 - p.value) if error else p.value) > 0]
+    if bad:
+        what, keep = (f"1 - {target}", f"{target} < 1") if error else (target, f"{target} > 0")
+        raise AdvscaleError(
+            f"--target {target}: {len(bad)} of {len(pts)} points have {what} <= 0 (e.g. "
+            f"{bad[0].where}), which a fit in log space cannot use; drop them with --filter "
+            f"'{keep}'")
+
+
+def single_fid_metric(info: dict[str, Any], option: str) -> str | None:
+    """The one quality metric of a fit's synthetic points (None when none is named); a mix
+    of metrics is refused: their values are on different scales."""
+    metrics = info.get("metrics") or []
+    if len(metrics) > 1:
+        raise AdvscaleError(
+            f"approach {option} fits one quality metric at a time, and the records' FIDs are "
+            f"measured by {len(metrics)}: {', '.join(metrics)}; keep one, e.g. --filter "
+            f"\"FID == 0 or fid_metric == '{metrics[0]}'\"")
+    return metrics[0] if metrics else None
 
 
 def apply_filters(pts: list[Point], exprs: Iterable[str], log=None) -> list[Point]:
     """Keep the points every ``--filter`` expression accepts (logged)."""
     out = pts
+    known = {k for p in pts for k in p.rec}
     for expr in exprs:
         f = RecordFilter(expr)
+        f.check_fields(known)
         before = len(out)
         out = [p for p in out if f(p.rec)]
         if log:

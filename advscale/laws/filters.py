@@ -3,7 +3,8 @@
 Examples: ``"params >= 1e6 and fid < 10"``, ``"model in ['wrn-16-2', 'wrn-28-4']"``,
 ``"not (loss == 'standard')"``, ``"log10(samples_seen) > 6"``.
 
-Names are record fields (a missing field is ``null``); ``true``, ``false`` and ``null`` are
+Names are record fields (a field missing from a record is ``null`` there; a name no record
+has is an error, :meth:`RecordFilter.check_fields`); ``true``, ``false`` and ``null`` are
 constants. Allowed: comparisons (``< <= > >= == != in not in``), ``and``/``or``/``not``,
 arithmetic (``+ - * / ** %``), lists, and the functions ``log``, ``log10``, ``abs``, ``min``,
 ``max``. A comparison involving ``null`` (other than ``==``/``!=``) is false. Nothing is
@@ -13,9 +14,10 @@ arithmetic (``+ - * / ** %``), lists, and the functions ``log``, ``log10``, ``ab
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from advscale.errors import AdvscaleError
@@ -56,6 +58,23 @@ class RecordFilter:
                 raise AdvscaleError(
                     f"--filter {expr!r}: only the functions {', '.join(_FUNCS)} may be called"
                 )
+
+    def names(self) -> set[str]:
+        """The field names the expression reads (not constants, not the functions called)."""
+        called = {id(n.func) for n in ast.walk(self.tree) if isinstance(n, ast.Call)}
+        return {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)
+                and id(n) not in called and n.id not in _CONST}
+
+    def check_fields(self, known: Iterable[str]) -> None:
+        """A one-line error naming a field that no record has (e.g. a typo: ``parms``)."""
+        known = set(known)
+        if not known:
+            return
+        for name in sorted(self.names() - known):
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise AdvscaleError(f"--filter {self.expr!r}: unknown field {name} (no record has "
+                                f"it){hint}")
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
         try:

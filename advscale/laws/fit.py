@@ -17,15 +17,24 @@ from typing import IO, Any
 
 from advscale.errors import AdvscaleError
 from advscale.laws import summary
-from advscale.laws.approach import Approach, FitData, Log, Progress, get_approach
+from advscale.laws.approach import (
+    Approach,
+    FitData,
+    Log,
+    Progress,
+    get_approach,
+    list_approaches,
+)
 from advscale.laws.data import (
     Point,
     apply_filters,
+    check_target_values,
     collect_points,
     fid_inputs,
     fid_warning,
     paper_exclusion,
     read_runs,
+    single_fid_metric,
 )
 from advscale.laws.filters import RecordFilter
 from advscale.laws.objective import HUBER_DELTA
@@ -63,6 +72,8 @@ def fit_law(
     delta: float = HUBER_DELTA,
     protocol: str | Protocol = "advscale",
     protocol_options: Mapping[str, Any] | None = None,
+    bins: int | None = None,
+    x: str | None = None,
     records: Iterable[dict[str, Any]] | None = None,
     stdin: IO[str] | None = None,
     log: Log | None = None,
@@ -77,13 +88,16 @@ def fit_law(
     rule (default on for Approaches 2 and 3 only). ``n_boot``: bootstrap replicates over runs
     (0 to skip). ``delta``: the Huber threshold on log residuals (the papers' 1e-3).
     ``protocol``: ``advscale`` or ``bartoldson2024`` (the authors' notebook), with any of its
-    choices replaced by ``protocol_options`` (:mod:`advscale.laws.protocol`).
+    choices replaced by ``protocol_options`` (:mod:`advscale.laws.protocol`). ``bins``, ``x``
+    (power law): the number of log-spaced bins (19) and the field the law is of
+    (``train_flops``; e.g. ``cost_usd``).
     """
     log = log or _nolog
     appr = get_approach(approach)
     proto = resolve_protocol(protocol, protocol_options)
     if n_boot < 0:
         raise AdvscaleError("--bootstrap must be >= 0")
+    _check_options(appr, bins=bins, x=x)
     target = target or appr.default_target
     filters = list(filters)
     for expr in filters:  # refuse a malformed --filter before reading anything
@@ -93,8 +107,9 @@ def fit_law(
     log(f"read {rs.n_records} records: {len(rs.runs)} runs")
     before = filters if proto.filter_order == "before" else []
     pts = collect_points(rs, target, points, attack, need_fid=appr.needs_fid,
-                         need_flops=appr.needs_flops, log=log,
-                         min_train_fraction=proto.min_train_fraction, pre_filters=before)
+                         need_flops=appr.needs_flops and x in (None, "train_flops"), log=log,
+                         min_train_fraction=proto.min_train_fraction, pre_filters=before,
+                         need_nd=appr.needs_nd)
     if proto.filter_order == "after":
         pts = apply_filters(pts, filters, log)
     applied = appr.default_exclusion if exclusion is None else exclusion
@@ -103,6 +118,7 @@ def fit_law(
         pts, dropped = paper_exclusion(pts, log, size=proto.exclusion_size)
     if not pts:
         raise AdvscaleError("no points left after filtering")
+    check_target_values(pts, target, appr.log_space, appr.fitted_as_error)
     common: dict[str, Any] = {
         "approach": appr.option, "target": target, "points": points, "filters": filters,
         "exclusion": {"rule": EXCLUSION_RULE, "applied": bool(applied), "dropped_runs": dropped,
@@ -110,10 +126,9 @@ def fit_law(
         "data": summary.data_summary(pts), "fid_inputs": fid_inputs(pts), "seed": seed,
         "protocol": proto.record(),
     }
-    if appr.warns_fid and (warning := fid_warning(common["fid_inputs"])):
-        log(warning)
+    common["fid_metric"] = _fid_metric(appr, common["fid_inputs"], log)
     body = appr.fit(FitData(pts, rs, target, n_boot, seed, full_grid, delta, list(also), log,
-                            progress, proto))
+                            progress, proto, bins, x))
     return {**common, **_headline(pts, body), **body}
 
 
@@ -134,11 +149,35 @@ def fit_record(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-", *
               "seed": opt["seed"], "points": opt["points"], "paper_exclusion": opt["exclusion"],
               "attack": opt["attack"], "also": opt["also"], "coarse_grid": not opt["full_grid"],
               "huber_delta": opt["delta"], "protocol": _protocol_name(opt["protocol"]),
+              "bins": opt["bins"], "x": opt["x"],
               "protocol_options": {k: (list(v) if isinstance(v, tuple) else v)
                                    for k, v in (opt["protocol_options"] or {}).items()
                                    if v is not None}}
     payload = fit_law(**opt)
     return make_record("fit", payload, command=command, config=config, seed=opt["seed"])
+
+
+def _check_options(appr: Approach, **given: Any) -> None:
+    """Refuse an approach-specific option (``--bins``, ``--x``) the approach does not take."""
+    for name, value in given.items():
+        if value is not None and name not in appr.options:
+            takers = [get_approach(a).option for a in list_approaches()
+                      if name in get_approach(a).options]
+            raise AdvscaleError(f"--{name} applies to --approach {', '.join(takers)}, "
+                                f"not {appr.option}")
+
+
+def _fid_metric(appr: Approach, info: dict[str, Any], log: Log) -> str | None:
+    """The one quality metric of the fit's FIDs (refusing a mix for laws of FID); warned."""
+    if appr.needs_fid:
+        metric = single_fid_metric(info, appr.option)
+        if metric is not None:
+            log(f"approach {appr.option}: the quality axis (FID) is {metric}")
+    else:
+        metric = info["metrics"][0] if len(info["metrics"]) == 1 else None
+    if appr.warns_fid and (warning := fid_warning(info)):
+        log(warning)
+    return metric
 
 
 def _protocol_name(protocol: str | Protocol) -> str:

@@ -4,8 +4,12 @@ Features per run (from its ``train.eval`` record): parameters N, whether synthet
 used, activation, loss (``trades``/``pgd-at``/``standard``), training PGD steps, and whether an
 EMA of the weights was kept. scikit-learn's ``GradientBoostingRegressor`` (50 estimators, depth
 5) is trained on a seeded 70:30 split; the fit reports the held-out R² and RMSE, the training
-R², a 5-fold cross-validated R², and feature importances (one-hot columns summed back to their
-feature). scikit-learn is imported only here, and only when a GBR fit is asked for.
+R², the held-out R² over :data:`SPLIT_SEEDS` split seeds (mean and range: one split can swing
+it widely), a 5-fold cross-validated R², and feature importances (one-hot columns summed back
+to their feature). A feature missing from some runs' records (filled with a constant:
+``unknown``, no EMA) or constant over all runs (its importance is 0 by construction) is named
+in ``feature_warnings`` and on stderr. scikit-learn is imported only here, and only when a GBR
+fit is asked for.
 
 :class:`GBR` is the registered approach (``gbr``).
 """
@@ -21,6 +25,13 @@ from advscale.laws.approach import Approach, FitData, register_approach
 from advscale.laws.data import Point, is_loss
 
 FEATURES = ("params", "synthetic", "activation", "loss", "pgd_steps", "ema")
+SPLIT_SEEDS = 10
+"""How many 70:30 splits (seeds ``seed``, ``seed + 1``, ...) the held-out R² is reported over."""
+
+_SOURCE_FIELDS = {"activation": ("activation",), "loss": ("loss",), "ema": ("ema_decay",),
+                  "synthetic": ("fid", "data")}
+_FILL = {"activation": "'unknown'", "loss": "'unknown'", "ema": "no EMA",
+         "synthetic": "no synthetic data"}
 
 DESCRIBES_ONLY = ("gbr fits describe which recipe features matter; they are not a law to predict "
                   "with (use approach 2/3 or a power law)")
@@ -42,6 +53,24 @@ def recipe_features(rec: dict[str, Any]) -> dict[str, Any]:
         "pgd_steps": rec.get("pgd_steps") if rec.get("loss") != "standard" else 0,
         "ema": bool(ema) and float(ema) > 0,
     }
+
+
+def feature_warnings(recs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """One line per feature missing from some runs (filled with a constant) or constant."""
+    out = []
+    n = len(rows)
+    for feat in FEATURES:
+        fields = _SOURCE_FIELDS.get(feat)
+        if fields:
+            missing = sum(all(r.get(k) is None for k in fields) for r in recs)
+            if missing:
+                out.append(f"feature {feat}: missing in {missing} of {n} runs (filled with "
+                           f"{_FILL[feat]})")
+        values = {repr(r[feat]) for r in rows}
+        if len(values) == 1:
+            out.append(f"feature {feat}: constant ({values.pop()}) over all {n} runs: it "
+                       f"cannot explain anything (importance 0)")
+    return out
 
 
 def design_matrix(rows: list[dict[str, Any]]) -> tuple[np.ndarray, list[str], list[str]]:
@@ -87,6 +116,7 @@ def fit(rows: list[dict[str, Any]], y: np.ndarray, seed: int = 0, test_size: flo
     cv = cross_val_score(
         GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth,
                                   random_state=seed), x, y, cv=folds, scoring="r2")
+    seeds = _split_r2(x, y, seed, test_size, n_estimators, max_depth)
     return {
         "params": {"n_estimators": n_estimators, "max_depth": max_depth,
                    "test_size": test_size, "seed": seed},
@@ -98,8 +128,27 @@ def fit(rows: list[dict[str, Any]], y: np.ndarray, seed: int = 0, test_size: flo
             "rmse_test": float(np.sqrt(mean_squared_error(yte, pred))),
             "r2_train": float(r2_score(ytr, model.predict(xtr))),
             "r2_cv_mean": float(np.mean(cv)), "r2_cv_std": float(np.std(cv)), "cv_folds": folds,
+            "r2_test_seeds": seeds,
         },
     }
+
+
+def _split_r2(x: np.ndarray, y: np.ndarray, seed: int, test_size: float, n_estimators: int,
+              max_depth: int) -> dict[str, Any]:
+    """The held-out R² over :data:`SPLIT_SEEDS` seeded splits: values, mean, min, max."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import train_test_split
+
+    values = []
+    for s in range(seed, seed + SPLIT_SEEDS):
+        xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_size, random_state=s)
+        model = GradientBoostingRegressor(n_estimators=n_estimators, max_depth=max_depth,
+                                          random_state=s).fit(xtr, ytr)
+        values.append(float(r2_score(yte, model.predict(xte))))
+    return {"seeds": list(range(seed, seed + SPLIT_SEEDS)), "values": values,
+            "mean": float(np.mean(values)), "min": float(np.min(values)),
+            "max": float(np.max(values))}
 
 
 def _last_per_run(pts: list[Point]) -> list[Point]:
@@ -118,6 +167,8 @@ class GBR(Approach):
     predictive = False
     default_target = "aa_acc"
     warns_fid = True
+    needs_nd = False
+    log_space = False
 
     def refusal(self, operation: str) -> AdvscaleError:
         return AdvscaleError(DESCRIBES_ONLY)
@@ -127,10 +178,16 @@ class GBR(Approach):
             data.log("gbr: --bootstrap is not used (a seeded 70:30 split and 5-fold CV instead)")
         runs = _last_per_run(data.points)
         rows = [recipe_features(p.rec) for p in runs]
+        warnings = feature_warnings([p.rec for p in runs], rows)
+        for w in warnings:
+            data.log(f"gbr: warning: {w}")
         y = np.array([p.value for p in runs])
         res = fit(rows, y, seed=data.seed)  # the module's fit
-        data.log(f"gbr: held-out R2 {res['stats']['r2_test']:.3f} on {res['stats']['n_test']} "
-                 "runs; importances " + ", ".join(
+        st = res["stats"]
+        sd = st["r2_test_seeds"]
+        data.log(f"gbr: held-out R2 {st['r2_test']:.3f} on {st['n_test']} runs (seed "
+                 f"{data.seed}); over {len(sd['values'])} split seeds mean {sd['mean']:.3f}, "
+                 f"range [{sd['min']:.3f}, {sd['max']:.3f}]; importances " + ", ".join(
                      f"{k} {v:.2f}" for k, v in res["feature_importances"].items()))
         return {"form": self.name, "quantity": "loss" if is_loss(data.target) else "accuracy",
-                **res}
+                "feature_warnings": warnings, **res}

@@ -107,6 +107,28 @@ class Law:
         self.k = float(k) if isinstance(k, int | float) and k > 0 else PAPER_FLOPS_PER_PARAM_SAMPLE
         self.k_override: float | None = None
         self.acc_map = doc.get("loss_to_accuracy") or None
+        self.x = str(doc.get("x") or "train_flops")
+        """What a law of FLOPs is of: ``train_flops``, or the field ``fit --x`` named."""
+
+    @property
+    def fid_metric(self) -> str | None:
+        """The quality metric of the law's FIDs (``fid`` for the papers' presets), or None."""
+        if isinstance(self.doc.get("fid_metric"), str):
+            return self.doc["fid_metric"]
+        metrics = (self.doc.get("fid_inputs") or {}).get("metrics") or []
+        return metrics[0] if len(metrics) == 1 else None
+
+    def ranges(self) -> dict[str, list[float]]:
+        """The fitted data's spans, by axis (``params``, ``samples``, ``flops``); empty for
+        presets. A law of another x than FLOPs spans that x under ``flops``."""
+        data = self.doc.get("data") or {}
+        spans = {"params": data.get("params_range"), "samples": data.get("samples_range"),
+                 "flops": data.get("flops_range")}
+        if self.x != "train_flops":
+            spans["flops"] = self.doc.get("x_range")
+        return {k: [float(v[0]), float(v[1])] for k, v in spans.items()
+                if isinstance(v, list) and len(v) == 2 and all(
+                    isinstance(e, int | float) and e > 0 for e in v)}
 
     @classmethod
     def load(cls, spec: str, stdin: IO[str] | None = None) -> Law:
@@ -178,6 +200,31 @@ class Law:
         wd = self.approach.tradeoff(p, n, d, omega_n, fid)
         return wd, omega_n * wd - 1
 
+    def inverse(self, value: float, fid=0.0, params: dict | None = None) -> float | None:
+        """The least FLOPs (the law's x) at which the fitted quantity reaches ``value``; None
+        when no budget does (at or beyond the asymptote), ``inf`` when none below 1e300."""
+        self.approach.require("inverse")
+        p = self.params if params is None else params
+        return self.approach.inverse(p, value, fid, self.k, self.quantity == "accuracy")
+
+    def from_accuracy(self, acc: float, mapping: str = "auto") -> float:
+        """The fitted quantity at accuracy ``acc``: the inverse of :meth:`to_accuracy`."""
+        if self.quantity == "error":
+            return 1.0 - acc
+        if self.quantity == "accuracy":
+            return acc
+        m = self._map(mapping)
+        if not m["slope"] < 0:
+            raise AdvscaleError(f"law {self.name!r}: its loss→accuracy line does not fall with "
+                                f"the loss (slope {m['slope']:g}); it cannot be inverted")
+        return (acc - m["intercept"]) / m["slope"]
+
+    def _map(self, mapping: str) -> dict[str, float]:
+        m = self.acc_map if mapping in ("auto", "law") and self.acc_map else None
+        if mapping == "law" and m is None:
+            raise AdvscaleError(f"law {self.name!r} carries no loss→accuracy regression")
+        return m or PAPER_ACCURACY_MAP
+
     def to_accuracy(self, value, mapping: str = "auto") -> np.ndarray:
         """Accuracy from the fitted quantity: 1 − error, identity, or the loss→accuracy line.
 
@@ -189,10 +236,7 @@ class Law:
             return 1 - v
         if self.quantity == "accuracy":
             return v
-        m = self.acc_map if mapping in ("auto", "law") and self.acc_map else None
-        if mapping == "law" and m is None:
-            raise AdvscaleError(f"law {self.name!r} carries no loss→accuracy regression")
-        m = m or PAPER_ACCURACY_MAP
+        m = self._map(mapping)
         return m["intercept"] + m["slope"] * v
 
     def also(self) -> dict[str, dict[str, float]]:

@@ -101,3 +101,61 @@ def tradeoff_numeric(loss: Callable[[np.ndarray, np.ndarray], np.ndarray], n_opt
     if not (np.isfinite(glo) and np.isfinite(ghi)) or glo * ghi > 0:
         return float("inf") if ghi > 0 else float("nan")
     return float(np.exp(brentq(g, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=500)))
+
+
+# -- inverse: the least FLOPs reaching a value ----------------------------------------------------
+MAX_LN_FLOPS = float(np.log(1e300))
+"""The largest budget an inverse searches (beyond it a target counts as never reached)."""
+
+
+def budget_power(c: float, slope: float, value: float, higher: bool) -> float | None:
+    """The least x with ``c·x^slope`` at or past ``value`` (above for ``higher``), or None when
+    the law does not move toward ``value`` with x."""
+    if not (c > 0 and value > 0) or slope == 0 or (slope > 0) != higher:
+        return None
+    with np.errstate(all="ignore"):
+        x = float(np.exp(np.log(value / c) / slope))
+    return x if np.isfinite(x) and x > 0 else None
+
+
+def budget_approach2(params: dict, value: float, fid=0.0,
+                     k: float = PAPER_FLOPS_PER_PARAM_SAMPLE) -> float | None:
+    """Eq. 4's frontier inverted in closed form: ``L*(F) = E' + K (F/k)^(−αβ/(α+β))``.
+
+    ``K = A G^−α + B' G^β``; None when ``value`` is at or below the asymptote ``E'``.
+    """
+    al, be = float(params["alpha"]), float(params["beta"])
+    bq = float(params["B"]) * (1 + fid) ** float(params.get("zeta", 0.0))
+    eq = float(params["E"]) * (1 + fid) ** float(params.get("epsilon", 0.0))
+    if not (al > 0 and be > 0) or not value > eq:
+        return None
+    g = (al * float(params["A"]) / (be * bq)) ** (1 / (al + be))
+    kk = float(params["A"]) * g ** -al + bq * g ** be
+    c = (kk / (value - eq)) ** ((al + be) / (al * be))
+    return float(k * c) if np.isfinite(c) else float("inf")
+
+
+def budget_numeric(frontier: Callable[[float], float], value: float, floor: float,
+                   k: float = PAPER_FLOPS_PER_PARAM_SAMPLE) -> float | None:
+    """The least F with ``frontier(F) <= value`` for a frontier falling to ``floor``.
+
+    None when ``value <= floor`` (never reached); ``inf`` when not reached below 1e300 FLOPs.
+    Root finding in ln F (bracket by decades, then Brent to 1e-13).
+    """
+    from scipy.optimize import brentq  # heavy: only when an inverse is asked
+
+    if not value > floor:
+        return None
+    lo = float(np.log(4 * k))  # a budget of 4 parameter-samples: the smallest sensible one
+
+    def g(lf: float) -> float:
+        return float(frontier(float(np.exp(lf)))) - value
+
+    if g(lo) <= 0:
+        return float(np.exp(lo))
+    hi = lo
+    while g(hi) > 0:
+        lo, hi = hi, hi + np.log(10.0)
+        if hi > MAX_LN_FLOPS:
+            return float("inf")
+    return float(np.exp(brentq(g, lo, hi, xtol=1e-13, rtol=1e-15, maxiter=500)))

@@ -70,6 +70,7 @@ class ParametricApproach(Approach):
     needs_fid = True
     default_exclusion = True
     warns_fid = True
+    fitted_as_error = True
     form: ClassVar[Form]
 
     def check_design(self, x: Design) -> None:

@@ -1,13 +1,17 @@
 """Debenedetti et al. (2024): power laws of the best accuracy (and its cost) against FLOPs.
 
-The FLOPs range of the runs is split into 19 log-spaced bins; in each non-empty bin the run
-with the best accuracy (lowest value for a loss) is kept — the best-performance envelope — and
+The FLOPs range of the runs is split into 19 log-spaced bins (``--bins N``); in each non-empty
+bin the run with the best accuracy (lowest value for a loss) is kept — the best-performance
+envelope — and
 
     accuracy = C · FLOPs^α
 
 is fitted by least squares in log-log space, with the R² of that regression. The same best runs
 give power laws of other fields against FLOPs (electricity cost, energy, CO2: ``--also``).
 FLOPs are plain FLOPs here; see :mod:`advscale.laws.presets` for the paper's own constants.
+``--x FIELD`` fits the law against another field of the runs instead of ``train_flops`` (e.g.
+``cost_usd`` from joined energy records): bins, envelope and law are then of that field. The
+power law reads only the target and x: ``params`` and ``samples_seen`` may be missing.
 
 :class:`PowerLaw` is the registered approach (``power-law``).
 """
@@ -23,9 +27,11 @@ from advscale.laws import bootstrap, summary
 from advscale.laws.approach import Approach, FitData, register_approach
 from advscale.laws.approach1 import loglog_fit
 from advscale.laws.data import Point, RecordSet, is_loss
+from advscale.laws.optimal import budget_power
 
 N_BINS = 19
 PUBLIC = ("C", "alpha")
+DEFAULT_X = "train_flops"
 
 
 def best_per_bin(flops: np.ndarray, value: np.ndarray, n_bins: int = N_BINS,
@@ -96,6 +102,27 @@ def field_of_run(rs: RecordSet, p: Point, name: str) -> float:
     return float("nan")
 
 
+def x_values(data: FitData, xname: str) -> tuple[list[Point], np.ndarray]:
+    """The points that carry the law's x (``train_flops``, or a field of the run), and x.
+
+    Points without the field are dropped (logged); a value <= 0 is an error with a hint.
+    """
+    pts = data.points
+    if xname == DEFAULT_X:
+        return pts, np.array([p.flops for p in pts], dtype=float)
+    xs = np.array([field_of_run(data.runs, p, xname) for p in pts])
+    ok = np.isfinite(xs)
+    if not ok.any():
+        raise AdvscaleError(f"--x {xname}: no point's record (or joined energy record) has "
+                            f"a numeric {xname!r}")
+    if not ok.all():
+        data.log(f"--x {xname}: dropped {int((~ok).sum())} of {len(pts)} points without it")
+    if np.any(xs[ok] <= 0):
+        raise AdvscaleError(f"--x {xname}: {int((xs[ok] <= 0).sum())} points have {xname} <= 0,"
+                            f" which a log-log fit cannot use")
+    return [p for p, k in zip(pts, ok, strict=True) if k], xs[ok]
+
+
 def _bootstrap(flops: np.ndarray, value: np.ndarray, sel: np.ndarray, data: FitData
                ) -> dict[str, Any]:
     """Resample the per-bin best points (the envelope), not runs.
@@ -127,27 +154,38 @@ class PowerLaw(Approach):
     params = PUBLIC
     default_target = "aa_acc"
     needs_flops = True
+    needs_nd = False
+    options = ("bins", "x")
 
     def fit(self, data: FitData) -> dict[str, Any]:
-        pts, higher = data.points, not is_loss(data.target)
-        flops = np.array([p.flops for p in pts], dtype=float)
+        higher, bins, xname = not is_loss(data.target), data.bins or N_BINS, data.x or DEFAULT_X
+        if bins < 1:
+            raise AdvscaleError(f"--bins must be >= 1, got {bins}")
+        pts, flops = x_values(data, xname)
         value = np.array([p.value for p in pts], dtype=float)
         extra = {name: np.array([field_of_run(data.runs, p, name) for p in pts])
                  for name in data.also}
-        res = fit(flops, value, extra, higher_is_better=higher)  # the module's fit
+        res = fit(flops, value, extra, n_bins=bins, higher_is_better=higher)  # the module's
         out: dict[str, Any] = {
             "form": self.name, "quantity": "accuracy" if higher else "loss",
-            "params": res["params"], "also": res["also"],
-            "stats": {"r2": res["r2"], "bins": N_BINS, "bins_used": res["bins_used"],
+            "params": res["params"], "also": res["also"], "x": xname,
+            "x_range": [float(flops.min()), float(flops.max())],
+            "stats": {"r2": res["r2"], "bins": bins, "bins_used": res["bins_used"],
                       "n_points": len(pts), "n_runs": len({p.run_id for p in pts})},
             "selected_runs": [pts[i].run_id for i in res["selected"]],
         }
         if data.n_boot > 0:
             out["bootstrap"] = _bootstrap(flops, value, res["selected"], data)
         p = res["params"]
-        data.log(f"power law: {data.target} = {p['C']:.4g} * FLOPs^{p['alpha']:.4g} "
-                 f"(R2 {res['r2']:.3f}, {res['bins_used']} bins)")
+        data.log(f"power law: {data.target} = {p['C']:.4g} * "
+                 f"{'FLOPs' if xname == DEFAULT_X else xname}^{p['alpha']:.4g} "
+                 f"(R2 {res['r2']:.3f}, {res['bins_used']} of {bins} bins)")
         return out
 
     def at_budget(self, params: dict, flops) -> np.ndarray:
         return predict(params, flops)
+
+    def inverse(self, params: dict, value: float, fid=0.0, k: float = 0.0,
+                higher: bool = True) -> float | None:
+        """``C·x^α`` solved for x in closed form (None when the law moves away from it)."""
+        return budget_power(params["C"], params["alpha"], value, higher)

@@ -18,15 +18,23 @@ RESAMPLING_RUNS = "runs (all points of a drawn run), with replacement"
 
 
 def data_summary(pts: list[Point]) -> dict[str, Any]:
-    """The ``data`` field: how many points and runs, and the N, D and FID they span."""
-    n = np.array([p.n for p in pts])
-    d = np.array([p.d for p in pts])
+    """The ``data`` field: how many points and runs, and the N, D, FLOPs and FID they span.
+
+    A range is null when no point carries the field (a power law needs neither N nor D);
+    ``predict`` measures its ``extrapolation`` against these ranges.
+    """
+    n = np.array([p.n for p in pts if p.n is not None], dtype=float)
+    d = np.array([p.d for p in pts if p.d is not None], dtype=float)
+    f = np.array([p.flops for p in pts if p.flops is not None], dtype=float)
     fids = sorted({round(p.fid, 6) for p in pts})
     return {"n_points": len(pts), "n_runs": len({p.run_id for p in pts}),
-            "params_range": [float(n.min()), float(n.max())],
-            "samples_range": [float(d.min()), float(d.max())],
+            "params_range": _span(n), "samples_range": _span(d), "flops_range": _span(f),
             "distinct_params": int(np.unique(n).size), "distinct_samples": int(np.unique(d).size),
             "fids": fids[:100]}
+
+
+def _span(a: np.ndarray) -> list[float] | None:
+    return [float(a.min()), float(a.max())] if a.size else None
 
 
 def run_index(pts: list[Point]) -> np.ndarray:

@@ -245,6 +245,8 @@ TRAIN_EVAL = Schema("train.eval", "an evaluation of the EMA model during `advsca
     F("label_smoothing", "number", opt=True),
     F("world_size", "int", "count", opt=True),
     F("device", "str", opt=True),
+    F("init", "str", opt=True, null=True, doc="checkpoint the run started from (--init)"),
+    F("init_sha256", "str", opt=True, null=True, doc="SHA-256 of the --init file"),
     F("imported", "dict", opt=True, doc="records import: {map, row, derived, unknown}"),
 ), (_train_eval_rules,))
 

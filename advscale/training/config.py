@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advscale.core.fileio import atomic_write
+from advscale.core.fileio import atomic_write, file_sha256
 from advscale.errors import AdvscaleError
+from advscale.models.checkpoint import read_checkpoint_metadata, resolve_checkpoint
+from advscale.models.importer import wrn_kwargs
 
 LOSS_NAMES = ("trades", "pgd-at", "standard")
 ATTACK_BN_MODES = ("train-no-update", "eval")
@@ -66,6 +68,14 @@ class TrainConfig:
     """WRN stride-2 padding: ``dm`` (DeepMind's (0,1,0,1), TF SAME) or ``symmetric`` (1 each side);
     ignored for timm models."""
     num_classes: int = 10
+    init: str | None = None
+    """Start from these weights instead of a random initialisation (fine-tuning or continuing
+    a model): an advscale checkpoint, a run directory, or a published ``.pt`` imported on the
+    fly (``advscale model import``). The architecture comes from the checkpoint."""
+    init_sha256: str | None = None
+    """SHA-256 of the ``init`` file (filled in by :func:`apply_init`)."""
+    init_model_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Model keyword arguments the ``init`` checkpoint needs (e.g. its input mean/std)."""
     loss: str = "trades"
     beta: float = 5.0
     pgd_steps: int = 10
@@ -242,3 +252,33 @@ def merge_for_resume(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConf
         raise AdvscaleError(f"--resume with different settings than the run: {detail}")
     runtime = {k: v for k, v in overrides.items() if k in RUNTIME_KEYS}
     return dataclasses.replace(saved, **runtime)
+
+
+INIT_FIELDS = ("model", "activation", "padding", "num_classes")
+"""Settings an ``init`` checkpoint decides (given again, they must agree with it)."""
+
+
+def apply_init(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (the options given) with the architecture of their ``init`` checkpoint.
+
+    Reads the checkpoint's metadata (importing a published file on the fly): model, activation,
+    padding, classes and input mean/std come from it, and its SHA-256 is recorded. An option
+    given that contradicts the checkpoint raises AdvscaleError. Without ``init``: unchanged.
+    """
+    if not settings.get("init"):
+        return settings
+    path = resolve_checkpoint(settings["init"])
+    meta = read_checkpoint_metadata(path)
+    out = dict(settings)
+    for key in INIT_FIELDS:
+        have = meta.get(key)
+        if have is None:
+            continue
+        if key in settings and settings[key] is not None and settings[key] != have:
+            raise AdvscaleError(f"--{key.replace('_', '-')} {settings[key]} contradicts --init "
+                                f"{settings['init']} ({key} {have}); leave it out")
+        out[key] = have
+    out["init_sha256"] = file_sha256(path)
+    out["init_model_kwargs"] = {k: list(v) if isinstance(v, tuple) else v
+                                for k, v in wrn_kwargs(meta).items()}
+    return out

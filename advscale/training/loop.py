@@ -34,7 +34,7 @@ from advscale.data.sampler import MixtureStream, ResumableBatchSampler
 from advscale.errors import AdvscaleError
 from advscale.models import count_parameters, create_model, is_model
 from advscale.models.averaging import EMA
-from advscale.models.checkpoint import save_model_checkpoint
+from advscale.models.checkpoint import load_for_eval, save_model_checkpoint
 from advscale.records import append_record, make_record, write_record
 from advscale.training.augment import random_crop_flip, to_model_input
 from advscale.training.config import TrainConfig
@@ -126,9 +126,13 @@ class TrainingSession:
         # -- model first: an unknown name fails before any data is read --------------------
 
         self.is_wrn = is_model(cfg.model)
-        kwargs = {"activation": cfg.activation, "padding": cfg.padding} if self.is_wrn else {}
+        kwargs = ({"activation": cfg.activation, "padding": cfg.padding,
+                   **cfg.init_model_kwargs} if self.is_wrn else {})
         torch.manual_seed(cfg.seed)  # the initial weights (identical on every rank)
         raw = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
+        if cfg.init and not resuming:
+            raw.load_state_dict(load_for_eval(cfg.init)[0].state_dict())
+            self.log(f"advscale train: starting from the weights of {cfg.init}")
         self.params = count_parameters(raw)
 
         # -- data ------------------------------------------------------------------------------
@@ -375,6 +379,8 @@ class TrainingSession:
             "label_smoothing": cfg.label_smoothing,
             "world_size": self.dist.world_size,
             "device": self.device.type,
+            "init": cfg.init,
+            "init_sha256": cfg.init_sha256,
         }
         rec = make_record("train.eval", payload, command=self.command, config=cfg.to_dict(),
                           seed=cfg.seed)
@@ -408,6 +414,7 @@ class TrainingSession:
                     "attack_bn": cfg.attack_bn}
             if self.is_wrn:
                 meta["padding"] = cfg.padding
+                meta.update(cfg.init_model_kwargs)  # e.g. an imported model's mean/std
             try:
                 save_model_checkpoint(self.run_dir.last, self.ema.module, meta)
             except AdvscaleError:

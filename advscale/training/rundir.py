@@ -18,6 +18,7 @@ from advscale.models.checkpoint import LAST_NAME
 from advscale.records import parse_line
 from advscale.training.config import (
     TrainConfig,
+    apply_init,
     config_differences,
     merge_for_resume,
 )
@@ -91,7 +92,7 @@ def resolve_run_config(
             f"--out {run.path} already exists and is not empty; pass --resume to continue its "
             "run, or choose a new directory (advscale never deletes a run directory)"
         )
-    cfg = TrainConfig.from_dict(given).resolved()
+    cfg = TrainConfig.from_dict(apply_init(given)).resolved()
     return cfg, False
 
 

@@ -1,11 +1,17 @@
-"""What a training mixture is made of: per-source size, weight, provenance and FID.
+"""What a training mixture is made of: per-source size, weight, provenance and quality.
 
-A source's FID comes from its HDF5 attributes: the ``fid`` attribute (gen-synthetic writes it only
-for the published protocol), else ``quality_value`` when ``quality_metric`` names an FID
-(``fid_inception_n10000``: Inception features, fewer images, biased); the metric's name travels
-with it as ``fid_metric``. Proxies of other names (``fd_pca...``) and real data give null.
-The run's ``fid`` is the mixture-weighted mean FID of its synthetic sources (weights are the
-mixture weights, or source sizes for an unweighted union), null when it has no synthetic data.
+A source's quality comes from its HDF5 attributes (what ``gen-synthetic fid --annotate`` writes):
+the ``fid`` attribute (written only for the published protocol: metric ``fid``), else
+``quality_value`` under the name in ``quality_metric`` — any named Fréchet-distance metric, the
+Inception one on fewer images (``fid_inception_n10000``, biased) or a proxy such as
+``fd_pca64_n2000``. The value becomes the source's ``fid`` (the quality axis of Approaches 2
+and 3) and the name travels with it as ``fid_metric``, with ``comparable_to_published`` (the
+file's attribute; else true only for ``fid``). A KID (``kid...``) is not a Fréchet distance
+and does not flow; real data gives null.
+The run's ``fid`` is the mixture-weighted mean of its synthetic sources' values (weights are
+the mixture weights, or source sizes for an unweighted union), null when it has no synthetic
+data. Sources of different metrics are not averaged away silently: ``advscale fit`` refuses a
+fit over more than one metric.
 """
 
 from __future__ import annotations
@@ -15,17 +21,29 @@ from typing import Any
 
 from advscale.data.layout import decode_attr
 
+PUBLISHED_METRIC = "fid"
+
 
 def source_fid(attrs: dict[str, Any]) -> tuple[float | None, str | None]:
-    """The FID recorded in a file's attributes and its metric name, or (None, None)."""
+    """The quality value recorded in a file's attributes and its metric name, or (None, None)."""
     true_fid = _finite(decode_attr(attrs.get("fid")))
     if true_fid is not None:
-        return true_fid, "fid"
+        return true_fid, PUBLISHED_METRIC
     metric = decode_attr(attrs.get("quality_metric", ""))
-    if not isinstance(metric, str) or not metric.lower().startswith("fid"):
+    if not isinstance(metric, str) or not metric.strip() or metric.lower().startswith("kid"):
         return None, None
     value = _finite(decode_attr(attrs.get("quality_value")))
-    return (value, metric) if value is not None else (None, None)
+    return (value, metric.strip()) if value is not None else (None, None)
+
+
+def source_comparable(attrs: dict[str, Any], metric: str | None) -> bool | None:
+    """Whether a source's quality compares with published FIDs (null without a quality)."""
+    if metric is None:
+        return None
+    flag = decode_attr(attrs.get("comparable_to_published"))
+    if isinstance(flag, bool | int | float):
+        return bool(flag) and metric == PUBLISHED_METRIC
+    return metric == PUBLISHED_METRIC
 
 
 def _finite(v: Any) -> float | None:
@@ -39,7 +57,8 @@ def _finite(v: Any) -> float | None:
 def describe_sources(
     paths: list[str], sizes: list[int], weights: list[float] | None, attrs: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """One ``{"path", "source", "weight", "n", "fid", "fid_metric"}`` dict per source."""
+    """One ``{"path", "source", "weight", "n", "fid", "fid_metric", "comparable_to_published"}``
+    dict per source."""
     out = []
     for i, (p, n, a) in enumerate(zip(paths, sizes, attrs, strict=True)):
         src = decode_attr(a.get("source", ""))
@@ -51,12 +70,13 @@ def describe_sources(
             "n": int(n),
             "fid": fid,
             "fid_metric": metric,
+            "comparable_to_published": source_comparable(a, metric),
         })
     return out
 
 
 def mixture_fid(sources: list[dict[str, Any]]) -> float | None:
-    """The weighted mean FID of the synthetic sources (those with an FID), or None."""
+    """The weighted mean quality of the synthetic sources (those with one), or None."""
     syn = [s for s in sources if s["fid"] is not None]
     if not syn:
         return None
