@@ -51,6 +51,7 @@ from advscale.attacks.records import attack_record, chunk_record, combine_chunks
 from advscale.attacks.settings import AttackSettings, package_of, settings_config, settings_key
 from advscale.attacks.statefile import StateFile, find_result
 from advscale.core.devices import resolve_device
+from advscale.core.fileio import refuse_overwrite_of_inputs
 from advscale.errors import AdvscaleError
 from advscale.models import count_parameters
 from advscale.models.checkpoint import load_for_eval
@@ -222,6 +223,18 @@ def evaluate_checkpoint(
     return ev
 
 
+def check_outputs(data_path: str | os.PathLike[str], checkpoints: Sequence[Any], *,
+                  state: Any = None, results: Any = None, save_adv: Any = None) -> None:
+    """Refuse an output (``--save-adv``, ``--state``, ``--results``) that is an input file.
+
+    Compared by inode, so a hard link or another spelling of ``--data`` is caught too; the
+    adversarial-image file must not be the state or results file either.
+    """
+    inputs = [data_path, *(c for c in checkpoints if os.path.isfile(c))]
+    refuse_overwrite_of_inputs([save_adv, state, results], inputs)
+    refuse_overwrite_of_inputs([save_adv], [state, results], what="JSONL log")
+
+
 def attack_checkpoints(
     specs: Sequence[str | os.PathLike[str]],
     data_path: str | os.PathLike[str],
@@ -242,12 +255,15 @@ def attack_checkpoints(
     records (``shard`` with k > 1, for :func:`advscale.attacks.merge.merge_chunk_records`).
     Validates everything (settings, data, checkpoints, device) before the first attack starts.
     """
+    check_outputs(data_path, specs, state=state, results=results, save_adv=save_adv)
     resolved = settings.resolved(count_test_images(data_path))
     data = load_test_data(data_path, int(resolved.n))  # type: ignore[arg-type]
     targets = resolve_targets(specs, log)
     if not targets:
         log("advscale attack: no checkpoints to evaluate")
         return
+    check_outputs(data_path, [t.path for t in targets], state=state, results=results,
+                  save_adv=save_adv)
     if save_adv is not None and len(targets) > 1:
         raise AdvscaleError("--save-adv writes one file: give it one checkpoint at a time")
     dev = resolve_device(device)

@@ -5,7 +5,9 @@ Nothing here imports torch; subcommands import heavy modules inside their functi
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable
 from fractions import Fraction
@@ -31,21 +33,69 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+_ERRNO_HINTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EMFILE: "too many open files",
+    errno.ENFILE: "too many open files in the system",
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """``PATH: cause`` for an OS error (the path when the error names one)."""
+    cause = _ERRNO_HINTS.get(e.errno or -1) or e.strerror or str(e) or type(e).__name__
+    names = [os.fsdecode(n) for n in (e.filename, e.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {cause}" if names else cause
+
+
+def error_message(e: BaseException) -> str | None:
+    """The one-line message of an error the boundary reports, or None for a real bug."""
+    if isinstance(e, AdvscaleError):
+        return str(e)
+    if isinstance(e, OSError):
+        return os_error_message(e)
+    if isinstance(e, UnicodeError):
+        return f"input is not valid text ({e})"
+    if isinstance(e, RecursionError):
+        return "input is nested too deeply"
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    return None
+
+
 def handle_errors(fn: F) -> F:
-    """Turn AdvscaleError (and Ctrl-C) in a command into one stderr line and a non-zero exit."""
+    """The error boundary of a command: one ``advscale: error: ...`` line, a non-zero exit.
+
+    AdvscaleError (bad input), every OSError (permissions, not a directory, no space, too many
+    open files, ...) and decoding errors become one line naming the path and the cause; Ctrl-C
+    exits 130 and a closed stdout pipe exits quietly. Anything else is a bug and keeps its
+    traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except AdvscaleError as e:
-            raise fail(str(e), e.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except BrokenPipeError:  # e.g. `advscale ... | head`
+            _quiet_stdout()
             raise typer.Exit(0) from None
+        except (AdvscaleError, OSError, UnicodeError, RecursionError, MemoryError) as e:
+            raise fail(error_message(e) or str(e), getattr(e, "exit_code", 2)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def parse_fraction(text: str, name: str = "value") -> float:

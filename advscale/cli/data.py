@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.core.fileio import refuse_overwrite_of_inputs
 from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
@@ -115,6 +116,7 @@ def stitch_cmd(
 
     if out.resolve() in {f.resolve() for f in files}:
         raise AdvscaleError(f"{out}: the output must not be one of the inputs")
+    refuse_overwrite_of_inputs([out], files)  # also a hard link to an input
     summary = stitch(files, out)
     _human(summary)
     _emit_summary(summary, "advscale data stitch")

@@ -2,7 +2,9 @@
 
 Nothing is ever unpickled. Metadata values are stored as strings: strings as they are, anything
 else JSON-encoded; :func:`read_metadata` decodes them back (a value that is not JSON stays a
-string). Writes are atomic (temp file + rename).
+string). Writes are atomic (temp file + rename) and deterministic: the same tensors and
+metadata give the same bytes (safetensors writes metadata in hash order; the header is rewritten
+with sorted keys), so ``checkpoint_sha256`` depends on the weights and metadata only.
 """
 
 from __future__ import annotations
@@ -50,11 +52,30 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tenso
     try:
         with atomic_path(path, suffix=".safetensors.tmp") as tmp:
             save_file(cpu, str(tmp), metadata=encode_metadata(meta))
+            _sort_header(tmp)
     except (OSError, SafetensorError) as e:
         why = "disk full" if getattr(e, "errno", None) == errno.ENOSPC else str(e)
         raise AdvscaleError(f"could not write the {what} {path} ({why}); any previous file "
                             "there is intact") from None
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header in place with sorted keys (same length, same offsets)."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)
+        md = header.pop("__metadata__", None)
+        ordered: dict[str, Any] = {}
+        if md is not None:
+            ordered["__metadata__"] = dict(sorted(md.items()))
+        ordered.update(sorted(header.items()))
+        new = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(new) > n:  # cannot happen for safetensors' own compact header; keep it as is
+            return
+        f.seek(8)
+        f.write(new + b" " * (n - len(new)))
 
 
 def read_metadata(path: str | os.PathLike[str], what: str = "safetensors file",

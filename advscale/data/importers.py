@@ -14,6 +14,7 @@ output file does not exist.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from advscale.core.fileio import atomic_path, file_digest
+from advscale.core.fileio import atomic_path, file_digest, refuse_overwrite_of_inputs
 from advscale.data import CIFAR10_CLASSES
 from advscale.data.layout import ImageFileWriter, summarize
 from advscale.errors import AdvscaleError
@@ -37,6 +38,9 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # of the official release
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_BATCHES = ("test_batch",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+"""OS errors of writing the output (never a sign of a corrupted input)."""
 
 Progress = Callable[[int, int], None]
 """Callback ``progress(done, total)`` in rows."""
@@ -268,6 +272,9 @@ def import_dataset(
     src = str(src)
     fmt = fmt or detect_format(src)
     out = Path(out)
+    refuse_overwrite_of_inputs([out], [src])
+    if out.is_dir():
+        raise AdvscaleError(f"{out}: is a directory; -o names the HDF5 file to write")
     if fmt == "cifar10-download":
         src, fmt = str(download_cifar10()), "cifar10-python"
     with atomic_path(out, suffix=".h5.tmp") as tmp:
@@ -326,6 +333,8 @@ def _import_npz(src: str, tmp: Path, chunk_rows: int, k: int, progress: Progress
                 f"got {lab.dtype} {lab.shape}"
             )
         n = img.shape[0]
+        if n == 0:
+            raise AdvscaleError(f"{src}: 'image' has no rows; nothing to import")
         with ImageFileWriter(tmp, n, source="npz", class_names=CIFAR10_CLASSES[:k]
                              if k == 10 else [str(i) for i in range(k)],
                              attrs={"origin": str(src)}) as w:
@@ -339,6 +348,8 @@ def _import_npz(src: str, tmp: Path, chunk_rows: int, k: int, progress: Progress
                 if progress:
                     progress(done, n)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+            raise  # writing the output failed (atomic_path names it), not reading the npz
         raise AdvscaleError(f"{src}: corrupted or truncated .npz ({e})") from None
     finally:
         zf.close()

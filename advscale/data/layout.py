@@ -123,11 +123,13 @@ class ImageFileWriter:
             self.f = h5py.File(self.path, "r+")
         except OSError as e:
             raise AdvscaleError(f"{path}: cannot reopen the file to resume ({e})") from None
-        if IMAGE_KEY not in self.f or LABEL_KEY not in self.f:
+        problem = _layout_problem(self.f) if IMAGE_KEY in self.f and LABEL_KEY in self.f \
+            else "not an advscale image file"
+        if problem is not None:
             self.f.close()
-            raise AdvscaleError(f"{path}: not an advscale image file; cannot resume it")
+            raise AdvscaleError(f"{path}: {problem}; cannot resume it")
         self.n = int(self.f[IMAGE_KEY].shape[0])
-        self.written = int(min(self.n, self.f.attrs.get("count", 0)))
+        self.written = int(decode_attr(self.f.attrs.get("count", 0)))
         return self
 
     def close(self) -> None:
@@ -165,37 +167,77 @@ def open_h5(path: str | os.PathLike[str], what: str = "file", h5py=None):
 
 
 def open_image_file(path: str | os.PathLike[str], h5py=None):
-    """Open an image file read-only, checking the layout; AdvscaleError when it is not one."""
+    """Open an image file read-only, checking the layout; AdvscaleError when it is not one.
+
+    Checks the datasets (``image`` uint8 (N, H, W, 3), ``label`` (N,) integers) and the
+    attributes readers trust: ``format_version`` (an integer this advscale reads) and ``count``
+    (an integer in [0, N]). The message is built before the file is closed.
+    """
     path = Path(path)
     f = open_h5(path, h5py=h5py)
-    for key in (IMAGE_KEY, LABEL_KEY):
-        if key not in f:
-            f.close()
-            raise AdvscaleError(f"{path}: not an advscale image file (no '{key}' dataset)")
-    img = f[IMAGE_KEY]
-    if img.ndim != 4 or img.shape[-1] != 3 or img.dtype != np.uint8:
+    try:
+        problem = _layout_problem(f)
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        problem = f"unreadable HDF5 structure ({type(e).__name__}: {e})"
+    if problem is not None:
         f.close()
-        raise AdvscaleError(
-            f"{path}: 'image' must be uint8 (N, H, W, 3), got {img.dtype} {img.shape}"
-        )
-    if f[LABEL_KEY].shape != (img.shape[0],):
-        f.close()
-        raise AdvscaleError(f"{path}: 'label' shape {f[LABEL_KEY].shape} != ({img.shape[0]},)")
+        raise AdvscaleError(f"{path}: {problem}")
     return f
+
+
+def _layout_problem(f) -> str | None:
+    """What is wrong with an open image file's layout, or None."""
+    for key in (IMAGE_KEY, LABEL_KEY):
+        if key not in f or not hasattr(f[key], "shape"):
+            return f"not an advscale image file (no '{key}' dataset)"
+    img, lab = f[IMAGE_KEY], f[LABEL_KEY]
+    if img.ndim != 4 or img.shape[-1] != 3 or img.dtype != np.uint8:
+        return f"'image' must be uint8 (N, H, W, 3) channels-last, got {img.dtype} {img.shape}"
+    if lab.shape != (img.shape[0],):
+        return f"'label' shape {lab.shape} != ({img.shape[0]},): one label per image"
+    if lab.dtype.kind not in "iu":
+        return f"'label' must hold integers, got {lab.dtype}"
+    version = decode_attr(f.attrs.get("format_version", FORMAT_VERSION))
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return f"format_version {version!r} is not a positive integer"
+    if version > FORMAT_VERSION:
+        return (f"format_version {version} is newer than this advscale reads "
+                f"({FORMAT_VERSION}); upgrade advscale")
+    return count_problem(f.attrs.get("count", img.shape[0]), img.shape[0])
+
+
+def count_problem(count: Any, n: int) -> str | None:
+    """Why a ``count`` attribute is not an integer in [0, n], or None when it is."""
+    count = decode_attr(count)
+    if isinstance(count, bool) or not isinstance(count, int | np.integer):
+        return f"attribute count {count!r} is not an integer number of rows"
+    if not 0 <= int(count) <= n:
+        return f"attribute count {int(count)} is outside 0..{n} (the rows allocated)"
+    return None
 
 
 def valid_count(f) -> int:
     """Rows of an open image file that are valid (the ``count`` attribute, else all rows)."""
-    n = f[IMAGE_KEY].shape[0]
-    return int(min(n, f.attrs.get("count", n)))
+    n = int(f[IMAGE_KEY].shape[0])
+    count = f.attrs.get("count", n)
+    problem = count_problem(count, n)
+    if problem is not None:
+        raise AdvscaleError(f"{f.filename}: {problem}")
+    return int(decode_attr(count))
 
 
 def class_names_of(f) -> list[str]:
+    """The class names of an open image file (``class_names``, else ``num_classes`` ids)."""
     names = decode_attr(f.attrs.get("class_names", "[]"))
+    if names and (not isinstance(names, list) or len(names) > 1_000_000):
+        raise AdvscaleError(f"{f.filename}: attribute class_names is not a JSON list of names")
     if not names:
-        k = int(f.attrs.get("num_classes", 10))
-        names = [str(i) for i in range(k)]
-    return list(names)
+        k = decode_attr(f.attrs.get("num_classes", 10))
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= 1_000_000:
+            raise AdvscaleError(f"{f.filename}: attribute num_classes {k!r} is not a positive "
+                                "integer")
+        names = [str(i) for i in range(int(k))]
+    return [str(n) for n in names]
 
 
 def summarize(path: str | os.PathLike[str], pixel_stats_rows: int = 10_000) -> dict[str, Any]:

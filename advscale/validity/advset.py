@@ -55,6 +55,10 @@ class AdvSet:
     """uint8 (N, H, W, 3) clean pixels, or None when loaded without images."""
     image_adv: np.ndarray | None = None
     """uint8 (N, H, W, 3) adversarial pixels rounded to 1/255 for display, or None."""
+    invalid_pixels: int = 0
+    """Adversarial pixel values that are NaN/infinite or outside [0, 1] (shown clipped)."""
+    invalid_rows: list[int] = field(default_factory=list)
+    """Rows holding such values (the first 100)."""
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -120,9 +124,15 @@ def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
             h.update(arr.astype("<i8").tobytes())
         adv_u8 = np.empty(shape, dtype=np.uint8) if images else None
         clean_u8 = np.asarray(f["image_clean"][...], dtype=np.uint8) if images else None
+        bad_count, bad_rows = 0, []
         for start in range(0, n, _CHUNK):
             block = np.asarray(f["image_adv"][start : start + _CHUNK], dtype="<f4")
             h.update(block.tobytes())
+            bad = ~np.isfinite(block) | (block < 0) | (block > 1)
+            if bad.any():
+                bad_count += int(bad.sum())
+                rows = np.flatnonzero(bad.reshape(len(block), -1).any(axis=1)) + start
+                bad_rows.extend(int(r) for r in rows[: 100 - len(bad_rows)])
             if adv_u8 is not None:
                 adv_u8[start : start + len(block)] = to_uint8(block)
     return AdvSet(
@@ -138,6 +148,8 @@ def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
         attrs=attrs,
         image_clean=clean_u8,
         image_adv=adv_u8,
+        invalid_pixels=bad_count,
+        invalid_rows=bad_rows,
     )
 
 

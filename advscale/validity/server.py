@@ -25,7 +25,13 @@ API (all JSON answers carry ``Cache-Control: no-store``):
 * ``POST /api/answer`` JSON ``{"rater", "token", "item", "version", "class", "confidence",
   "response_s"}``; answers 200 with the new state, 400 malformed, 403 bad token, 404 unknown
   item, 409 already answered or clean before adversarial, 413 too large, 415 not JSON.
-* ``POST /api/join`` JSON ``{"rater"}``: registers a new id, answers ``{"rater", "token"}``.
+* ``POST /api/join`` JSON ``{"rater"}``: registers a new id, answers ``{"rater", "token"}``;
+  429 over :data:`JOINS_PER_MINUTE` new raters a minute, 403 once :data:`MAX_RATERS` exist.
+
+Hostile input gets a 4xx, never a traceback: bodies are decoded with bounded nesting and number
+size, more than :data:`MAX_QUERY_FIELDS` query fields is a 400, and the labels store keeps at
+most a few dozen rater files open (LRU), so no number of joins exhausts file descriptors.
+Adversarial pixels that are NaN or outside [0, 1] are reported on the log at start.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import os
 import re
 import secrets
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -44,6 +52,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from advscale.core.jsonl import loads_bounded
 from advscale.errors import AdvscaleError
 from advscale.validity.advset import AdvSet
 from advscale.validity.png import MAX_SCALE, encode_png
@@ -51,6 +60,12 @@ from advscale.validity.store import LabelError, LabelStore, check_rater_id
 
 MAX_BODY = 4096
 """Largest accepted request body, bytes."""
+MAX_QUERY_FIELDS = 10
+"""Most query-string fields a request may carry (more: 400)."""
+MAX_RATERS = 1000
+"""Most rater files a labels directory may hold before joining is refused (403)."""
+JOINS_PER_MINUTE = 30
+"""Most new raters the server registers per minute (more: 429)."""
 
 SECRET_FILE = ".secret"
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -120,6 +135,8 @@ class RatingApp:
         include_unfooled: bool = False,
         scale: int = 8,
         log: Callable[[str], None] | None = None,
+        max_raters: int = MAX_RATERS,
+        joins_per_minute: int = JOINS_PER_MINUTE,
     ) -> None:
         if adv.image_adv is None or adv.image_clean is None:
             raise AdvscaleError("the rating server needs the images: load with images=True")
@@ -139,6 +156,15 @@ class RatingApp:
         self.store = LabelStore(directory, adv, rows=self.items, kind="human", log=self.log)
         self.secret = load_secret(directory)
         self._join_lock = threading.Lock()
+        self.max_raters = int(max_raters)
+        self.joins_per_minute = int(joins_per_minute)
+        self._joins: deque[float] = deque()
+        if adv.invalid_pixels:
+            rows = ", ".join(str(r) for r in adv.invalid_rows[:10])
+            self.log(f"advscale validity: warning: {adv.path}: {adv.invalid_pixels} adversarial "
+                     f"pixel values are NaN or outside [0, 1] (rows {rows}"
+                     f"{', ...' if len(adv.invalid_rows) > 10 else ''}); they are shown "
+                     "clipped, which is not the image the model saw")
 
     # -- access -------------------------------------------------------------------------------
 
@@ -166,6 +192,14 @@ class RatingApp:
         with self._join_lock:
             if rater in self.reserved or self.store.exists(rater):
                 raise HttpError(409, f"rater id {rater!r} is taken: open your personal link")
+            now = time.monotonic()
+            while self._joins and now - self._joins[0] > 60:
+                self._joins.popleft()
+            if len(self._joins) >= self.joins_per_minute:
+                raise HttpError(429, "too many new raters this minute: try again shortly")
+            if len(self.store.raters()) >= self.max_raters:
+                raise HttpError(403, f"this study is full ({self.max_raters} raters)")
+            self._joins.append(now)
             self.store.create(rater)
         self.log(f"advscale validity: new rater {rater}")
         return {"rater": rater, "token": self.token(rater)}
@@ -294,6 +328,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(e.status, str(e))
         except AdvscaleError as e:  # e.g. a labels file locked by another process
             self._error(500, str(e))
+        except (OSError, ValueError, RecursionError, MemoryError) as e:  # never a traceback
+            self.app.log(f"advscale validity: {self.command} {urlsplit(self.path).path}: "
+                         f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            self.close_connection = True
+            self._error(500, "internal error; the server logged it")
 
     # -- methods ------------------------------------------------------------------------------
 
@@ -318,7 +357,11 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"Content-Security-Policy": _CSP, "X-Frame-Options": "DENY"}
             self._send(200, web_asset(name), ctype, extra)
             return
-        query = parse_qs(url.query, keep_blank_values=True, max_num_fields=10)
+        try:
+            query = parse_qs(url.query, keep_blank_values=True, strict_parsing=False,
+                             max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:
+            raise HttpError(400, f"more than {MAX_QUERY_FIELDS} query fields") from None
         if any(len(v) != 1 for v in query.values()):
             raise HttpError(400, "repeated query parameter")
         q = {k: v[0] for k, v in query.items()}
@@ -354,8 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(413, f"request body over {MAX_BODY} bytes")
         raw = self.rfile.read(length)
         try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = loads_bounded(raw.decode("utf-8"), "body")
+        except (UnicodeDecodeError, AdvscaleError):
             raise HttpError(400, "body is not valid JSON") from None
         if not isinstance(body, dict):
             raise HttpError(400, "body must be a JSON object")

@@ -7,8 +7,10 @@ A line torn by a crash mid-write was never acknowledged; it is cut off when the 
 opened for writing (and skipped, with a warning, when it is only read).
 
 Rater ids match :data:`advscale.validity.RATER_ID_PATTERN`, so a rater id can never name a path
-outside the directory. A writer holds an advisory lock on each rater file it appends to, so two
-processes cannot interleave answers for the same rater.
+outside the directory. A writer holds an advisory lock on each rater file it has open, so two
+processes cannot interleave answers for the same rater. At most ``max_open`` rater files are
+open at once (least recently used ones are closed, their locks released, and re-read from disk
+when next needed), so no number of raters exhausts the process's file descriptors.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import contextlib
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from advscale.core.jsonl import read_log, repair_tail
+from advscale.core.jsonl import read_log, repair_open
 from advscale.errors import AdvscaleError
 from advscale.records import dumps, make_record, parse_line
 from advscale.validity import CONFIDENCES, RATER_ID_PATTERN, RATER_KINDS, VERSIONS
@@ -33,6 +36,8 @@ LABEL_KIND = "validity.label"
 
 _RATER_RE = re.compile(RATER_ID_PATTERN)
 _MAX_REPLY = 2000
+MAX_OPEN = 32
+"""Rater files a store keeps open (and locked) at once."""
 
 
 class LabelError(AdvscaleError):
@@ -87,6 +92,15 @@ def _lock(f: IO[Any], path: Path) -> None:
         raise AdvscaleError(f"{path}: being written by another advscale process") from None
 
 
+def _open_locked(path: Path) -> IO[bytes]:
+    try:
+        f = open(path, "ab+")  # noqa: SIM115 - held until evicted or closed
+    except OSError as e:
+        raise AdvscaleError(f"{path}: cannot open the labels file ({e.strerror or e})") from None
+    _lock(f, path)
+    return f
+
+
 class LabelStore:
     """The labels of every rater of one adversarial-image file, in ``directory``.
 
@@ -103,6 +117,7 @@ class LabelStore:
         kind: str = "human",
         prov: Mapping[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
+        max_open: int = MAX_OPEN,
     ) -> None:
         if kind not in RATER_KINDS:
             raise AdvscaleError(f"rater kind {kind!r} must be one of {', '.join(RATER_KINDS)}")
@@ -118,7 +133,8 @@ class LabelStore:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._answers: dict[str, dict[tuple[int, str], dict[str, Any]]] = {}
-        self._files: dict[str, IO[str]] = {}
+        self._files: OrderedDict[str, IO[bytes]] = OrderedDict()
+        self.max_open = max(1, int(max_open))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -137,36 +153,67 @@ class LabelStore:
             return self._locks.setdefault(rater, threading.Lock())
 
     def _open(self, rater: str) -> dict[tuple[int, str], dict[str, Any]]:
-        """Load (once) and lock the rater's file; caller holds the rater's lock."""
-        if rater in self._answers:
-            return self._answers[rater]
+        """Load and lock the rater's file (kept open, LRU); caller holds the rater's lock."""
+        with self._guard:
+            if rater in self._files:
+                self._files.move_to_end(rater)
+                return self._answers[rater]
         path = labels_path(self.directory, rater)
-        f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
-        _lock(f, path)
-        repair_tail(path, parse_line, self._log)
-        lines = read_label_file(path)
+        f = _open_locked(path)
+        try:
+            repair_open(f, path, parse_line, self._log)
+            answers = self._load(path, rater)
+        except BaseException:
+            f.close()
+            raise
+        with self._guard:
+            self._files[rater] = f
+            self._answers[rater] = answers
+        self._evict(keep=rater)
+        return answers
+
+    def _load(self, path: Path, rater: str) -> dict[tuple[int, str], dict[str, Any]]:
         answers: dict[tuple[int, str], dict[str, Any]] = {}
-        for rec in lines.records:
+        for rec in read_label_file(path).records:
             if rec.get("adv_fingerprint") != self.adv.fingerprint:
-                f.close()
                 raise AdvscaleError(
                     f"{path}: labels were made for a different adversarial-image file than "
                     f"{self.adv.path}; use another --out directory"
                 )
             if rec.get("rater") != rater:
-                f.close()
                 raise AdvscaleError(f"{path}: holds labels of rater {rec.get('rater')!r}")
             if rec.get("rater_kind") != self.kind:
-                f.close()
                 raise AdvscaleError(
                     f"{path}: rater {rater!r} is a {rec.get('rater_kind')} rater here, not "
                     f"{self.kind}; choose another rater id"
                 )
-            key = (int(rec["row"]), str(rec["version"]))
+            try:
+                key = (int(rec["row"]), str(rec["version"]))
+            except (KeyError, TypeError, ValueError):
+                raise AdvscaleError(f"{path}: a label record lacks a valid row/version") from None
             answers.setdefault(key, rec)  # the first answer counts
-        self._files[rater] = f
-        self._answers[rater] = answers
         return answers
+
+    def _evict(self, keep: str) -> None:
+        """Close least recently used rater files over ``max_open`` (not one in use)."""
+        with self._guard:
+            victims = [r for r in self._files if r != keep][: max(0, len(self._files)
+                                                                   - self.max_open)]
+            for rater in victims:
+                lock = self._locks.get(rater)
+                if lock is None or not lock.acquire(blocking=False):
+                    continue  # being written right now: keep it this time
+                try:
+                    with contextlib.suppress(OSError):
+                        self._files.pop(rater).close()
+                    self._answers.pop(rater, None)
+                finally:
+                    lock.release()
+
+    def open_files(self) -> int:
+        """Rater files open right now (at most ``max_open``, plus ones in use)."""
+        with self._guard:
+            return len(self._files)
 
     def answers(self, rater: str) -> dict[tuple[int, str], dict[str, Any]]:
         """The rater's answers keyed by (row, version); a copy, loaded from disk once."""
@@ -253,12 +300,25 @@ class LabelStore:
             if reply is not None:
                 payload["reply"] = reply[-_MAX_REPLY:]
             rec = make_record(LABEL_KIND, payload, prov=self.prov)
-            f = self._files[rater]
-            f.write(dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            with self._guard:
+                f = self._files[rater]
+            self._append(f, rater, (dumps(rec) + "\n").encode("utf-8"))
             answers[(row, version)] = rec
             return rec
+
+    def _append(self, f: IO[bytes], rater: str, data: bytes) -> None:
+        """Append one line, fsynced; on failure cut back so nothing half-written remains."""
+        size = f.seek(0, os.SEEK_END)
+        try:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                f.truncate(size)
+            path = labels_path(self.directory, rater)
+            raise LabelError(f"{path}: could not store the answer ({e.strerror or e})",
+                             status=507) from None
 
     def close(self) -> None:
         """Release every rater file lock."""
