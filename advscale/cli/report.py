@@ -17,7 +17,9 @@ def report(
         ..., help="JSONL files of train.eval, attack, energy and fit records ('-' = stdin)."
     ),
     law: list[str] = typer.Option(
-        [], "--law", help="Fitted law (fit JSON/JSONL file or a preset name); repeatable."
+        [], "--law", help="Fitted law (fit JSON/JSONL file or a preset name); repeatable. An "
+        "Approach 3 law (and an Approach 2 law fitted across qualities) also draws the quality "
+        "figures when the runs have two or more qualities."
     ),
     out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder."),
     held_out: list[str] = typer.Option(

@@ -237,9 +237,14 @@ def accuracy_vs_flops(points: Sequence[AccuracyPoint], path: Path, attack: str,
 
 # -- fitted loss laws ---------------------------------------------------------------------------
 def law_fit(runs: Sequence[Run], path: Path, loss_fn: LossFn, fid: float,
-            flops_per_param_sample: float, target: str, law_name: str) -> Result:
-    """Isoloss contours of a law over (N, D) with the observed points and the N*(F) curve."""
+            flops_per_param_sample: float, target: str, law_name: str,
+            at: str | None = None) -> Result:
+    """Isoloss contours of a law over (N, D) with the observed points and the N*(F) curve.
+
+    ``at`` names the quality drawn (``fd_pca64_n2000 = 1.38``; default ``FID = {fid}``).
+    """
     title = "Fitted law"
+    at = at or f"FID = {fid:g}"
     obs = [(_number(p.get("params")), _number(p.get("samples_seen")), _number(p.get(target)))
            for r in runs for p in r.points]
     obs = [o for o in obs if o[0] and o[1] and o[2]]
@@ -267,9 +272,9 @@ def law_fit(runs: Sequence[Run], path: Path, loss_fn: LossFn, fid: float,
     ax.set_ylim(n_lo, n_hi)
     ax.set_xlabel("training samples seen D")
     ax.set_ylabel("parameters N")
-    ax.set_title(f"Fitted law: iso-{target} contours (FID {fid:g})")
+    ax.set_title(f"Fitted law: iso-{target} contours ({at})", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
-    caption = (f"Contours of {target} under the fitted {law_name} law at FID {fid:g} over "
+    caption = (f"Contours of {target} under the fitted {law_name} law at {at} over "
                f"model size and samples, the {len(obs)} observed evaluations, and the "
                f"compute-optimal N*(F) curve under FLOPs = {flops_per_param_sample:g}·N·D "
                "(the law's constant).")
@@ -433,8 +438,9 @@ def feature_importances(law: dict[str, Any], path: Path) -> Result:
 def optimal_vs_flops(budgets: np.ndarray, rows: dict[str, np.ndarray], path: Path,
                      target: str, law_name: str,
                      bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                     observed: Sequence[float] = ()) -> Result:
-    """N*, D* and the target at them against the FLOPs budget (log-log), with bands."""
+                     observed: Sequence[float] = (), at: str = "") -> Result:
+    """N*, D* and the target at them against the FLOPs budget (log-log), with bands; ``at``
+    names the quality the law is evaluated at (``FID = 2``), for the caption."""
     title = "Compute-optimal N*, D*, L* vs compute"
     bands = bands or {}
     plt = _plt()
@@ -466,6 +472,7 @@ def optimal_vs_flops(budgets: np.ndarray, rows: dict[str, np.ndarray], path: Pat
     axs[1].set_title(title)
     caption = (f"The {law_name} law's compute-optimal model size N*, samples D* and {target} "
                f"at them for budgets {budgets.min():.2g} to {budgets.max():.2g} FLOPs"
+               + (f" at {at}" if at else "")
                + ("; shaded: the runs' FLOPs" if observed else "")
                + ("; bands from the law's bootstrap samples." if bands else "."))
     return _save(fig, path, title, caption)

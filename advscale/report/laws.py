@@ -41,3 +41,36 @@ def loss_function(fit_record: dict[str, Any]) -> LossFn | None:
                                     np.asarray(fid, float)), dtype=float)
 
     return fn
+
+
+def law_metric(fit_record: dict[str, Any]) -> str | None:
+    """The quality metric a law's FIDs are in (:attr:`Law.fid_metric`: ``fid`` for the
+    papers' presets), or None (also for a record that does not load as a law)."""
+    try:
+        return Law(fit_record).fid_metric
+    except AdvscaleError:
+        return None
+
+
+def across_qualities(fit_record: dict[str, Any]) -> bool:
+    """Whether a law models quality: Approach 3, or Approach 2 with ε and ζ fitted (not held
+    at 0 because its data had one FID)."""
+    appr = record_approach(fit_record)
+    if appr is None or appr.name not in ("approach2", "approach3"):
+        return False
+    fixed = fit_record.get("fixed") or []
+    return appr.name == "approach3" or not {"epsilon", "zeta"} & set(fixed)
+
+
+def quality_laws(fit_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The laws the quality panels draw: the first Approach 3 law, then the first Approach 2
+    law fitted across qualities (each only if it loads)."""
+    out = []
+    for form in ("approach3", "approach2"):
+        for rec in fit_records:
+            appr = record_approach(rec)
+            if appr is not None and appr.name == form and across_qualities(rec) \
+                    and loss_function(rec) is not None:
+                out.append(rec)
+                break
+    return out

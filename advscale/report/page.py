@@ -22,9 +22,16 @@ from advscale.laws.filters import RecordFilter
 from advscale.laws.law import Law
 from advscale.laws.powerlaw import best_per_bin
 from advscale.records.tables import attack_column, run_row
-from advscale.report import figures
+from advscale.report import figures, quality
 from advscale.report.figures import AccuracyPoint, Drawn, Result, Skipped
-from advscale.report.laws import is_power_law, loss_function, record_approach
+from advscale.report.laws import (
+    is_power_law,
+    law_metric,
+    loss_function,
+    quality_laws,
+    record_approach,
+)
+from advscale.report.metric import metric_symbol, quality_name, records_metric
 from advscale.report.runs import Run, group_runs
 
 LawLoss = Callable[[dict[str, Any]], "figures.LossFn | None"]
@@ -61,6 +68,7 @@ def build_report(
     if runs:
         results.append(figures.learning_curves(runs, out / "learning_curves.png"))
         results += _loss_law_figures(runs, laws, law_loss, held_out, out, budgets)
+        results += _quality_figures(runs, laws, law_loss, out, budgets)
         power = next((law for law in laws if is_power_law(law)), None)
         results.append(_accuracy_figure(runs, power, out / "accuracy_vs_flops.png"))
         results.append(figures.energy_vs_flops(runs, out / "energy_vs_flops.png",
@@ -97,10 +105,59 @@ def _loss_law_figures(runs, laws, law_loss, held_out, out: Path, budgets) -> lis
     name = law_title(loss_law)
     k = _flops_constant(loss_law)
     pairs = _predicted_vs_actual(runs, fn, held_out, target)
-    return [figures.law_fit(runs, out / "law_fit.png", fn, fid, k, target, name),
+    at = quality_name(law_metric(loss_law) or runs_metric(runs), fid)
+    return [figures.law_fit(runs, out / "law_fit.png", fn, fid, k, target, name, at),
             figures.predicted_vs_actual(pairs, out / "predicted_vs_actual.png", target, name),
             _optimal_figure(runs, loss_law, fid, target, name, out / "optimal_vs_flops.png",
-                            budgets)]
+                            budgets, at)]
+
+
+def runs_metric(runs: Sequence[Run]) -> str | None:
+    """The quality metric the runs' synthetic sources name (``a+b`` for several), or None."""
+    return records_metric(p for r in runs for p in r.points)
+
+
+# -- the quality panels -------------------------------------------------------------------------
+QUALITY_TITLES = ("Loss vs samples per quality", "Law across qualities",
+                  "N*, D* vs compute per quality")
+
+
+def _quality_figures(runs, laws, law_loss, out: Path, budgets) -> list[Result]:
+    """Loss vs D per quality; each law across qualities (Figure 5); N*, D* per quality."""
+    chosen = quality_laws(laws)
+    metric = runs_metric(runs)
+    usable, refused = [], []
+    for law in chosen:
+        lm = law_metric(law)
+        if lm is not None and metric is not None and lm != metric:
+            refused.append(f"the {law_title(law)} law's quality metric is {lm}, the runs' "
+                           f"{metric}: values on different scales")
+        else:
+            usable.append(law)
+            metric = metric or lm
+    target = str((usable or chosen or [{}])[0].get("target", "adv_loss"))
+    results: list[Result] = [quality.loss_vs_samples(
+        runs, out / "quality_loss_vs_samples.png", target, metric, figures._eval_attack(runs))]
+    gate = quality.quality_gate(runs, "", metric)
+    if gate is not None or not usable:
+        why = gate.reason if gate is not None else "; ".join(refused) or (
+            "no Approach 3 law, nor an Approach 2 law fitted across qualities, was given")
+        return results + [Skipped(t, why) for t in QUALITY_TITLES[1:]]
+    for law in usable:
+        fn = _target_function(law, law_loss(law) or loss_function(law))
+        note = f"; R² {law['r2']:.3f}" if figures._number(law.get("r2")) is not None else ""
+        results.append(quality.law_across_qualities(
+            runs, out / f"quality_fit_{_approach_name(law)}.png", fn,
+            str(law.get("target", target)), metric, law_title(law), note))
+    named = []
+    for law in usable:
+        try:
+            named.append((law_title(law), Law(law)))
+        except AdvscaleError:
+            continue
+    results.append(quality.optimal_by_quality(runs, out / "quality_optimal.png", named,
+                                              metric, budgets))
+    return results
 
 
 def law_title(law: dict[str, Any]) -> str:
@@ -135,8 +192,17 @@ def _predicted_vs_actual(runs, fn, held_out, target: str) -> list[tuple[float, f
     return [(a, b, round(a, 9) in marked) for a, b, _ in pts]
 
 
+def _target_function(law: dict[str, Any], fn):
+    """The law's prediction of its target: an accuracy fitted as an error (``quantity``
+    ``error``) back as the accuracy the records carry."""
+    if law.get("quantity") != "error":
+        return fn
+    return lambda n, d, fid: 1.0 - fn(n, d, fid)
+
+
 # -- N*, D*, L* against FLOPs -------------------------------------------------------------------
-def _optimal_figure(runs, law_doc, fid, target, name, path: Path, budgets) -> Result:
+def _optimal_figure(runs, law_doc, fid, target, name, path: Path, budgets,
+                    at: str = "") -> Result:
     title = "Compute-optimal N*, D*, L* vs compute"
     try:
         law = Law(law_doc)
@@ -154,7 +220,7 @@ def _optimal_figure(runs, law_doc, fid, target, name, path: Path, budgets) -> Re
     if not np.isfinite(rows["n"]).any():
         return Skipped(title, f"the {name} law gives no finite optimum over these budgets")
     bands = _optimal_bands(law, grid, fid)
-    return figures.optimal_vs_flops(grid, rows, path, target, name, bands, observed)
+    return figures.optimal_vs_flops(grid, rows, path, target, name, bands, observed, at)
 
 
 def _optimal_rows(law: Law, grid: np.ndarray, fid: float, params: dict | None
@@ -266,6 +332,17 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
 
 
+WIDE_PX = 900
+"""A figure wider than this (several panels) takes the page's whole width."""
+
+
+def _wide(path: Path) -> str:
+    """`` class="wide"`` for a PNG wider than :data:`WIDE_PX` pixels, else nothing."""
+    head = path.read_bytes()[:24]
+    wide = head[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(head[16:20], "big") > WIDE_PX
+    return ' class="wide"' if wide else ""
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
@@ -289,12 +366,21 @@ def _runs_html(runs: Sequence[Run]) -> str:
     cols = ["run_id", "model", "params", "samples_seen", "fid", "train_flops", "clean_acc",
             "robust_acc", *[attack_column(a) for a in attacks], "adv_loss", "cost_usd",
             "energy_kwh", "energy_basis"]
-    heads = ["run", "model", "N (params)", "D (samples)", "FID", "FLOPs", "clean acc",
+    heads = ["run", "model", "N (params)", "D (samples)", _quality_header(runs),
+             "FLOPs", "clean acc",
              f"robust acc ({', '.join(evals) or 'eval'})",
              *[f"{attack_label(a)} acc" for a in attacks], "adv loss", "cost (USD)",
              "energy (kWh)", "energy basis"]
     rows = [[row.get(c) for c in cols] for row in (run_row(r, attacks) for r in runs)]
     return _table(heads, rows)
+
+
+def _quality_header(runs: Sequence[Run]) -> str:
+    """The runs table's quality column: ``FID`` for the published protocol or real data only,
+    else the metric's name."""
+    if not any(quality.run_quality(r) > 0 for r in runs):
+        return "FID"
+    return metric_symbol(runs_metric(runs))
 
 
 def _laws_html(laws: Sequence[dict[str, Any]]) -> str:
@@ -312,7 +398,7 @@ def _laws_html(laws: Sequence[dict[str, Any]]) -> str:
 def _render(title, drawn: Sequence[Drawn], skipped: Sequence[Skipped], runs: Sequence[Run],
             laws, notes) -> str:
     figs = "".join(
-        f'<figure><h2>{html.escape(d.title)}</h2>{_img(d.path)}<figcaption>'
+        f'<figure{_wide(d.path)}><h2>{html.escape(d.title)}</h2>{_img(d.path)}<figcaption>'
         f'{html.escape(d.caption)} <a href="{html.escape(d.path.name)}">PNG</a></figcaption>'
         f'</figure>' for d in drawn)
     left_out = "".join(f"<li><b>{html.escape(s.title)}</b>: {html.escape(s.reason)}</li>"
@@ -323,6 +409,7 @@ def _render(title, drawn: Sequence[Drawn], skipped: Sequence[Skipped], runs: Seq
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
 figure {{ display: inline-block; vertical-align: top; margin: 0 1rem 1.5rem 0; max-width: 520px; }}
+figure.wide {{ display: block; max-width: 100%; }}
 figure img {{ max-width: 100%; border: 1px solid #ddd; }}
 figcaption {{ font-size: 0.85rem; color: #555; }}
 table {{ border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }}
