@@ -1,6 +1,8 @@
-"""Print what the quickstart study found: the laws, N*/D* per budget, the held-out error.
+"""Print what the quickstart study found: the laws, N*/D* per budget, the held-out error,
+and what the quality of synthetic data did.
 
-    python summarize.py report.jsonl law1.json law2.json powerlaw.json predictions.jsonl
+    python summarize.py report.jsonl law1.json law2.json powerlaw.json predictions.jsonl \
+        quality.jsonl law2q.json law3.json predictions-q.jsonl
 """
 
 from __future__ import annotations
@@ -14,7 +16,32 @@ def last(path: str) -> dict:
     return list(read_records(path))[-1]
 
 
-def main(report: str, law1: str, law2: str, power: str, predictions: str) -> None:
+def quality(quality_file: str, law2q: str, law3: str, predictions_q: str) -> None:
+    """The quality arm: each synthetic file's measured quality, the laws across qualities."""
+    qs = list(read_records(quality_file))
+    metric = qs[0]["quality_metric"] if qs else "fid"
+    print(f"  synthetic data ({metric}, "
+          + ("comparable to published FIDs" if qs and qs[0].get("comparable_to_published")
+             else "a proxy: compare only values of the same name") + "):")
+    for q in qs:
+        print(f"    {q['path'].rsplit('/', 1)[-1]}: {q['quality_metric']} = "
+              f"{q['quality_value']:.2f}")
+    for name, path in (("Approach 2 across qualities", law2q), ("Approach 3, all runs", law3)):
+        law = last(path)
+        p = law["params"]
+        print(f"  {name}: {law['data']['n_runs']} runs, R² {law.get('r2', float('nan')):.3f}, "
+              + ", ".join(f"{k} {v:.3g}" for k, v in p.items()))
+    rows: dict[float, list] = {}
+    for p in read_records(predictions_q):
+        rows.setdefault(p["query"].get("fid") or 0.0, []).append(p)
+    for fid, preds in sorted(rows.items()):
+        cells = ", ".join(f"{p['query']['flops']:.0e}: L* {p['loss_opt']:.3f}" for p in preds)
+        print(f"    Approach 3 at {metric} {fid:.2f}: {cells}")
+
+
+def main(report: str, law1: str, law2: str, power: str, predictions: str,
+         quality_file: str | None = None, law2q: str | None = None, law3: str | None = None,
+         predictions_q: str | None = None) -> None:
     rep, a1, a2, pl = last(report), last(law1), last(law2), last(power)
     p2, a, b = a2["params"], a2["derived"]["a"], a2["derived"]["b"]
     print("advscale quickstart: what the study found")
@@ -43,7 +70,9 @@ def main(report: str, law1: str, law2: str, power: str, predictions: str) -> Non
     for e in rep.get("held_out", []):
         print(f"  held-out run {e['run_id']}: actual {e['target']} {e['actual']:.4f}, predicted "
               f"{e['predicted']:.4f}, error {100 * e['rel_error']:+.1f}%")
+    if quality_file and law2q and law3 and predictions_q:
+        quality(quality_file, law2q, law3, predictions_q)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:10])
