@@ -145,3 +145,37 @@ def read_adv_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def is_adv_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is an HDF5 file whose ``kind`` attribute names this format."""
+    try:
+        with h5py.File(path, "r") as f:
+            return decode_attr(f.attrs.get("kind", "")) == KIND
+    except (OSError, ValueError):
+        return False
+
+
+def adv_file_summary(path: str | os.PathLike[str], pixel_stats_rows: int = 10_000
+                     ) -> dict[str, Any]:
+    """A ``data.info`` summary of an adversarial-image file (the clean images' statistics)."""
+    p = Path(path)
+    with open_h5(p, "adversarial-image file") as f:
+        attrs = check_adv_file(f, p)
+        n = int(f["index"].shape[0])
+        names = attrs.get("class_names") or []
+        names = json.loads(names) if isinstance(names, str) else list(names)
+        labels = f["label"][()]
+        counts = np.bincount(labels.astype(np.int64), minlength=len(names)) if n else []
+        out: dict[str, Any] = {
+            "path": str(path), "n": n, "rows_allocated": n,
+            "image_shape": list(f["image_clean"].shape[1:]),
+            "image_dtype": str(f["image_clean"].dtype), "label_dtype": str(f["label"].dtype),
+            "class_names": names, "class_counts": [int(c) for c in counts],
+            "virtual": False, "has_seeds": False, "attrs": attrs,
+        }
+        if pixel_stats_rows and n:
+            sample = f["image_clean"][: min(n, pixel_stats_rows)]
+            out.update(pixel_stats_rows=int(len(sample)), pixel_min=int(sample.min()),
+                       pixel_max=int(sample.max()), pixel_mean=float(sample.mean() / 255.0))
+    return out

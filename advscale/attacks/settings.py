@@ -6,6 +6,7 @@ in images.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -101,7 +102,10 @@ class AttackSettings:
         ``available`` is the number of test images in the data file.
         """
         if self.attack not in ATTACKS:
-            raise AdvscaleError(f"unknown attack {self.attack!r}; choose from {', '.join(ATTACKS)}")
+            close = difflib.get_close_matches(self.attack, ATTACKS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise AdvscaleError(f"unknown attack {self.attack!r}; choose from "
+                                f"{', '.join(ATTACKS)}{hint}")
         _check_eps(self.eps)
         steps, step_size = _resolve_steps(self.attack, self.steps, self.step_size)
         n = _resolve_n(self.n, available)

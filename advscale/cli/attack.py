@@ -23,10 +23,12 @@ def attack(
         help="aa-standard | aa-rand | apgd-ce (AutoAttack) | pgd-cw (clamped CW loss, the "
         "papers' PGD-40) | pgd-cw-margin (unclamped CW margin) | pgd-ce (advscale PGD)."),
     eps: str = typer.Option("8/255", "--eps", help="L∞ radius in [0,1] pixel units, e.g. 8/255."),
-    steps: int = typer.Option(None, "--steps", help="PGD steps (default 40) or APGD iterations "
-                              "for apgd-ce (default 100); AA versions are fixed."),
-    step_size: str = typer.Option(None, "--step-size", help="PGD step (default 2/255)."),
-    n: int = typer.Option(None, "--n", help="Images to attack (default 10000, or all if fewer)."),
+    steps: int = typer.Option(None, "--steps", help="PGD steps or APGD iterations for apgd-ce; AA "
+                              "versions are fixed.", show_default="40 for PGD, 100 for apgd-ce"),
+    step_size: str = typer.Option(None, "--step-size", help="PGD step, [0,1] pixel units.",
+                                 show_default="2/255"),
+    n: int = typer.Option(None, "--n", help="Images to attack.",
+                           show_default="10000, or all if fewer"),
     batch_size: int = typer.Option(250, "--batch-size", help="Images per attack batch."),
     chunk_size: int = typer.Option(1000, "--chunk-size",
                                    help="Images per resumable chunk (one state record each)."),
@@ -73,6 +75,7 @@ def attack(
         step_size=None if step_size is None else parse_fraction(step_size, "--step-size"),
         n=n, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
     )
+    settings.resolved()  # a typo'd attack or a bad value fails before any file is opened
     for rec in attack_checkpoints(checkpoints, data, settings, device=device, state=state,
                                   results=results, force=force, shard=parse_shard(shard),
                                   save_adv=save_adv, verbose=verbose):

@@ -50,7 +50,11 @@ def count_flops(
         if models or models_file:
             raise AdvscaleError("--annotate reads records on stdin; do not also give --model")
         seen, changed = fl.annotate_lines(sys.stdin, sys.stdout, "<stdin>", method=method)
-        err(f"count-flops: annotated {changed} of {seen} records")
+        if seen and not changed:
+            err(f"count-flops: all {seen} records already had their FLOPs fields (train fills "
+                "them) or name no model and recipe; passed through unchanged")
+        else:
+            err(f"count-flops: annotated {changed} of {seen} records")
         return
     names = list(models or [])
     if models_file is not None:

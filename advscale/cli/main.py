@@ -28,18 +28,17 @@ from advscale.cli import report as report_cmd
 from advscale.cli import train as train_cmd
 from advscale.cli import validity as validity_cmd
 from advscale.cli.common import error_message, fail
+from advscale.cli.help import App
 from advscale.errors import AdvscaleError
 from advscale.version import __version__
 
-app = typer.Typer(
+app = App(
     name="advscale",
     help="Scaling laws for adversarial robustness: data, train, attack, FLOPs, energy, fit, "
-    "predict. stdout carries data (JSONL); progress and logs go to stderr.",
+    "predict. stdout carries data (JSONL); progress and logs go to stderr. Shell completion: "
+    "advscale --install-completion.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -61,13 +60,21 @@ def _root(
 # In pipeline order: data → synthetic data → training → evaluation → cost → laws → report.
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(gen_synthetic_cmd.app, name="gen-synthetic")
-app.command("train")(train_cmd.train)
-app.command("attack")(attack_cmd.attack)
-app.command("count-flops")(count_flops_cmd.count_flops)
-app.command("energy", context_settings=energy_cmd.CONTEXT)(energy_cmd.energy)
-app.command("fit")(fit_cmd.fit_cmd)
-app.command("predict")(predict_cmd.predict_cmd)
-app.command("report")(report_cmd.report)
+app.command("train", short_help="Adversarially train by samples seen; train.eval records.")(
+    train_cmd.train)
+app.command("attack", short_help="AutoAttack or PGD on checkpoints; attack records.")(
+    attack_cmd.attack)
+app.command("count-flops", short_help="FLOPs of a model and recipe; fill records' FLOPs.")(
+    count_flops_cmd.count_flops)
+app.command("energy", context_settings=energy_cmd.CONTEXT,
+            short_help="Energy, cost and CO2 of a command, a power log or FLOPs.")(
+    energy_cmd.energy)
+app.command("fit", short_help="Fit a scaling law (approaches 1-3, power law, GBR).")(
+    fit_cmd.fit_cmd)
+app.command("predict", short_help="Predict with a fitted or published law; N*, D*, loss.")(
+    predict_cmd.predict_cmd)
+app.command("report", short_help="Figures and one HTML page from records and laws.")(
+    report_cmd.report)
 app.add_typer(records_cmd.app, name="records")
 app.add_typer(validity_cmd.app, name="validity")
 app.add_typer(model_cmd.app, name="model")

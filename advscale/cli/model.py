@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.cli.help import App
 from advscale.errors import AdvscaleError
 from advscale.records import make_record, write_record
 
-app = typer.Typer(help="Models: registered names, importing published checkpoints, info.",
+app = App(help="Models: registered names, importing published checkpoints, info.",
                   no_args_is_help=True)
 
 
@@ -52,10 +53,11 @@ def import_cmd(
                             help="auto, dm, llnl, rade, timm-adv or robustbench."),
     arch: str = typer.Option(None, "--arch", help="Check the inferred WRN, e.g. wrn-70-16."),
     activation: str = typer.Option(None, "--activation",
-                                   help="silu, relu or gelu (weights cannot say; default silu "
-                                   "for DeepMind-style WRNs, relu for TRADES-style)."),
+                                   help="silu, relu or gelu (weights cannot say).",
+                                   show_default="silu for DeepMind-style WRNs, relu for "
+                                   "TRADES-style"),
     weights: str = typer.Option("averaged", "--weights",
-                                help="averaged (EMA/WA, default) or unaveraged, when the file "
+                                help="averaged (EMA/WA) or unaveraged, when the file "
                                 "holds both."),
     mean: str = typer.Option(None, "--mean", help="Override the input mean, 'R,G,B'."),
     std: str = typer.Option(None, "--std", help="Override the input std, 'R,G,B'."),

@@ -41,16 +41,17 @@ def predict_cmd(
         "cost_usd) instead of --flops."),
     k: float = typer.Option(
         None, "--flops-per-param-sample",
-        help="FLOPs = K*N*D constant (e.g. count-flops' flops_per_param_sample); default: the "
-        f"law's own (from its records), else the paper's {PAPER_FLOPS_PER_PARAM_SAMPLE:g}."),
+        help="FLOPs = K*N*D constant (e.g. count-flops' flops_per_param_sample).",
+        show_default=f"the law's own (from its records), else the paper's "
+        f"{PAPER_FLOPS_PER_PARAM_SAMPLE:g}"),
     accuracy: bool = typer.Option(False, "--accuracy",
                                   help="Also give accuracies (loss->accuracy regression)."),
     acc_map: str = typer.Option("auto", "--acc-map",
                                 help="auto (the law's own regression if any), paper or law."),
     queries: str = typer.Option(
         None, "--queries",
-        help="JSONL queries (n, d, fid, flops, omega_n per line); default stdin when no "
-        "--n/--d/--flops is given."),
+        help="JSONL queries (n, d, fid, flops, omega_n per line; '-': stdin).",
+        show_default="stdin when no --n/--d/--flops is given"),
 ) -> None:
     """Predict loss/accuracy, compute-optimal N*, D* (with Table 3's a, b), the asymptote and
     the Eq. 6 trade-off.
@@ -77,17 +78,37 @@ def predict_cmd(
              "target_accuracy": target_accuracy, "target_loss": target_loss}
         _emit([prediction_record(the_law, q, accuracy, acc_map, where="options")])
     else:
-        _emit(iter_predictions(the_law, queries or "-", sys.stdin, fid=fid, omega_n=omega_n,
-                               accuracy=accuracy, acc_map=acc_map))
+        source = queries or "-"
+        if source == "-" and sys.stdin.isatty():
+            raise AdvscaleError(NO_QUERY)
+        done = _emit(iter_predictions(the_law, source, sys.stdin, fid=fid, omega_n=omega_n,
+                                      accuracy=accuracy, acc_map=acc_map))
+        if not done:
+            where = "stdin" if source == "-" else source
+            raise AdvscaleError(f"no queries in {where}; {NO_QUERY.split(': ', 1)[1]}")
 
 
-def _emit(records: Iterable[dict]) -> None:
-    """Write each record to stdout, and each distinct warning once to stderr."""
+SAME_COST_CO2 = ("advscale predict: note: cost_usd and co2_kg are equal: Debenedetti et al. "
+                 "(2024, section 3.2) give one power law (C, alpha) for both electricity cost "
+                 "(USD) and CO2 (kg)")
+
+NO_QUERY = ("no query: give --n/--d (--fid), --flops, --target-accuracy or --target-loss, "
+            "--queries FILE, or pipe JSONL queries on stdin")
+
+
+def _emit(records: Iterable[dict]) -> int:
+    """Write each record to stdout, and each distinct warning once to stderr; returns the
+    number written."""
     warned: set[str] = set()
+    count = 0
     for rec in records:
-        for key in ("fid_warning", "extrapolation_warning", "degenerate"):
-            w = rec.get(key)
+        count += 1
+        same = "cost_usd" in rec and rec.get("cost_usd") == rec.get("co2_kg")
+        notes = {"also": SAME_COST_CO2 if same else None}
+        for key in ("fid_warning", "extrapolation_warning", "degenerate", "also"):
+            w = rec.get(key) if key != "also" else notes[key]
             if w and w not in warned:
                 warned.add(w)
                 err(w)
         write_record(rec)
+    return count

@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.cli.help import App
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
 from advscale.validity.records import rate_record, score_records
 
-app = typer.Typer(
+app = App(
     help="Are adversarial images still their class? Rate them (web page or a command) and score "
     "them with the rule of Bartoldson et al. 2024, appendix G (docs/validity.md).",
     no_args_is_help=True,
@@ -30,8 +31,8 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
     batch: int = typer.Option(100, help="Image pairs per tab."),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Labels directory, one DIR/<rater>.jsonl per rater "
-        "[default: ADV with suffix .labels]."
+        None, "--out", "-o", help="Labels directory, one DIR/<rater>.jsonl per rater.",
+        show_default="ADV with suffix .labels",
     ),
     rater: list[str] = typer.Option(
         [], "--rater", help="Rater id to print a personal link for (repeatable)."
@@ -86,7 +87,8 @@ def score_cmd(
     labels: list[Path] = typer.Argument(..., help="Labels files or directories of them."),
     adv: Path = typer.Option(..., "--adv", help="The adversarial-image file they label."),
     n_eval: int = typer.Option(
-        None, help="Test images attacked [default: from ADV, else its number of rows]."
+        None, help="Test images attacked.",
+        show_default="from ADV, else its number of rows"
     ),
     min_correct: int = typer.Option(2, help="Correct raters that make an image valid."),
     min_raters: int = typer.Option(
@@ -137,7 +139,7 @@ def rate_cmd(
     ),
     rater: str = typer.Option(..., "--rater", help="Rater id, e.g. gpt4 (names its file)."),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Labels directory [default: ADV with suffix .labels]."
+        None, "--out", "-o", help="Labels directory.", show_default="ADV with suffix .labels"
     ),
     per_image: bool = typer.Option(
         False, help="Start the command once per image (its whole stdout is the reply)."

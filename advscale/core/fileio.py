@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -122,6 +123,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _set_final_mode(tmp_path, target)
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
     except BaseException as e:
@@ -131,6 +133,38 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
             raise AdvscaleError(f"{target}: could not write ({os_cause(e)}); any previous "
                                 "file there is intact") from None
         raise
+
+
+_UMASK: list[int] = []
+
+
+def current_umask() -> int:
+    """The process's umask (read once: from /proc on Linux, else by setting and restoring it)."""
+    if not _UMASK:
+        try:
+            with open("/proc/self/status") as f:
+                line = next(x for x in f if x.startswith("Umask:"))
+            _UMASK.append(int(line.split()[1], 8))
+        except (OSError, StopIteration, ValueError, IndexError):
+            mask = os.umask(0o022)
+            os.umask(mask)
+            _UMASK.append(mask)
+    return _UMASK[0]
+
+
+def created_file_mode(target: str | os.PathLike[str]) -> int:
+    """The mode a written file gets: the replaced file's, else 0o666 less the umask, as any
+    file the user creates (temp files start at 0o600, which a lab group could not read)."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except (OSError, ValueError):
+        return 0o666 & ~current_umask()
+
+
+def _set_final_mode(tmp: Path, target: Path) -> None:
+    with contextlib.suppress(OSError):
+        if tmp.is_file():
+            os.chmod(tmp, created_file_mode(target))
 
 
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}

@@ -125,11 +125,22 @@ def _notice(
     return f"{head}: {what}" + (f" (no counter: {why})" if why else "")
 
 
+def human_duration(seconds: float) -> str:
+    """``42.0 s``, ``12.5 min``, ``3.2 h`` or ``35.1 days`` (plus the seconds past a minute)."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit} ({seconds:.0f} s)"
+    return f"{seconds:.0f} s"  # pragma: no cover
+
+
 def summary_line(payload: Mapping[str, Any]) -> str:
     """One human line about an energy payload (for stderr)."""
     tag = {"measured": "measured", "estimated": "ESTIMATED", "mixed": "PARTLY ESTIMATED"}
     s = (f"energy [{tag.get(payload['basis'], payload['basis'])}]: "
-         f"{payload['duration_s']:.1f} s, IT {payload['it_energy_kwh']:.6g} kWh, facility "
+         f"{human_duration(payload['duration_s'])}, IT {payload['it_energy_kwh']:.6g} kWh, "
+         f"facility "
          f"{payload['facility_energy_kwh']:.6g} kWh (PUE {payload['pue']:g}), "
          f"${payload['cost_usd']:.4g}, {payload['co2_kg']:.4g} kg CO2")
     if payload.get("notice"):

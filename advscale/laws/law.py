@@ -11,6 +11,7 @@ Approach 2/3; ``accuracy`` for power laws), ``flops_per_param_sample`` and optio
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import sys
@@ -45,8 +46,10 @@ def load_law_doc(spec: str, stdin: IO[str] | None = None) -> dict[str, Any]:
     else:
         path = Path(spec)
         if not path.is_file():
+            close = difflib.get_close_matches(spec, list(PRESETS), n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise AdvscaleError(
-                f"--law {spec!r}: no such file, and not a preset ({', '.join(PRESETS)})"
+                f"--law {spec!r}: no such file, and not a preset ({', '.join(PRESETS)}){hint}"
             )
         where = os.fspath(path)
         text = decode_text(path.read_bytes(), where)

@@ -8,6 +8,7 @@ name. :func:`list_models` lists the registered names (and the family patterns).
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from collections.abc import Callable
@@ -110,9 +111,11 @@ def _create_timm(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     import timm  # heavy (about a second): only for non-advscale names
 
     if not timm.list_models(name) and not timm.is_model(name):
+        close = difflib.get_close_matches(name, [*list_models(), *timm.list_models()], n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise AdvscaleError(
             f"unknown model {name!r}: use wrn-DEPTH-WIDTH (e.g. wrn-28-10), a name from "
-            "`advscale model list`, or a timm model name"
+            f"`advscale model list`, or a timm model name{hint}"
         )
     kwargs.pop("activation", None)  # advscale's WRN option; timm models choose their own
     try:
