@@ -122,16 +122,26 @@ def learning_curves(runs: Sequence[Run], path: Path, target: str = "adv_loss") -
     ax.set_yscale("log")
     colors = _colors([r.params for r, _ in series])
     labelled: set[int] = set()
-    curves = []
+    curves, base = [], []
+    mixed = len({r.fid or 0.0 for r, _ in series}) > 1
     for i, (r, pts) in enumerate(series):
         f, d, v = (np.asarray(x, float) for x in zip(*pts, strict=True))
-        label = None if r.params in labelled else f"{r.model} (N={r.params:,})"
-        labelled.add(r.params)
-        ax.plot(f, v, "-o", ms=3, lw=1, color=colors[r.params], label=label, alpha=0.85)
+        real = not r.fid
+        label = (None if r.params in labelled or not (real or not mixed)
+                 else f"{r.model} (N={r.params:,})")
+        if label:
+            labelled.add(r.params)
+        ax.plot(f, v, "-o" if real else ":o", ms=3, lw=1, color=colors[r.params], label=label,
+                alpha=0.85 if real else 0.45)
         curves.append(Curve(i, float(r.params), f, d, v))
-    if any(c.flops.size >= 2 for c in curves):
-        env = envelope(curves)
-        ax.plot(env.flops, env.value, "k--", lw=1.5, label="envelope (Approach 1)")
+        if real or not mixed:
+            base.append(curves[-1])
+    if any(c.flops.size >= 2 for c in base):
+        env = envelope(base)
+        ax.plot(env.flops, env.value, "k--", lw=1.5,
+                label="envelope (Approach 1" + (", real data)" if mixed else ")"))
+    if mixed:
+        ax.plot([], [], ":o", ms=3, lw=1, color="grey", alpha=0.45, label="synthetic data")
     ax.set_xlim(*log_limits([x for c in curves for x in c.flops]))
     ax.set_ylim(*log_limits([x for c in curves for x in c.value]))
     _plain_y(ax)
@@ -141,7 +151,9 @@ def learning_curves(runs: Sequence[Run], path: Path, target: str = "adv_loss") -
     ax.legend(fontsize=8)
     caption = (f"{target} ({loss_words(runs)}) under the evaluation attack "
                f"{_eval_attack(runs)} against the training FLOPs spent so far, log-log, one "
-               f"line per run ({len(series)} runs), with the lower envelope (Approach 1).")
+               f"line per run ({len(series)} runs), with the lower envelope (Approach 1)"
+               + ("; runs on synthetic data dotted and faded, the envelope over the real-data "
+                  "runs only (Approach 1 fits one dataset at a time)." if mixed else "."))
     return _save(fig, path, title, caption)
 
 

@@ -100,6 +100,7 @@ def _loss_law_figures(runs, laws, law_loss, held_out, out: Path, budgets) -> lis
     if loss_law is None:
         return [Skipped("Fitted law", "no law of N and D (Approach 2 or 3) was given")]
     fn = law_loss(loss_law)
+    runs = _runs_of_law(runs, loss_law)
     fid = _typical_fid(runs)
     target = str(loss_law.get("target", "adv_loss"))
     name = law_title(loss_law)
@@ -172,6 +173,16 @@ def _flops_constant(law: dict[str, Any]) -> float:
         return Law(law).k
     except AdvscaleError:
         return figures._number(law.get("flops_per_param_sample")) or 0.0
+
+
+def _runs_of_law(runs: Sequence[Run], law: dict[str, Any]) -> list[Run]:
+    """The runs at the qualities the law was fitted on (its ``data.fids``), so a law fitted at
+    one quality is drawn over that quality's runs only; all runs when the law names none."""
+    fids = (law.get("data") or {}).get("fids")
+    if not fids:
+        return list(runs)
+    keep = [r for r in runs if any(abs((r.fid or 0.0) - f) <= 1e-6 * max(1.0, f) for f in fids)]
+    return keep or list(runs)
 
 
 def _typical_fid(runs: Sequence[Run]) -> float:
