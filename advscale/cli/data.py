@@ -30,8 +30,9 @@ def _emit_summary(summary: dict, argv: list[str]) -> None:
     write_record(info_record(summary, command=shlex.join(["advscale", "data", *argv])))
 
 
-def refuse_existing(out: Path, force: bool) -> None:
-    """An existing output is only replaced with ``--force``."""
+def refuse_existing(out: Path, force: bool, inputs: list[str | Path] = ()) -> None:
+    """An existing output is only replaced with ``--force``; one of the inputs never is."""
+    refuse_overwrite_of_inputs([out], [p for p in inputs if os.path.exists(p)])
     if not force and os.path.lexists(out):
         raise AdvscaleError(f"{out} already exists; pass --force to overwrite it")
 
@@ -67,7 +68,7 @@ def import_cmd(
 
     from advscale.data.importers import import_dataset
 
-    refuse_existing(out, force)
+    refuse_existing(out, force, [src])
 
     with Progress(transient=True, console=_stderr_console()) as bar:
         task = bar.add_task(f"importing {src}", total=None)
