@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from test_fidelity import _randomise_bn
 from torch import nn
 from typer.testing import CliRunner
 
@@ -140,15 +141,10 @@ class Normaliser(nn.Module):
 def _randomise(model: nn.Module, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
+    _randomise_bn(model, gen)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(0.5 + torch.rand(c, generator=gen))
-                m.bias.copy_(0.2 * torch.randn(c, generator=gen))
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=gen))
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear):
                 m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
     return model.eval()
 
