@@ -259,3 +259,13 @@ def test_init_from_a_published_checkpoint(small, tmp_path):
     bad = runner.invoke(app, [*args[:2], str(tmp_path / "other"), *args[3:], "--model",
                               "wrn-16-1"])
     assert bad.exit_code != 0 and "contradicts --init" in bad.output
+
+
+def test_samples_accepts_scientific_notation(small, tmp_path):
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), "--data", str(small["train"]),
+                            "--eval-data", str(small["test"]), "--samples", "3.2e1", *TINY])
+    assert r.exit_code == 0, r.output
+    assert loads_all(r.stdout)[-1]["samples_seen"] == 32
+    bad = runner.invoke(app, ["train", "--out", str(tmp_path / "b"), "--data",
+                              str(small["train"]), "--samples", "1.5", *TINY])
+    assert bad.exit_code != 0 and "whole" in bad.output

@@ -28,8 +28,8 @@ def train(
                              "mixture .json.", rich_help_panel=H_DATA),
     eval_data: str = typer.Option(None, help="Test-set HDF5; its first --eval-n rows are the "
                                   "fixed evaluation subset.", rich_help_panel=H_DATA),
-    samples: int = typer.Option(None, help="Training samples to draw, D (not epochs), e.g. "
-                                "20000; required for a new run.",
+    samples: str = typer.Option(None, metavar="N", help="Training samples to draw, D (not "
+                                "epochs), e.g. 20000 or 5e6; required for a new run.",
                                 rich_help_panel=H_DATA),
     model: str = typer.Option(None, help="wrn-DEPTH-WIDTH or a timm model name.",
                               show_default="wrn-28-10", rich_help_panel=H_RECIPE),
@@ -128,15 +128,17 @@ def train(
 
     Runs unchanged under torchrun --nproc_per_node=K (DDP; only rank 0 writes).
     """
+    from advscale.training.flops import parse_samples
     from advscale.training.loop import train as run_training
     from advscale.training.rundir import RunDir, resolve_run_config
 
     _check_start(RunDir(out).has_run(), out, resume, data, samples)
 
     overrides = {
-        "data": data, "eval_data": eval_data, "samples": samples, "model": model,
-        "activation": activation, "padding": padding, "num_classes": num_classes, "init": init,
-        "loss": loss, "beta": beta, "pgd_steps": pgd_steps,
+        "data": data, "eval_data": eval_data, "samples": parse_samples(samples),
+        "model": model, "activation": activation, "padding": padding,
+        "num_classes": num_classes, "init": init, "loss": loss, "beta": beta,
+        "pgd_steps": pgd_steps,
         "eps": None if eps is None else parse_fraction(eps, "--eps"),
         "step_size": None if step_size is None else parse_fraction(step_size, "--step-size"),
         "label_smoothing": label_smoothing, "attack_bn": attack_bn, "batch_size": batch_size,
@@ -159,7 +161,7 @@ def train(
 
 
 def _check_start(has_run: bool, out: Path, resume: bool, data: str | None,
-                 samples: int | None) -> None:
+                 samples: str | None) -> None:
     """Name what is missing when no run can be continued and a new one lacks its inputs."""
     if has_run and resume:
         return
