@@ -219,12 +219,27 @@ def _curve_values(pts: Sequence[QPoint], panels: Sequence[float], loss_fn: LossF
     return out
 
 
+def _few_minor_labels(axis: Any) -> None:
+    """Label only the 2× and 5× minor ticks of a log axis (the others crowd a narrow panel)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def label(x: float, _pos: int) -> str:
+        if x <= 0:
+            return ""
+        e = math.floor(math.log10(x) + 1e-9)
+        m = round(x / 10**e)
+        return f"${m}\\times10^{{{e}}}$" if m in (2, 5) else ""
+
+    axis.set_minor_formatter(FuncFormatter(label))
+
+
 def _law_panel(ax, q: float, measured: bool, pts: Sequence[QPoint], styles, loss_fn: LossFn,
                xlim: tuple[float, float], ylim: tuple[float, float]) -> None:
     """One quality's panel: the law per model size over D, and that quality's points."""
     markers, colors = styles
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _few_minor_labels(ax.xaxis)  # narrow panels: 2×10³ 3×10³ 4×10³ would run together
     grid = np.geomspace(*xlim, 80)
     for n, marker in markers.items():
         with np.errstate(all="ignore"):
