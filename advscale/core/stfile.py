@@ -2,9 +2,11 @@
 
 Nothing is ever unpickled. Metadata values are stored as strings: strings as they are, anything
 else JSON-encoded; :func:`read_metadata` decodes them back (a value that is not JSON stays a
-string). Writes are atomic (temp file + rename) and deterministic: the same tensors and
-metadata give the same bytes (safetensors writes metadata in hash order; the header is rewritten
-with sorted keys), so ``checkpoint_sha256`` depends on the weights and metadata only.
+string). Writes are atomic (temp file + rename), stream one tensor at a time (safetensors' own
+``save_file`` serialises everything in memory first, doubling the peak memory of a 1 GB
+checkpoint) and are deterministic: the header is built here with sorted keys (safetensors
+writes metadata in hash order), so ``checkpoint_sha256`` depends on the weights and metadata
+only. Tensors are laid out by element size, then name, so each is aligned to its dtype.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from advscale.core.fileio import atomic_path
 from advscale.errors import AdvscaleError
@@ -40,42 +41,61 @@ def decode_metadata(md: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+_DTYPES = {torch.float64: "F64", torch.int64: "I64", torch.float32: "F32", torch.int32: "I32",
+           torch.float16: "F16", torch.bfloat16: "BF16", torch.int16: "I16", torch.int8: "I8",
+           torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def _layout(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+            ) -> tuple[bytes, list[str]]:
+    """The safetensors header (sorted, padded to 8 bytes) and the order tensors follow it in."""
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    entries: dict[str, Any] = {}
+    offset = 0
+    for k in order:
+        t = tensors[k]
+        if t.dtype not in _DTYPES:
+            raise AdvscaleError(f"tensor {k!r}: dtype {t.dtype} cannot be written")
+        n = t.numel() * t.element_size()
+        entries[k] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
+                      "data_offsets": [offset, offset + n]}
+        offset += n
+    header = {"__metadata__": dict(sorted(metadata.items())), **dict(sorted(entries.items()))}
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return raw + b" " * (-len(raw) % 8), order
+
+
+def save_file(tensors: Mapping[str, torch.Tensor], filename: str,
+              metadata: Mapping[str, str]) -> None:
+    """Write a safetensors file (string ``metadata``), one tensor's bytes in memory at a time.
+
+    Not atomic by itself: :func:`save_tensors` writes through a temp file.
+    """
+    head, order = _layout(tensors, metadata)
+    with open(filename, "wb") as f:
+        f.write(len(head).to_bytes(8, "little"))
+        f.write(head)
+        for k in order:
+            t = tensors[k].detach().to("cpu").contiguous()
+            f.write(t.reshape(-1).view(torch.uint8).numpy().data)
+
+
 def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
                  meta: Mapping[str, Any], what: str = "file") -> Path:
-    """Write ``tensors`` (moved to CPU, made contiguous) and ``meta`` atomically.
+    """Write ``tensors`` and ``meta`` atomically (streamed; see the module doc).
 
     A failure (a full disk, a read-only directory) raises one-line AdvscaleError naming
     ``what`` and leaves any previous file at ``path`` untouched.
     """
     path = Path(path)
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     try:
         with atomic_path(path, suffix=".safetensors.tmp") as tmp:
-            save_file(cpu, str(tmp), metadata=encode_metadata(meta))
-            _sort_header(tmp)
-    except (OSError, SafetensorError) as e:
+            save_file(tensors, str(tmp), encode_metadata(meta))
+    except OSError as e:
         why = "disk full" if getattr(e, "errno", None) == errno.ENOSPC else str(e)
         raise AdvscaleError(f"could not write the {what} {path} ({why}); any previous file "
                             "there is intact") from None
     return path
-
-
-def _sort_header(path: Path) -> None:
-    """Rewrite a safetensors header in place with sorted keys (same length, same offsets)."""
-    with open(path, "r+b") as f:
-        n = int.from_bytes(f.read(8), "little")
-        raw = f.read(n)
-        header = json.loads(raw)
-        md = header.pop("__metadata__", None)
-        ordered: dict[str, Any] = {}
-        if md is not None:
-            ordered["__metadata__"] = dict(sorted(md.items()))
-        ordered.update(sorted(header.items()))
-        new = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        if len(new) > n:  # cannot happen for safetensors' own compact header; keep it as is
-            return
-        f.seek(8)
-        f.write(new + b" " * (n - len(new)))
 
 
 def read_metadata(path: str | os.PathLike[str], what: str = "safetensors file",

@@ -31,7 +31,6 @@ from advscale.core.stfile import load_tensors, read_metadata, save_tensors
 from advscale.errors import AdvscaleError
 from advscale.models.importer import Imported, build_model, import_state, wrn_kwargs
 from advscale.models.registry import create_model, is_model
-from advscale.models.stream_write import save_tensors_streaming
 from advscale.models.wrn import WideResNet
 
 CHECKPOINT_VERSION = "2"
@@ -83,10 +82,12 @@ def import_checkpoint(src: str | os.PathLike[str], out: str | os.PathLike[str],
     imported = import_state(src, **options)
     meta = {"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta}
     tensors = {MODEL_PREFIX + k: v for k, v in imported.state.items()}
-    return save_tensors_streaming(out, tensors, meta, what="model checkpoint"), meta
+    return save_tensors(out, tensors, meta, what="model checkpoint"), meta
 
 
-_IMPORT_CACHE: dict[tuple[str, int, int], dict[str, Any]] = {}
+_IMPORT_CACHE: dict[tuple[str, int, int], Imported] = {}
+"""The last file imported on the fly (one entry): ``attack`` reads a published file's metadata,
+then loads its weights, and the file is read and mapped once for both."""
 
 
 def _is_advscale(p: Path) -> bool:
@@ -111,14 +112,18 @@ def _import_on_the_fly(p: Path) -> Imported:
         raise
 
 
-def _imported_metadata(p: Path) -> dict[str, Any]:
+def _cached_import(p: Path) -> Imported:
+    """:func:`_import_on_the_fly`, reusing the last import of the same unchanged file."""
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _IMPORT_CACHE:
-        _IMPORT_CACHE.clear()  # one entry: attack reads the metadata, then loads the weights
-        _IMPORT_CACHE[key] = {"advscale_checkpoint": CHECKPOINT_VERSION,
-                              **_import_on_the_fly(p).meta}
-    return dict(_IMPORT_CACHE[key])
+        _IMPORT_CACHE.clear()
+        _IMPORT_CACHE[key] = _import_on_the_fly(p)
+    return _IMPORT_CACHE[key]
+
+
+def _imported_metadata(p: Path) -> dict[str, Any]:
+    return {"advscale_checkpoint": CHECKPOINT_VERSION, **_cached_import(p).meta}
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -147,7 +152,8 @@ def load_for_eval(
     """
     p = resolve_checkpoint(path)
     if not _is_advscale(p):
-        imported = _import_on_the_fly(p)
+        imported = _cached_import(p)
+        _IMPORT_CACHE.clear()  # the weights now live in the model: hold no second copy
         model = build_model(imported).to(device=device, dtype=torch.float32).eval()
         meta = {"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta,
                 "checkpoint_path": str(p), "checkpoint_sha256": file_sha256(p)}
