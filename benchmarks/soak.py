@@ -133,7 +133,8 @@ def jobs(base: Path, data: dict[str, Path], ckpt: Path | None, scale: float) -> 
                                lambda d: {"syn": _h5_rows(d / "syn.h5")})
     d = base / "data-import"
     imp = advscale("data", "import", str(data["npz"]), "-o", str(d / "imported.h5"))
-    out["data-import"] = Job("data-import", d, imp, imp,
+    # a kill can land after the atomic rename: the rerun redoes the import (--force)
+    out["data-import"] = Job("data-import", d, imp, [*imp, "--force"],
                              lambda d: {"h5": _h5_rows(d / "imported.h5")})
     return out
 

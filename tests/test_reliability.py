@@ -368,6 +368,7 @@ def test_soak_reduced(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--kills", "2",
                         "--workdir", str(tmp_path / "soak")], capture_output=True, text=True,
                        env=env, timeout=300, cwd=ROOT)
+    assert r.stdout.strip(), f"the soak stopped without a report: {r.stderr[-3000:]}"
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["total"] == {"kills": 8, "differences": 0, "corrupted": 0,
                                "stale_temps": 0}, json.dumps(report["commands"])
