@@ -93,9 +93,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def plain_loop(model, images, labels, batch, steps, pgd_steps, lr, device: str = "cpu"
-               ) -> tuple[float, float]:
-    """Train ``steps`` steps; return (wall seconds, CPU seconds of this process)."""
+def plain_loop(model, images, labels, batch, steps, pgd_steps, lr, device: str = "cpu",
+               step_ends: list[float] | None = None) -> tuple[float, float]:
+    """Train ``steps`` steps; return (wall seconds, CPU seconds of this process).
+
+    With ``step_ends``, the clock time (``perf_counter``, device synchronised) at the end of each
+    optimizer step is appended to it: per-step times for :func:`steady_state`.
+    """
     cuda = device.startswith("cuda")
     model = model.to(device)
     loader = torch.utils.data.DataLoader(PlainDataset(images, labels), batch_size=batch,
@@ -125,13 +129,17 @@ def plain_loop(model, images, labels, batch, steps, pgd_steps, lr, device: str =
                 pe.mul_(d).add_(p.detach(), alpha=1 - d)
             for be, b in zip(ema.buffers(), model.buffers(), strict=True):
                 be.copy_(b)
+        if step_ends is not None:
+            _sync(device)
+            step_ends.append(time.perf_counter())
     _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
 # -- advscale's loop ---------------------------------------------------------------------------
-def advscale_loop(h5: Path, model_name, batch, steps, pgd_steps, lr, seed, workdir,
-                  device: str = "cpu", compile: bool = False) -> tuple[float, float]:
+def advscale_session(h5: Path, model_name, batch, steps, pgd_steps, lr, seed, workdir,
+                     device: str = "cpu", compile: bool = False):
+    """A ready ``TrainingSession`` of ``steps`` steps (model, data, FLOP count, optimizer)."""
     from advscale.training.config import TrainConfig
     from advscale.training.ddp import DistInfo
     from advscale.training.loop import TrainingSession
@@ -141,12 +149,96 @@ def advscale_loop(h5: Path, model_name, batch, steps, pgd_steps, lr, seed, workd
                       eval_steps=0, seed=seed, run_id="bench", progress=False, device=device,
                       compile=compile).resolved()
     out = Path(tempfile.mkdtemp(dir=workdir))
-    run = TrainingSession(cfg, out, DistInfo(), torch.device(device), resuming=False,
-                          stdout=io.StringIO())
+    return TrainingSession(cfg, out, DistInfo(), torch.device(device), resuming=False,
+                           stdout=io.StringIO())
+
+
+def advscale_loop(h5: Path, model_name, batch, steps, pgd_steps, lr, seed, workdir,
+                  device: str = "cpu", compile: bool = False) -> tuple[float, float]:
+    """``TrainingSession.run()`` end to end; (wall seconds, CPU seconds), set-up excluded."""
+    run = advscale_session(h5, model_name, batch, steps, pgd_steps, lr, seed, workdir,
+                           device=device, compile=compile)
     t0, c0 = time.perf_counter(), time.process_time()
     run.run()
     _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+def advscale_timed(h5: Path, model_name, batch, steps, pgd_steps, lr, seed, workdir,
+                   device: str = "cpu", compile: bool = False) -> dict[str, object]:
+    """advscale's loop with its one-time work apart from its steps.
+
+    ``setup_s``: building the session (model, data, FLOP count, optimizer, compile wrapper);
+    ``step_ends``: clock time at the end of each optimizer step (a post-step hook on the
+    optimizer, device synchronised); ``tail_s``: from the last step to the end of ``run()``
+    (the final evaluation, record and checkpoint); ``start``: when ``run()`` began.
+    """
+    t0 = time.perf_counter()
+    run = advscale_session(h5, model_name, batch, steps, pgd_steps, lr, seed, workdir,
+                           device=device, compile=compile)
+    setup = time.perf_counter() - t0
+    ends: list[float] = []
+
+    def hook(*_: object) -> None:
+        _sync(device)
+        ends.append(time.perf_counter())
+
+    run.optimizer.register_step_post_hook(hook)
+    start = time.perf_counter()
+    run.run()
+    _sync(device)
+    return {"setup_s": setup, "start": start, "step_ends": ends,
+            "tail_s": time.perf_counter() - ends[-1] if ends else None}
+
+
+def steady_state(start: float, step_ends: list[float], skip: int) -> dict[str, float]:
+    """Per-step seconds after the first ``skip`` steps: median, p10, p90, mean, count.
+
+    The first steps carry one-time work (cuDNN autotuning, allocator growth, compilation):
+    ``first_step_s`` reports the first step apart.
+    """
+    import statistics
+
+    times = [b - a for a, b in zip([start, *step_ends[:-1]], step_ends, strict=True)]
+    steady = times[skip:] or times
+    q = statistics.quantiles(steady, n=10) if len(steady) > 1 else [steady[0]] * 9
+    return {"median_s": statistics.median(steady), "p10_s": q[0], "p90_s": q[-1],
+            "mean_s": statistics.fmean(steady), "steps": len(steady),
+            "first_step_s": times[0] if times else float("nan")}
+
+
+def compare_steady(h5: Path, images, labels, model_name: str, init: dict, batch: int,
+                   steps: int, skip: int, pgd_steps: int, lr: float, workdir,
+                   device: str = "cpu", compile: bool = False) -> dict[str, object]:
+    """Both loops warmed up, then timed over ``steps`` steps; steady-state images/s and ratio.
+
+    Each loop first runs ``skip`` + 1 steps as a warm-up (kernels, allocator, compile caches),
+    then a measured run whose first ``skip`` steps are also left out of the steady state.
+    """
+    from advscale.models import create_model
+
+    def plain(n: int, ends: list[float] | None) -> float:
+        m = create_model(model_name).to(memory_format=torch.contiguous_format)
+        m.load_state_dict(init)
+        if compile:
+            m = torch.compile(m)
+        start = time.perf_counter()
+        plain_loop(m, images, labels, batch, n, pgd_steps, lr, device=device, step_ends=ends)
+        return start
+
+    advscale_timed(h5, model_name, batch, skip + 1, pgd_steps, lr, 0, workdir, device, compile)
+    plain(skip + 1, None)
+    a = advscale_timed(h5, model_name, batch, steps, pgd_steps, lr, 0, workdir, device, compile)
+    ends: list[float] = []
+    p_start = plain(steps, ends)
+    sa, sp = steady_state(a["start"], a["step_ends"], skip), steady_state(p_start, ends, skip)
+    return {"advscale_step": sa, "plain_step": sp,
+            "advscale_images_per_s": batch / sa["median_s"],
+            "plain_images_per_s": batch / sp["median_s"],
+            "ratio_advscale_over_plain": sp["median_s"] / sa["median_s"],
+            "one_time_s": {"advscale_setup": a["setup_s"], "advscale_eval_checkpoint":
+                           a["tail_s"], "advscale_first_step": sa["first_step_s"],
+                           "plain_first_step": sp["first_step_s"]}}
 
 
 def main() -> None:
@@ -158,9 +250,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="alternating measurements per loop")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--steady", type=int, default=0, metavar="STEPS",
+                    help="steady-state mode: both loops warmed up, then per-step times over "
+                    "STEPS steps (the first --skip left out); the GPU check's measurement")
+    ap.add_argument("--skip", type=int, default=2, help="steady-state mode: warm-up steps")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.steady:
+        main_steady(args)
+        return
     from advscale.models import create_model
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,6 +308,27 @@ def main() -> None:
     print(f"advscale {ips['advscale']:.3f} img/s, plain {ips['plain']:.3f} img/s: ratio "
           f"{result['ratio_advscale_over_plain']:.3f} (wall), "
           f"{result['ratio_per_cpu_s']:.3f} (per CPU-second)", file=sys.stderr)
+    print(json.dumps(result))
+
+
+def main_steady(args: argparse.Namespace) -> None:
+    """``--steady STEPS``: :func:`compare_steady` on the CPU; one JSON line."""
+    from advscale.models import create_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        n = args.batch_size * (args.steady + args.skip + 2)
+        images, labels = make_data(Path(tmp) / "data.h5", n)
+        torch.manual_seed(0)
+        init = create_model(args.model).state_dict()
+        res = compare_steady(Path(tmp) / "data.h5", images, labels, args.model, init,
+                             args.batch_size, args.steady, args.skip, args.pgd_steps, args.lr,
+                             tmp)
+    result = {"benchmark": "train_throughput", "mode": "steady", "model": args.model,
+              "pgd_steps": args.pgd_steps, "batch_size": args.batch_size,
+              "threads": torch.get_num_threads(), "device": "cpu", **res}
+    print(f"steady state: advscale {res['advscale_images_per_s']:.3f} img/s, plain "
+          f"{res['plain_images_per_s']:.3f} img/s: ratio {res['ratio_advscale_over_plain']:.3f}",
+          file=sys.stderr)
     print(json.dumps(result))
 
 

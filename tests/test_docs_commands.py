@@ -47,7 +47,7 @@ SKIP = {
     "advscale predict --law law.json": "reads the law.json of the grid fit above",
     "printf '{\"n\": 3.6e7": "feeds the law.json query above",
     "bin/advscale-gpu-check --device cuda": "needs a GPU",
-    "bin/advscale-gpu-check --device cpu --tiny": "two minutes of CPU (tests/test_gpu_check.py)",
+    "bin/advscale-gpu-check --device cpu --tiny": "about a minute of CPU (tests/test_gpu_check.py)",
     "advscale records import results.csv": "needs Debenedetti et al.'s results.csv "
     "(tests/test_tables.py covers the map)",
     "git clone https://github.com/NVlabs/edm": "needs the internet",

@@ -14,15 +14,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_tiny_cpu(tmp_path):
+    """Every stage runs to its end (tiny mode has no wall-clock caps); what ran is asserted,
+    never how long it took, so a busy machine cannot fail it."""
     out = tmp_path / "gc.json"
     p = subprocess.run([str(ROOT / "bin" / "advscale-gpu-check"), "--device", "cpu", "--tiny",
-                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+                        "--out", str(out)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(out.read_text())
     st = res["stages"]
-    assert res["wall_s"] < 120
+    assert res["budget_s"] is None and "no cap" in p.stderr
     eager = st["throughput"]["runs"][0]
     assert eager["advscale_images_per_s"] > 0 and eager["plain_images_per_s"] > 0
+    # steady state: warmed-up loops, per-step spread, one-time work reported apart
+    assert eager["advscale_step"]["steps"] == eager["steps"] - eager["warmup_steps"]
+    assert eager["advscale_step"]["p10_s"] <= eager["advscale_step"]["p90_s"]
+    assert set(eager["one_time_s"]) == {"advscale_setup", "advscale_eval_checkpoint",
+                                        "advscale_first_step", "plain_first_step"}
     assert st["short-run"]["exit_code"] == 0 and st["short-run"]["energy_basis"]
     assert all(st["attack"][k]["exit_code"] == 0 for k in ("pgd-cw", "apgd-ce"))
     assert st["ddp"]["exit_code"] == 0 and st["ddp"]["backend"] == "gloo"
@@ -36,5 +43,5 @@ def test_gpu_mode_refuses_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("a GPU is here")
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True)
     assert p.returncode == 2 and "advscale-gpu-check: error: no CUDA GPU" in p.stderr
