@@ -90,7 +90,8 @@ def run_cmd(cmd: list[str], timeout: float | None, cwd: Path, stdout_path: Path 
     out = open(stdout_path, "w") if stdout_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         p = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.PIPE, text=True,
-                           timeout=None if timeout is None else max(timeout, 1), env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           timeout=None if timeout is None else max(timeout, 1),
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
         return p.returncode, time.perf_counter() - t0, p.stderr[-2000:]
     except subprocess.TimeoutExpired as e:
         tail = (e.stderr or b"")[-2000:]
