@@ -466,7 +466,7 @@ def test_cli_from_log_to_file_and_flops_estimate(tmp_path):
 @pytest.mark.parametrize("args, message", [
     ([], "exactly one of"),
     (["--flops", "1e20", "--from-log", "x.csv"], "exactly one of"),
-    (["--flops", "1e20"], "--device"),
+    (["--flops", "1e20"], "hardware it ran on"),
     (["--flops", "lots", "--device", "h100"], "not a number"),
     (["--flops", "1e20", "--device", "h100", "--require-measured"], "not a measurement"),
     (["--from-log", "/no/such.csv"], "no such power log"),
@@ -546,3 +546,28 @@ def test_runner_counter_that_never_reads_falls_back_to_an_estimate():
     p = r.payload
     assert p["basis"] == "estimated" and [d["device"] for d in p["devices"]] == ["cpu"]
     assert p["unavailable"]["nvml"] == "no GPU reading succeeded during the run"
+
+
+def test_estimate_from_flops_on_cpus_hand_computed():
+    """A CPU-trained run can be estimated afterwards: TDP-based, labelled, fp32 by default."""
+    devices, core_s, extra = estimate_from_flops(1e15, "cpu", utilization=0.5)
+    assert extra["precision"] == "fp32" and devices[0].kind == "cpu"
+    assert core_s == pytest.approx(1e15 / (96e9 * 0.5))
+    assert devices[0].energy_kwh == pytest.approx(core_s * 10.0 / 3.6e6)
+    _, _, extra = estimate_from_flops(1e18, "epyc-9654")
+    assert extra["peak_flops_per_s"] == pytest.approx(96 * 2.4e9 * 32)
+    assert "TDP" in devices[0].method and devices[0].basis == "estimated"
+
+
+def test_energy_flops_cli_on_cpu_uses_cpu_w_per_core():
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "advscale", "energy", "--flops", "1e15",
+                        "--device", "cpu", "--cpu-w-per-core", "5"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout)
+    assert rec["basis"] == "estimated" and rec["devices"][0]["kind"] == "cpu"
+    assert rec["board_power_w"] == 5.0 and rec["precision"] == "fp32"

@@ -32,12 +32,14 @@ def energy(
     ),
     flops: str = typer.Option(None, "--flops", help="Estimate from this many FLOPs (e.g. 1e21)."),
     device: str = typer.Option(
-        None, "--device", help="Accelerator for --flops: h100, h200, a100, v100, l4, mi300x, ..."
+        None, "--device", help="Hardware for --flops: h100, h200, a100, v100, l4, mi300x, ..., "
+        "or a CPU: cpu (one generic core), epyc-9654, xeon-8480."
     ),
     utilization: float = typer.Option(
         0.4, "--utilization", help="--flops: assumed fraction of peak FLOP/s achieved."
     ),
-    precision: str = typer.Option("bf16", help="--flops: peak of bf16, fp16, tf32 or fp32."),
+    precision: str = typer.Option(None, help="--flops: peak of bf16, fp16, tf32 or fp32.",
+                                  show_default="bf16 where the hardware has it, else fp32"),
     board_power_w: float = typer.Option(
         None, "--board-power-w", help="--flops: assumed power (W) instead of the datasheet's."
     ),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from advscale.energy.accelerators import estimate_from_flops
+from advscale.energy.accelerators import estimate_from_flops, get_accelerator
 from advscale.energy.constants import EnergyConstants
 from advscale.energy.fromlog import energy_from_log
 from advscale.energy.report import energy_payload
@@ -46,7 +46,7 @@ def measure_energy(
     flops: float | None = None,
     device: str | None = None,
     utilization: float = 0.4,
-    precision: str = "bf16",
+    precision: str | None = None,
     board_power_w: float | None = None,
     interval_s: float = 1.0,
     constants: EnergyConstants | None = None,
@@ -91,10 +91,13 @@ def measure_energy(
         if require_measured:
             raise AdvscaleError("--require-measured: an estimate from FLOPs is not a measurement")
         if device is None:
-            raise AdvscaleError("--flops needs --device (e.g. --device h100)")
+            raise AdvscaleError("an estimate from flops needs the hardware it ran on (e.g. "
+                                "h100, or cpu for a CPU core)", field="device")
+        if board_power_w is None and get_accelerator(device).name == "cpu":
+            board_power_w = constants.cpu_w_per_core  # one generic core at the assumed wattage
         devices, duration, extra = estimate_from_flops(float(flops), device, utilization,
                                                        precision, board_power_w)
         payload = energy_payload(devices, duration, "flops", constants, extra)
         config.update(flops=float(flops), device=device, utilization=utilization,
-                      precision=precision)
+                      precision=extra["precision"])
     return EnergyResult(make_record("energy", payload, config=config), exit_code, broken)
