@@ -113,6 +113,7 @@ def test_score_labels_table4(tmp_path, adv_h5):
     assert sm["robust_acc"] == pytest.approx(2 / 12)
     assert sm["robust_acc_valid"] == pytest.approx(2 / 9)
     assert sm["invalid_frac"] == pytest.approx(3 / 10)
+    assert sm["invalid_frac_rated"] == pytest.approx(3 / 5)  # mid-study: over the rated ones
     assert sm["deceptive_frac_of_invalid"] == pytest.approx(2 / 3)
     r = {x["rater"]: x for x in sm["raters"]}
     # ann correct on rows 0, 2, 3 of 5: adv_acc 0.6; kept rows (not invalid): 0, 3 -> 2/2

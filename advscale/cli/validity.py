@@ -122,7 +122,8 @@ def score_cmd(
     s = scores.summary
     err(f"advscale validity: {s['n_fooled']} fooling images: {s['n_valid']} valid, "
         f"{s['n_invalid']} invalid ({s['n_deceptive']} deceptive, {s['n_ambiguous']} ambiguous), "
-        f"{s['n_unrated']} unrated; robust acc {s['robust_acc']:.4f} -> "
+        f"{s['n_unrated']} unrated; invalid {_pct(s['invalid_frac_rated'])} of the rated, "
+        f"{_pct(s['invalid_frac'])} of all; robust acc {s['robust_acc']:.4f} -> "
         f"{s['robust_acc_valid']:.4f} without invalid images")
     if s["n_unrated"]:
         err(f"advscale validity: warning: {s['n_unrated']} images have fewer than "
@@ -199,3 +200,8 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def _pct(frac: float | None) -> str:
+    """A fraction as a percentage, or an em dash when there is none yet."""
+    return "\u2014" if frac is None else f"{100 * frac:.1f}%"

@@ -590,6 +590,8 @@ VALIDITY_SUMMARY = Schema("validity.summary", "the result of `validity score`", 
         "invalid_frac", "deceptive_frac_of_invalid", "robust_acc", "robust_acc_valid",
         "human_acc_bound", "human_acc_bound_valid", "rater_acc_bound",
         "rater_acc_bound_valid")),
+    F("invalid_frac_rated", "number", "fraction", "invalid images / rated fooling images",
+      opt=True, null=True),
     F("raters", "list"),
 ))
 

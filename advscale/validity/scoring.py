@@ -224,6 +224,7 @@ def score_labels(
         "n_ambiguous": count["ambiguous"],
         "n_unrated": count["unrated"],
         "invalid_frac": _frac(n_invalid, n_fooled),
+        "invalid_frac_rated": _frac(n_invalid, n_fooled - count["unrated"]),
         "deceptive_frac_of_invalid": _frac(count["deceptive"], n_invalid),
         "robust_acc": _frac(n_model_correct, n_eval),
         "robust_acc_valid": _frac(n_model_correct, n_eval - n_invalid),

@@ -229,6 +229,18 @@ class LabelStore:
         with self._lock_for(rater):
             self._open(rater)
 
+    def class_id(self, choice: Any) -> Any:
+        """A class name (case-insensitive, as in the file's ``class_names``) → its id; ids and
+        anything else unchanged (validated by :meth:`add`)."""
+        if not isinstance(choice, str):
+            return choice
+        names = [n.lower() for n in self.adv.class_names]
+        key = choice.strip().lower()
+        if key not in names:
+            raise LabelError(f"class {choice!r} is not a class of this study; choose from "
+                             f"{', '.join(self.adv.class_names)} or their ids 0-{len(names) - 1}")
+        return names.index(key)
+
     def add(
         self,
         rater: str,
@@ -244,8 +256,9 @@ class LabelStore:
     ) -> dict[str, Any]:
         """Validate one answer, append it to the rater's file (fsynced) and return the record.
 
-        ``choice`` is a class id (or None, an abstention, when ``allow_abstain``); ``confidence``
-        is ``low`` or ``high``; ``response_s`` is the seconds the rater took (optional, 0-1 day).
+        ``choice`` is a class id or a class name (or None, an abstention, when
+        ``allow_abstain``); ``confidence`` is ``low`` or ``high``; ``response_s`` is the seconds
+        the rater took (optional, 0-1 day).
         Raises LabelError: 400 malformed, 404 row not in the study, 409 already answered or the
         clean image answered before the adversarial one.
         """
@@ -257,6 +270,7 @@ class LabelStore:
         if version not in VERSIONS:
             raise LabelError(f"version must be one of {', '.join(VERSIONS)}")
         k = self.adv.num_classes
+        choice = self.class_id(choice)
         if choice is None and allow_abstain:
             if confidence is not None and confidence not in CONFIDENCES:
                 raise LabelError(f"confidence must be one of {', '.join(CONFIDENCES)}")

@@ -36,7 +36,7 @@
   }
 
   function pct(k, n) {
-    return n ? ((100 * k) / n).toFixed(1) + "%" : "0%";
+    return n ? ((100 * k) / n).toFixed(1) + "%" : "\u2014";  // an em dash before any answer
   }
 
   function setChoicesEnabled(on) {
@@ -77,7 +77,7 @@
       const b = document.createElement("button");
       b.type = "button";
       b.id = "tab-" + t.tab;
-      b.textContent = "Tab " + t.tab;
+      b.textContent = "Tab " + (t.tab + 1);  // tabs count from 1, like pairs
       if (t.next === null) b.classList.add("finished");
       b.setAttribute("aria-current", t.tab === tab ? "true" : "false");
       b.addEventListener("click", () => { tab = t.tab; render(); });
@@ -93,15 +93,14 @@
     $("who").textContent = "Rater " + state.rater + " — " + state.n_items + " image pairs in " +
       state.tabs.length + " tab(s) of up to " + state.batch + ".";
     $("progress").textContent = state.answered + " of " + state.total + " answers saved; tab " +
-      tab + ": " + t.done + " of " + (t.stop - t.start) + " pairs done.";
+      (tab + 1) + ": " + t.done + " of " + (t.stop - t.start) + " pairs done.";
+    const frac = (k, n) => pct(k, n) + (n ? " (" + k + " out of " + n + ")" : "");
     $("score-adv").textContent = "Your perturbed-image accuracy is " +
-      pct(s.adv_correct, s.pairs) + " (" + s.adv_correct + " out of " + s.pairs +
-      ") and agreement with the model is " + pct(s.adv_model_agree, s.pairs) + " (" +
-      s.adv_model_agree + " out of " + s.pairs + ").";
+      frac(s.adv_correct, s.pairs) + " and agreement with the model is " +
+      frac(s.adv_model_agree, s.pairs) + ".";
     $("score-clean").textContent = "Your original-image accuracy is " +
-      pct(s.clean_correct, s.pairs) + " (" + s.clean_correct + " out of " + s.pairs +
-      ") and agreement with the model is " + pct(s.clean_model_agree, s.pairs) + " (" +
-      s.clean_model_agree + " out of " + s.pairs + ").";
+      frac(s.clean_correct, s.pairs) + " and agreement with the model is " +
+      frac(s.clean_model_agree, s.pairs) + ".";
     current = t.next;
     const task = $("task");
     $("all-done").hidden = state.current_tab !== null;
