@@ -17,6 +17,7 @@ would have, given the same hardware and thread count.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ class TrainingSession:
         raw = maybe_sync_bn(raw, device, dist)
         self.raw = raw
         self.total_steps = cfg.total_steps
+        self._warn_short_schedule()
         self.ema = EMA(raw, cfg.ema_decay, warmup_steps=int(cfg.ema_warmup * self.total_steps))
         self.optimizer = make_sgd(raw, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
                                   fused=self.cuda)
@@ -200,6 +202,18 @@ class TrainingSession:
                 f"{what}: labels span {int(lab.min())}..{int(lab.max())}, outside the "
                 f"{self.cfg.num_classes} classes of the model (--num-classes)"
             )
+
+    def _warn_short_schedule(self) -> None:
+        """Warn when the budget is only a few optimizer steps: the one-cycle schedule cannot
+        rise and fall, and the loss average is first taken after ``log_every`` steps."""
+        cfg, steps = self.cfg, self.total_steps
+        if steps >= SHORT_RUN_STEPS:
+            return
+        rise = int(cfg.warmup * steps)
+        self.log(f"advscale train: warning: samples {cfg.samples:,} at batch_size "
+                 f"{cfg.batch_size:,} is only {steps} optimizer step(s) ({rise} rising): the "
+                 "one-cycle learning-rate schedule cannot complete a cycle; raise samples or "
+                 "lower batch_size for a real run")
 
     def _count_flops(self) -> float | None:
         from advscale.training.flops import count_training_flops
@@ -445,6 +459,10 @@ class TrainingSession:
         return _Bar(self.cfg.samples, self.counters.samples_seen)
 
 
+SHORT_RUN_STEPS = 20
+"""Fewer optimizer steps than this get a warning (:meth:`TrainingSession._warn_short_schedule`)."""
+
+
 def _crossed(before: int, after: int, every: int | None) -> bool:
     """Whether ``(before, after]`` contains a multiple of ``every`` (never for 0/None)."""
     return bool(every) and after // every > before // every
@@ -461,6 +479,7 @@ class _Bar:
         console = Console(stderr=True)
         self.p = None
         self.last_line = time.perf_counter()
+        self.first = True
         if console.is_terminal:
             self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
                               TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
@@ -469,10 +488,15 @@ class _Bar:
             self.p.start()
 
     def advance(self, done: int, loss: float, lr: float) -> None:
-        info = f"loss {loss:.4f} lr {lr:.4g}"
+        """Show ``done`` samples; ``loss`` is the running mean (nan before the first one is
+        taken, shown as pending, never as ``nan``); a plain line at the first step, then at
+        most once a minute."""
+        shown = f"loss {loss:.4f}" if math.isfinite(loss) else "loss pending"
+        info = f"{shown} lr {lr:.4g}"
         if self.p is not None:
             self.p.update(self.task, completed=done, info=info)
-        elif time.perf_counter() - self.last_line >= self.LINE_EVERY_S:
+        elif (self.first or time.perf_counter() - self.last_line >= self.LINE_EVERY_S):
+            self.first = False
             self.last_line = time.perf_counter()
             _log(f"advscale train: {done:,}/{self.total:,} samples, {info}")
 
