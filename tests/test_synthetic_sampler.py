@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from advscale.core.tensors import quantize_uint8, to_uint8_nhwc
 from advscale.synthetic.builtin_gaussian import GaussianGenerator, fit_gaussian_generator
 from advscale.synthetic.edm import (
     EDMPrecond,
@@ -17,7 +18,6 @@ from advscale.synthetic.edm import (
     edm_sigmas,
     from_uint8,
     nfe_for,
-    to_uint8,
 )
 
 
@@ -167,5 +167,7 @@ def test_config_validation_and_attrs():
 
 def test_uint8_round_trip():
     px = torch.randint(0, 256, (3, 8, 8, 3), dtype=torch.uint8)
-    assert torch.equal(to_uint8(from_uint8(px)), px)
-    assert to_uint8(torch.full((1, 3, 2, 2), 5.0, dtype=torch.float64)).max() == 255
+    assert np.array_equal(to_uint8_nhwc(from_uint8(px), value_range="symmetric"), px.numpy())
+    big = torch.full((1, 3, 2, 2), 5.0, dtype=torch.float64)
+    assert to_uint8_nhwc(big, value_range="symmetric").max() == 255
+    assert quantize_uint8(np.array([np.nan, -1.0, 0.5, 2.0])).tolist() == [0, 0, 128, 255]

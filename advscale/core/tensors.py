@@ -28,13 +28,25 @@ def to_nchw(images: Any, *, value_range: str = "unit", dtype: torch.dtype = torc
     return x.contiguous()
 
 
-def to_uint8_nhwc(x: torch.Tensor, *, value_range: str = "unit") -> np.ndarray:
-    """float (N, C, H, W) in ``value_range`` → uint8 (N, H, W, C) numpy (rounded, clipped)."""
+def quantize_uint8(x: Any, *, value_range: str = "unit") -> np.ndarray:
+    """Float pixels in ``value_range`` (numpy or torch, any layout) → uint8, same layout.
+
+    The one uint8 conversion: scaled in float64, rounded half to even, clipped to 0-255; NaN
+    becomes 0.
+    """
     if value_range not in RANGES:
         raise ValueError(f"value_range must be one of {RANGES}, got {value_range!r}")
-    x = x.detach().to("cpu", torch.float64)
+    if isinstance(x, torch.Tensor):
+        a = x.detach().to("cpu", torch.float64).numpy()
+    else:
+        a = np.asarray(x, dtype=np.float64)
     if value_range == "unit":
-        x = x * 255.0
+        a = a * 255.0
     elif value_range == "symmetric":
-        x = (x + 1.0) * 127.5
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+        a = (a + 1.0) * 127.5
+    return np.clip(np.rint(np.nan_to_num(a, nan=0.0)), 0, 255).astype(np.uint8)
+
+
+def to_uint8_nhwc(x: torch.Tensor, *, value_range: str = "unit") -> np.ndarray:
+    """float (N, C, H, W) in ``value_range`` → uint8 (N, H, W, C) numpy (rounded, clipped)."""
+    return np.ascontiguousarray(quantize_uint8(x, value_range=value_range).transpose(0, 2, 3, 1))

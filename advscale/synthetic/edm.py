@@ -212,12 +212,6 @@ def edm_sample(
     return SampleResult(images=x, nfe=nfe)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``[-1, 1]`` NCHW images to uint8 NHWC pixels (rounded, clipped), on the CPU."""
-    x = torch.round((images.to(torch.float64) + 1.0) * 127.5).clamp(0, 255)
-    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
-
-
 def from_uint8(pixels: Any) -> torch.Tensor:
     """uint8 NHWC pixels (array or tensor) to float64 NCHW images in ``[-1, 1]``."""
     return to_nchw(pixels, value_range="symmetric", dtype=torch.float64)

@@ -27,11 +27,12 @@ import h5py
 import numpy as np
 import torch
 
+from advscale.core.tensors import to_uint8_nhwc
 from advscale.data.layout import ImageFileWriter, read_attrs
 from advscale.data.reader import stitch
 from advscale.data.sampler import FeistelPermutation
 from advscale.errors import AdvscaleError
-from advscale.synthetic.edm import edm_sample, to_uint8
+from advscale.synthetic.edm import edm_sample
 
 LABELING = "feistel-balanced-v1"
 SEEDING = "splitmix64-v1"
@@ -219,7 +220,8 @@ def _fill(writer: ImageFileWriter, generator: Any, config: Any, rows: tuple[int,
             lab_t = torch.from_numpy(labels).to(generator.device)
             res = edm_sample(generator.denoise, latents, lab_t, config, gens)
             nfe = res.nfe
-            writer.write(to_uint8(res.images).numpy(), labels, seeds, start=local)
+            writer.write(to_uint8_nhwc(res.images, value_range="symmetric"), labels, seeds,
+                         start=local)
             writer.commit()
             if progress:
                 progress(local + (g1 - g0), n_rows)

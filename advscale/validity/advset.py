@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from advscale.attacks.advfile import check_adv_file
+from advscale.core.tensors import quantize_uint8
 from advscale.data import CIFAR10_CLASSES
 from advscale.data.layout import decode_attr, open_h5
 from advscale.errors import AdvscaleError
@@ -134,7 +135,7 @@ def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
                 rows = np.flatnonzero(bad.reshape(len(block), -1).any(axis=1)) + start
                 bad_rows.extend(int(r) for r in rows[: 100 - len(bad_rows)])
             if adv_u8 is not None:
-                adv_u8[start : start + len(block)] = to_uint8(block)
+                adv_u8[start : start + len(block)] = quantize_uint8(block)
     return AdvSet(
         path=path,
         index=index,
@@ -153,7 +154,3 @@ def load_adv_set(path: str | os.PathLike[str], images: bool = True) -> AdvSet:
     )
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Float pixels in [0, 1] to uint8 0-255, rounded to nearest (values outside are clipped)."""
-    x = np.nan_to_num(np.asarray(images, dtype=np.float32), nan=0.0)
-    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
