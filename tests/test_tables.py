@@ -9,14 +9,14 @@ from importlib import resources
 
 import numpy as np
 import pytest
-import tomllib
 from typer.testing import CliRunner
 
 from advscale.cli.main import app
 from advscale.errors import AdvscaleError
 from advscale.records import dumps, loads_all, make_record, validate
+from advscale.records.rows import run_rows, to_dataframe
 from advscale.records.runs import build_runs
-from advscale.records.tables import import_table, load_map, read_table, run_rows, to_dataframe
+from advscale.records.tables import import_table, load_map, read_table, tomllib
 
 DEBENEDETTI_COLUMNS = (
     "train_loss,train_emissions,train_flops,train_electricity_cost,eval_loss,train_acc,"
@@ -100,8 +100,8 @@ def test_timm_adv_training_map_converts_units_and_records_provenance(deb_csv):
     assert math.isclose(ev["train_flops"], row["train_flops"] * 1e12 * row["epochs"])
     assert math.isclose(ev["clean_acc"], 0.88) and math.isclose(at["robust_acc"],
                                                                 row["aa_robust_acc"] / 100)
-    assert ev["loss"] == "trades" and ev["beta"] == 6.0 and ev["pgd_steps"] == 1
-    assert ev["activation"] == "relu" and ev["ema_decay"] == 0.0
+    assert ev["loss"] == "trades" and ev["beta"] == 5.0 and ev["pgd_steps"] == 1
+    assert ev["activation"] == "relu" and ev["ema_decay"] == 0.995  # row 5: the 400-epoch arm
     dm = recs[3]  # row 1: wide_resnet34_20_dm
     assert dm["activation"] == "swish" and dm["ema_decay"] > 0 and "activation" in dm[
         "imported"]["derived"]
@@ -113,6 +113,46 @@ def test_timm_adv_training_map_converts_units_and_records_provenance(deb_csv):
     cfg = ev["provenance"]["config"]
     assert cfg["row"] == 5 and cfg["map"] == "timm-adv-training" and len(cfg["table_sha256"]) == 64
     assert "batch_size" in ev["imported"]["unknown"] and ev["batch_size"] is None
+
+
+def test_timm_map_ema_follows_the_400_epoch_arm_not_the_model_name(tmp_path):
+    """The sweep (scripts/job.sh, ema_arguments) crosses every model with EMA + 390 (+10 warmup)
+    epochs or neither: EMA is the 400-epoch arm, decay 0.995; `_dm` is only the architecture."""
+    rows = []
+    for i, (model, epochs) in enumerate([("wide_resnet28_10", 110), ("wide_resnet28_10", 400),
+                                         ("wide_resnet28_10_dm", 110),
+                                         ("wide_resnet28_10_dm", 400)]):
+        rows.append({**debenedetti_rows(4)[i], "model": model, "epochs": epochs})
+    recs = [r for r in import_table(write_csv(tmp_path / "results.csv", rows),
+                                    "timm-adv-training") if r["kind"] == "train.eval"]
+    ema = [r["ema_decay"] for r in recs]
+    act = [r["activation"] for r in recs]
+    assert ema == [0.0, 0.995, 0.0, 0.995] and act == ["relu", "relu", "swish", "swish"]
+    assert [e > 0 for e in ema] != [a == "swish" for a in act]  # two features, not one
+    assert [r["epochs"] for r in recs] == [110, 400, 110, 400]
+    assert [r["cutmix"] for r in recs] == [0.0, 1.0, 0.0, 1.0]
+    notes = recs[0]["imported"]["derived"]
+    assert "scripts/job.sh:6" in notes["ema_decay"] and "sweep-cifar10.yaml:82" in notes[
+        "ema_decay"] and "create_csv.py:77" in notes["epochs"]
+    assert "wide_resnet_deepmind.py" in notes["activation"]
+    table = run_rows(recs)
+    assert [r["epochs"] for r in table] and {r["epochs"] for r in table} == {110, 400}
+
+
+def test_builtin_maps_are_discovered_from_their_folder():
+    from advscale.records.tables import BUILTIN_MAPS, builtin_maps
+
+    folder = resources.files("advscale.records") / "maps"
+    assert BUILTIN_MAPS == builtin_maps() == tuple(sorted(
+        p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml")))
+    for name in BUILTIN_MAPS:
+        m = load_map(name)
+        assert m.origin == f"builtin:{name}" and len(m.sha256) == 64
+        for sec in m.sections.values():  # every inference in a built-in map says its source
+            for spec in sec.values():
+                if isinstance(spec, dict) and ("match" in spec or "map" in spec
+                                               or "value" in spec):
+                    assert spec.get("note"), (name, spec)
 
 
 def test_bartoldson_map_one_record_per_checkpoint(tmp_path):

@@ -10,7 +10,8 @@ from advscale.cli.common import err, handle_errors
 from advscale.cli.help import App
 from advscale.core.fileio import atomic_write
 from advscale.records import write_record
-from advscale.records.tables import BUILTIN_MAPS, import_table, run_rows, write_rows
+from advscale.records.rows import run_rows, write_rows
+from advscale.records.tables import BUILTIN_MAPS, import_table
 
 app = App(help="Results tables → records (import) and records → a runs table (table).",
                   no_args_is_help=True)

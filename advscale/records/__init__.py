@@ -260,16 +260,3 @@ def _jsonable(obj: Any) -> Any:
     if callable(tolist):
         return _jsonable(tolist())
     return str(obj)
-
-
-_TABLES = ("to_dataframe", "import_table", "run_rows")
-"""Table functions of :mod:`advscale.records.tables`, re-exported here on first use (that
-module imports this one, so a module-level import would be circular; pandas stays lazy)."""
-
-
-def __getattr__(name: str) -> Any:
-    if name in _TABLES:
-        from advscale.records import tables
-
-        return getattr(tables, name)
-    raise AttributeError(f"module 'advscale.records' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Tables in and out: results tables → records (``records import``), records → one row per run.
+"""Tables in: results tables → records (``records import``); the way out is :mod:`.rows`.
 
 **In.** :func:`import_table` reads a CSV, TSV, Parquet or JSON-lines table through pandas
 (imported here, lazily: ``records`` is a torch-free layer) and turns each row into records of
@@ -11,16 +11,12 @@ columns (percent vs fraction, FLOPs units) with one line naming the column and t
 record carries its row (``provenance.config``) and an ``imported`` block: the fields derived
 (with how) and those the table does not have (null, listed in ``imported.unknown``).
 
-**Out.** :func:`run_rows` / :func:`to_dataframe` give one row per run (the fields of a paper's
-table) from records; :func:`write_rows` writes them as CSV, TSV or JSON lines.
+Maps are discovered from their folder (``advscale/records/maps/*.toml``): a new built-in map is
+one file. The other direction, records → one row per run, is :mod:`advscale.records.rows`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import math
 import os
 import re
@@ -31,16 +27,26 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-import tomllib
-
-from advscale.core.fileio import atomic_write
+from advscale.core.fileio import file_sha256
 from advscale.errors import AdvscaleError
 from advscale.records import make_record, provenance
-from advscale.records.runs import Run, Sources, Tagged, read_runs
 from advscale.records.schemas import SCHEMAS, field_of
 
-BUILTIN_MAPS = ("timm-adv-training", "bartoldson2024")
-"""Maps shipped with advscale (``advscale/records/maps/<name>.toml``)."""
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the tomli backport (a dependency there)
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+def builtin_maps() -> tuple[str, ...]:
+    """The maps shipped with advscale: every ``advscale/records/maps/<name>.toml``, sorted."""
+    folder = resources.files("advscale.records") / "maps"
+    return tuple(sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
+                        if p.name.endswith(".toml")))
+
+
+BUILTIN_MAPS = builtin_maps()
+"""Maps shipped with advscale, discovered from ``advscale/records/maps/`` at import."""
 
 SECTIONS = {"train_eval": "train.eval", "attack": "attack", "energy": "energy"}
 """Map sections and the record kind each emits."""
@@ -97,19 +103,24 @@ def load_map(spec: str | os.PathLike[str] | Mapping[str, Any]) -> TableMap:
         return parse_map(dict(spec), "<mapping>")
     text = str(spec)
     if text in BUILTIN_MAPS:
-        raw = (resources.files("advscale.records") / "maps" / f"{text}.toml").read_bytes()
-        origin = f"builtin:{text}"
-    elif Path(text).is_file():
-        raw, origin = Path(text).read_bytes(), text
-    else:
-        raise AdvscaleError(f"--map {text!r}: not a built-in map ({', '.join(BUILTIN_MAPS)}) "
-                            "nor a MAP.toml file")
+        with resources.as_file(resources.files("advscale.records") / "maps"
+                               / f"{text}.toml") as path:
+            return _load_map_file(path, f"builtin:{text}")
+    if Path(text).is_file():
+        return _load_map_file(Path(text), text)
+    raise AdvscaleError(f"map {text!r}: not a built-in map ({', '.join(BUILTIN_MAPS)}) "
+                        "nor a MAP.toml file", field="map")
+
+
+def _load_map_file(path: Path, origin: str) -> TableMap:
+    """Parse the map file at ``path``; its SHA-256 (:func:`file_sha256`) goes in provenance."""
+    raw = path.read_bytes()
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise AdvscaleError(f"map {origin}: not valid TOML ({e})") from None
     m = parse_map(doc, origin)
-    m.sha256 = hashlib.sha256(raw).hexdigest()
+    m.sha256 = file_sha256(path)
     return m
 
 
@@ -222,7 +233,7 @@ def import_table(
     if not table_rows:
         raise AdvscaleError(f"{path}: the table has no rows")
     _check_columns(m, table_rows[0].keys(), path)
-    sha = _sha256(path) if rows is None and str(path) != "-" else None
+    sha = file_sha256(path) if rows is None and str(path) != "-" else None
     columns = {sec: {name: _column_values(m, SECTIONS[sec], name, spec, table_rows)
                      for name, spec in body.items() if name != "when"}
                for sec, body in m.sections.items()}
@@ -258,14 +269,6 @@ def _check_columns(m: TableMap, have: Iterable[str], path: Any) -> None:
         raise AdvscaleError(f"{path}: column(s) {', '.join(map(repr, missing))} that map "
                             f"{m.name!r} reads are not in the table (it has: "
                             f"{', '.join(sorted(have))})")
-
-
-def _sha256(path: Any) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _applies(when: Any, row: Row) -> bool:
@@ -403,106 +406,3 @@ def check_units(kind: str, name: str, spec: dict[str, Any], raw: Sequence[Any],
         raise AdvscaleError(f"{where}: values up to {final_hi:g} are too small for a count; "
                             f"declare "
                             f"unit = \"millions\" (or \"thousands\") if they are")
-
-
-# -- records → one row per run ------------------------------------------------------------------
-RUN_COLUMNS = (
-    "run_id", "model", "params", "activation", "loss", "beta", "pgd_steps", "ema_decay",
-    "synthetic", "fid", "samples_seen", "train_flops", "eval_attack", "clean_acc",
-    "robust_acc", "adv_loss",
-)
-"""The leading columns of :func:`run_rows` (then one ``<attack>`` accuracy column per attack,
-then energy: ``energy_kwh``, ``cost_usd``, ``co2_kg``, ``energy_basis``, then ``source``)."""
-
-ENERGY_COLUMNS = ("energy_kwh", "cost_usd", "co2_kg", "energy_basis")
-
-
-def attack_column(attack: str) -> str:
-    """The runs-table column of an attack's robust accuracy (``aa-standard`` → ``aa_acc``)."""
-    return "aa_acc" if attack == "aa-standard" else f"{attack}_acc"
-
-
-def run_rows(records: Sources | Iterable[dict[str, Any] | Tagged] = "-",
-             stdin: IO[str] | None = None) -> list[dict[str, Any]]:
-    """One dict per run (by model size, then run id): :data:`RUN_COLUMNS`, attacks, energy."""
-    if isinstance(records, str | os.PathLike):
-        table = read_runs(records, stdin=stdin)
-    else:
-        items = list(records)
-        if all(isinstance(r, str | os.PathLike) for r in items):
-            table = read_runs(items, stdin=stdin)  # type: ignore[arg-type]
-        else:
-            table = read_runs(records=items)  # type: ignore[arg-type]
-    runs = table.sorted_runs()
-    attacks = sorted({str(t.rec.get("attack")) for r in runs for t in r.attacks})
-    return [run_row(r, attacks) for r in runs]
-
-
-def run_row(run: Run, attacks: Sequence[str]) -> dict[str, Any]:
-    """One run's row: :data:`RUN_COLUMNS`, one accuracy per attack, energy, its source."""
-    fin = run.final_eval()
-    rec = fin.rec if fin is not None else {}
-    row: dict[str, Any] = {k: rec.get(k) for k in RUN_COLUMNS}
-    row["run_id"] = run.run_id
-    row["synthetic"] = rec.get("synthetic", _synthetic(rec))
-    for a in attacks:
-        row[attack_column(a)] = run.attack_acc(a)
-    energy = run.energy[-1] if run.energy else {}
-    row["energy_kwh"] = energy.get("facility_energy_kwh", energy.get("it_energy_kwh"))
-    row["cost_usd"] = energy.get("cost_usd")
-    row["co2_kg"] = energy.get("co2_kg")
-    row["energy_basis"] = energy.get("basis")
-    row["source"] = _source(fin)
-    return row
-
-
-def _synthetic(rec: dict[str, Any]) -> bool | None:
-    data = rec.get("data")
-    if not isinstance(data, list):
-        return None
-    return any(isinstance(d, dict) and (d.get("source") == "synthetic" or
-                                        d.get("fid") is not None) for d in data)
-
-
-def _source(t: Tagged | None) -> str | None:
-    if t is None:
-        return None
-    config = (t.rec.get("provenance") or {}).get("config") or {}
-    if isinstance(config, dict) and "table" in config and "row" in config:
-        return f"{config['table']}:row {config['row']}"
-    return t.where
-
-
-def to_dataframe(records: Sources | Iterable[dict[str, Any] | Tagged] = "-"):
-    """The runs table (:func:`run_rows`) as a pandas DataFrame (pandas imported here)."""
-    import pandas as pd
-
-    rows = run_rows(records)
-    columns = list(rows[0]) if rows else list(RUN_COLUMNS) + list(ENERGY_COLUMNS) + ["source"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def write_rows(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str],
-               stream: IO[str] | None = None) -> None:
-    """Write rows as CSV (``-`` = stdout, or ``.csv``), TSV (``.tsv``) or JSON lines."""
-    text = str(out)
-    ext = Path(text).suffix.lower()
-    buf = io.StringIO()
-    if ext in (".jsonl", ".ndjson"):
-        for r in rows:
-            buf.write(json.dumps(r, allow_nan=False, default=str) + "\n")
-    elif ext in ("", ".csv", ".tsv", ".tab"):
-        header = list(rows[0]) if rows else list(RUN_COLUMNS)
-        w = csv.DictWriter(buf, fieldnames=header, delimiter="\t" if ext in (".tsv", ".tab")
-                           else ",", lineterminator="\n")
-        w.writeheader()
-        w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    else:
-        raise AdvscaleError(f"-o {text}: write .csv, .tsv or .jsonl (or '-' for CSV on stdout)")
-    if text == "-":
-        target = stream if stream is not None else sys.stdout
-        target.write(buf.getvalue())
-        target.flush()
-        return
-    with atomic_write(text) as f:
-        f.write(buf.getvalue())

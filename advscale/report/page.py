@@ -2,7 +2,7 @@
 
 The page embeds every figure as a base64 data URI (it opens anywhere, even mailed) and links
 the PNG files beside it; a figure without data is left out and listed with the reason. Tables
-list the runs (the records → runs table of :mod:`advscale.records.tables`) and the laws.
+list the runs (the records → runs table of :mod:`advscale.records.rows`) and the laws.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from advscale.errors import AdvscaleError
 from advscale.laws.filters import RecordFilter
 from advscale.laws.law import Law
 from advscale.laws.powerlaw import best_per_bin
-from advscale.records.tables import attack_column, run_row
+from advscale.records.rows import attack_column, run_row
 from advscale.report import figures, quality
 from advscale.report.figures import AccuracyPoint, Drawn, Result, Skipped
 from advscale.report.laws import (
