@@ -35,11 +35,13 @@ from advscale.errors import AdvscaleError
 from advscale.records.schemas import KINDS, SCHEMAS, Field, RecordError, Schema, validate
 from advscale.version import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The JSONL schema version written by this advscale (see docs/formats.md). 2: ``pgd-cw`` (the
 ``train.eval`` evaluation and ``attack --attack pgd-cw``) maximises the clamped CW loss, so
 ``adv_loss`` and ``eval_attack``/``attack`` ``pgd-cw`` mean that; in 1 they meant the unclamped
-margin, now ``pgd-cw-margin``. Readers accept 1 and 2."""
+margin, now ``pgd-cw-margin``. 3 adds fields to ``fit`` (gbr ``predictions`` and
+``importance_spread``, ``backtest``, ``paper_units``); nothing changes meaning. Readers accept
+1 to 3."""
 
 STRICT_ENV = "ADVSCALE_STRICT_RECORDS"
 """Set to ``1`` to make :func:`make_record` validate every record against its schema."""

@@ -384,7 +384,16 @@ FIT = Schema("fit", "a fitted scaling law (`advscale fit`)", (
     F("fid_metric", "str", opt=True, null=True, doc="the one quality metric of the FIDs"),
     F("x", "str", opt=True, doc="power law: the field the law is of (train_flops)"),
     F("x_range", "list", opt=True, doc="power law: the fitted x span"),
-    F("feature_warnings", "list", opt=True, doc="gbr: missing or constant features"),
+    F("feature_warnings", "list", opt=True, doc="gbr: missing, constant, duplicate features; "
+      "importances from a degenerate subgroup"),
+    F("feature_importances", "dict", opt=True, doc="gbr: importance per recipe feature"),
+    F("importance_spread", "dict", opt=True, doc="gbr: {feature: {mean, std, min, max}} over "
+      "split seeds (schema 3)"),
+    F("predictions", "list", opt=True, doc="gbr: {run_id, actual, predicted, held_out} per run "
+      "(schema 3)"),
+    F("backtest", "dict", opt=True, doc="fit --holdout: per-run errors and band coverage "
+      "(schema 3)"),
+    F("paper_units", "dict", opt=True, doc="power law: the fit in the paper's units (schema 3)"),
 ))
 
 PREDICTION = Schema("prediction", "one query answered by a law (`advscale predict`)", (

@@ -78,7 +78,9 @@ def axes_info(ax) -> dict[str, Any]:
             "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
             "xlim": tuple(float(v) for v in ax.get_xlim()),
             "ylim": tuple(float(v) for v in ax.get_ylim()),
-            "legend": [t.get_text() for t in legend.get_texts()] if legend else []}
+            "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
+            "points": {str(c.get_label()): len(c.get_offsets()) for c in ax.collections
+                       if not str(c.get_label()).startswith("_")}}
 
 
 def _save(fig, path: Path, title: str, caption: str) -> Drawn:
@@ -322,9 +324,9 @@ def _contour_levels(zz: np.ndarray, observed: Sequence[float], count: int = 12) 
 
 
 def predicted_vs_actual(points: Sequence[tuple[float, float, bool]], path: Path,
-                        target: str, law_name: str) -> Result:
+                        target: str, law_name: str, title: str = "Predicted vs actual"
+                        ) -> Result:
     """Scatter of (actual, predicted) values; held-out points marked."""
-    title = "Predicted vs actual"
     if not points:
         return Skipped(title, f"no run's final evaluation carries {target}")
     plt = _plt()
@@ -424,26 +426,52 @@ def _energy_panel(ax, label: str, pts: list, law: dict[str, float] | None) -> No
 
 
 # -- GBR and compute-optimal settings -------------------------------------------------------------
+def gbr_predictions(law: dict[str, Any], path: Path) -> Result:
+    """The GBR's predicted vs actual target per run, held-out runs marked (Debenedetti et al.,
+    Figure 1b), read from the fit record's ``predictions``."""
+    title = "GBR predicted vs actual"
+    preds = law.get("predictions") or []
+    if not preds:
+        return Skipped(title, "the gbr fit record carries no predictions (written before them)")
+    points = [(float(p["actual"]), float(p["predicted"]), bool(p["held_out"])) for p in preds]
+    return predicted_vs_actual(points, path, str(law.get("target", "target")), "gbr", title)
+
+
 def feature_importances(law: dict[str, Any], path: Path) -> Result:
-    """The GBR law's feature importances as bars (Debenedetti et al., Figure 1c)."""
+    """The GBR law's feature importances as bars, with their range over split seeds as error
+    bars when the record has ``importance_spread`` (Debenedetti et al., Figure 1c)."""
     title = "Feature importances (GBR)"
     imp = law.get("feature_importances") or {}
     if not imp:
         return Skipped(title, "the gbr fit carries no feature_importances")
+    spread = law.get("importance_spread") or {}
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     names = sorted(imp, key=lambda k: imp[k])
-    ax.barh(names, [imp[k] for k in names], color="C0")
-    ax.set_xlim(0, max(max(imp.values()) * 1.1, 1e-9))
+    vals = [imp[k] for k in names]
+    err = None
+    if all(k in spread for k in names):
+        err = np.array([[max(imp[k] - spread[k]["min"], 0.0) for k in names],
+                        [max(spread[k]["max"] - imp[k], 0.0) for k in names]])
+    ax.barh(names, vals, color="C0", xerr=err, capsize=3 if err is not None else 0)
+    top = max(max(vals), max((spread[k]["max"] for k in names), default=0.0) if err is not None
+              else 0.0)
+    ax.set_xlim(0, max(top * 1.1, 1e-9))
     ax.set_xlabel("importance (sums to 1)")
     ax.set_ylabel("recipe feature")
     ax.set_title(title)
     st = law.get("stats") or {}
     r2 = _number(st.get("r2_test"))
+    n_seeds = len((st.get("r2_test_seeds") or {}).get("values") or [])
     caption = (f"Which recipe features predict {law.get('target', 'the target')} in a gradient-"
                f"boosting regression over {st.get('n_runs', law.get('n_runs', '?'))} runs"
                + (f" (held-out R² {r2:.2f})" if r2 is not None else "")
+               + (f"; bars span each importance's range over {n_seeds} split seeds"
+                  if err is not None else "")
                + "; cf. Debenedetti et al., Figure 1c.")
+    warns = law.get("feature_warnings") or []
+    if warns:
+        caption += " Warnings: " + "; ".join(warns) + "."
     return _save(fig, path, title, caption)
 
 

@@ -75,6 +75,7 @@ def build_report(
                                                (power or {}).get("also")))
     gbr = next((law for law in laws if _approach_name(law) == "gbr"), None)
     if gbr is not None:
+        results.append(figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"))
         results.append(figures.feature_importances(gbr, out / "feature_importances.png"))
     drawn = [r for r in results if isinstance(r, Drawn)]
     skipped = [r for r in results if isinstance(r, Skipped)]
