@@ -12,6 +12,7 @@ from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
 from advscale.laws.law import Law
 from advscale.laws.predict import iter_predictions, prediction_record
+from advscale.laws.published import builtin_runs, load_runs, placement_record
 from advscale.records import write_record
 
 
@@ -52,6 +53,15 @@ def predict_cmd(
         None, "--queries",
         help="JSONL queries (n, d, fid, flops, omega_n per line; '-': stdin).",
         show_default="stdin when no --n/--d/--flops is given"),
+    published: bool = typer.Option(
+        False, "--published",
+        help="Place the built-in table of published runs (Bartoldson, Wang, ...) on the law: "
+        "predicted loss/accuracy, N/N*, Eq. 6 compute overhead, FLOPs a compute-optimal run "
+        "needs for its loss (--fid overrides each run's FID)."),
+    runs: str = typer.Option(
+        None, "--runs",
+        help="Place your own runs too: a JSONL or CSV file with name, params, samples_seen "
+        "[, fid, aa_acc, model, source]."),
 ) -> None:
     """Predict loss/accuracy, compute-optimal N*, D* (with Table 3's a, b), the asymptote and
     the Eq. 6 trade-off.
@@ -73,6 +83,12 @@ def predict_cmd(
     the_law = Law.load(law)
     if k is not None:
         the_law.set_flops_per_param_sample(k)
+    if published or runs:
+        table = (builtin_runs(the_law.k) if published else []) + (load_runs(runs) if runs
+                                                                   else [])
+        _emit([placement_record(the_law, r, fid, acc_map) for r in table])
+        if not option_query:
+            return
     if option_query:
         q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n, "x": x,
              "target_accuracy": target_accuracy, "target_loss": target_loss}

@@ -17,3 +17,8 @@ CIFAR_EPS = 8 / 255
 
 JOULES_PER_KWH = 3.6e6
 """1 kWh in joules."""
+
+PAPER_WRNS = ((10, 1), (16, 2), (16, 4), (28, 4), (28, 10), (34, 10), (34, 20), (40, 10),
+              (46, 16), (58, 10), (70, 16), (82, 8), (94, 16), (106, 16))
+"""The WRN (depth, width) sizes the papers train, registered by name in ``advscale.models``
+(any other ``wrn-D-W`` works too); torch-free here so that ``predict`` can name them."""

@@ -9,7 +9,9 @@ queries too.
 The result names values after the law's fitted quantity ``q`` (``loss``; ``error`` when an
 accuracy was fitted with Approach 2/3; ``accuracy`` for power laws):
 
-* ``q`` at (N, D, FID); ``q_opt``, ``n_opt``, ``d_opt`` at the budget's optimum, with Table 3's
+* ``q`` at (N, D, FID); ``q_opt``, ``n_opt``, ``d_opt`` at the budget's optimum (with
+  ``models``: the registered WRNs nearest N* and the nearest other WRN-D-W, each with N and
+  FLOPs per sample, :func:`advscale.laws.wrn_sizes.nearest_wrns`), with Table 3's
   exponents ``a``, ``b`` (N* ∝ F^a, D* ∝ F^b; Approach 3: its FID-0 values) and, for laws whose
   exponents vary with the budget (Approach 3 at FID > 0), ``a_local``, ``b_local`` =
   d ln N*/d ln F and d ln D*/d ln F at the queried budget;
@@ -41,6 +43,7 @@ from advscale.core.jsonl import loads_bounded
 from advscale.errors import AdvscaleError
 from advscale.laws.data import PUBLISHED_FID, fid_warning, record_fid_metrics
 from advscale.laws.law import Law, band
+from advscale.laws.wrn_sizes import nearest_wrns
 from advscale.records import make_record
 
 _ALIASES = {
@@ -235,6 +238,7 @@ def _at_budget(p: _Prediction) -> None:
         _degenerate(p, n_opt, d_opt)
     else:
         p.out["n_opt"], p.out["d_opt"] = n_opt, d_opt
+        p.out["models"] = nearest_wrns(n_opt, law.k)
         p.band("n_opt", lambda s: law.optimal(flops, fid, s)[0])
         p.band("d_opt", lambda s: law.optimal(flops, fid, s)[1])
     p.add(f"{p.qn}_opt", v_opt, lambda s: law.optimal(flops, fid, s)[2])

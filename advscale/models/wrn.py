@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advscale.core.units import PAPER_WRNS
 from advscale.models.registry import register_family, register_model
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -131,9 +132,6 @@ class WideResNet(nn.Module):
         return self.fc(x)
 
 
-PAPER_WRNS = ((10, 1), (16, 2), (16, 4), (28, 4), (28, 10), (34, 10), (34, 20), (40, 10),
-              (46, 16), (58, 10), (70, 16), (82, 8), (94, 16), (106, 16))
-"""The WRN sizes the papers train, registered by name (any other ``wrn-D-W`` works too)."""
 
 
 def _wrn_name(depth: int, width: int) -> str:

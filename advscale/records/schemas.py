@@ -430,6 +430,14 @@ PREDICTION = Schema("prediction", "one query answered by a law (`advscale predic
     F("extrapolation", "dict", opt=True, null=True, doc="× beyond the fitted ranges"),
     F("extrapolation_warning", "str", opt=True),
     F("degenerate", "str", opt=True, doc="N* or D* < 1: reported instead of numbers"),
+    F("models", "list", opt=True, doc="with flops: WRNs nearest N* {name, params, "
+      "flops_per_sample, n_over_n_opt, registered}"),
+    F("run", "str", opt=True, doc="a published (or own) run placed on the law"),
+    F("published_run", "dict", opt=True, doc="that run's table entry, with its sources"),
+    F("placed", "bool", opt=True, doc="false when the run's N or D is not stated"),
+    F("flops_optimal_for_loss", "number", "FLOPs", opt=True, null=True,
+      doc="least FLOPs a compute-optimal run needs for the run's predicted loss"),
+    F("flops_saving", "number", opt=True, null=True, doc="1 − that / the run's FLOPs"),
 ))
 
 DATA_INFO = Schema("data.info", "a summary of an HDF5 image file (`advscale data`)", (
