@@ -33,7 +33,7 @@ def _eq6_overhead(p: dict, n: float, d: float, fid: float) -> tuple[float, float
 
 def test_wang_wrn_70_16_overhead_is_eq6():
     law = Law.load("bartoldson2024-approach2")
-    wang = next(r for r in builtin_runs(law.k) if r["name"] == "wang2023-wrn-70-16")
+    wang = next(r for r in builtin_runs() if r["name"] == "wang2023-wrn-70-16")
     assert wang["params"] == WANG_N and wang["samples_seen"] == WANG_D
     got = place(law, wang, fid=1.65)
     n_opt, overhead = _eq6_overhead(preset("bartoldson2024-approach2")["params"], WANG_N,
@@ -48,7 +48,7 @@ def test_wang_wrn_70_16_overhead_is_eq6():
 
 def test_unstated_runs_are_listed_not_placed_and_every_run_is_cited():
     law = Law.load("bartoldson2024-approach2")
-    for run in builtin_runs(law.k):
+    for run in builtin_runs():
         assert run["source"]
         out = place(law, run)
         assert out["placed"] is bool(run["params"] and run["samples_seen"])
@@ -99,3 +99,17 @@ def test_predict_published_and_own_runs(tmp_path):
     r = CliRunner().invoke(app, ["predict", "--law", "bartoldson2024-approach2", "--runs",
                                  str(bad)])
     assert r.exit_code != 0 and "not a number" in r.output
+
+
+def test_report_draws_the_field_on_the_law(tmp_path):
+    from advscale.report.page import build_report
+
+    out = build_report([], tmp_path / "rep", laws=[preset("bartoldson2024-approach2")],
+                       published=builtin_runs())
+    six = out["axes"]["published_runs.png"][0]
+    assert six["xlabel"] == "training FLOPs (k·N·D)" and six["ylabel"] == "parameters N"
+    assert six["xscale"] == six["yscale"] == "log"
+    seven = out["axes"]["compute_overhead.png"][0]
+    assert seven["xlabel"] == "parameters N" and seven["ylabel"].startswith("compute overhead (%")
+    wang = next(p for p in out["published"] if p["run"] == "wang2023-wrn-70-16")
+    assert wang["placed"] and wang["compute_overhead"] > 0.2

@@ -84,7 +84,7 @@ def predict_cmd(
     if k is not None:
         the_law.set_flops_per_param_sample(k)
     if published or runs:
-        table = (builtin_runs(the_law.k) if published else []) + (load_runs(runs) if runs
+        table = (builtin_runs() if published else []) + (load_runs(runs) if runs
                                                                    else [])
         _emit([placement_record(the_law, r, fid, acc_map) for r in table])
         if not option_query:

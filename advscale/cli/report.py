@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from advscale.cli.common import err, handle_errors
+from advscale.laws.published import builtin_runs, load_runs
 from advscale.records import write_record
 from advscale.report.command import held_out_note, report_record
 
@@ -26,9 +27,16 @@ def report(
         [], "--held-out", help="Run id left out of the fit: its prediction error is reported."
     ),
     title: str = typer.Option("advscale scaling study", help="Page title."),
+    published: bool = typer.Option(
+        False, "--published", help="Place the built-in published runs on the first Approach "
+        "2/3 --law (Figures 6 and 7: N vs N*, compute overhead vs model size)."),
+    runs: str = typer.Option(None, "--runs", help="Place your own runs too (JSONL or CSV: "
+                             "name, params, samples_seen [, fid])."),
 ) -> None:
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
-    rec = report_record(records, out, laws=law, held_out=held_out, title=title)
+    table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
+    rec = report_record(records, out, laws=law, held_out=held_out, title=title,
+                        published=table)
     for e in rec["held_out"]:
         err(held_out_note(e))
     err(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs")

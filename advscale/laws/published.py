@@ -86,7 +86,7 @@ FIELDS = ("name", "params", "samples_seen", "fid", "aa_acc", "clean_acc", "model
 """The fields a runs file may give (``name``, ``params``, ``samples_seen`` required)."""
 
 
-def builtin_runs(law_k: float) -> list[dict[str, Any]]:
+def builtin_runs() -> list[dict[str, Any]]:
     """:data:`PUBLISHED_RUNS` with D filled where it is derived from another run's budget."""
     by_name = {r["name"]: r for r in PUBLISHED_RUNS}
     out = []

@@ -26,6 +26,7 @@ def report_record(
     laws: Sequence[str | Mapping[str, Any]] = (),
     held_out: Sequence[str] = (),
     title: str = "advscale scaling study",
+    published: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Write the figures and ``report.html`` into ``out``; return the ``report`` record.
 
@@ -43,7 +44,8 @@ def report_record(
     errors = held_out_errors(recs, docs, held_out)
     summary = build_report(recs, out, laws=docs, title=title,
                            notes=[held_out_note(e) for e in errors],
-                           held_out=[(e["actual"], e["predicted"]) for e in errors])
+                           held_out=[(e["actual"], e["predicted"]) for e in errors],
+                           published=[dict(r) for r in published])
     sources = ["<records>"] if given else (
         [records] if isinstance(records, str | os.PathLike) else list(records))
     config = {"records": [str(s) for s in sources],

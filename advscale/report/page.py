@@ -23,6 +23,7 @@ from advscale.laws.law import Law
 from advscale.laws.powerlaw import best_per_bin
 from advscale.records.rows import attack_column, run_row
 from advscale.report import figures, quality
+from advscale.report.field import field_figures
 from advscale.report.figures import AccuracyPoint, Drawn, Result, Skipped
 from advscale.report.laws import (
     is_power_law,
@@ -47,6 +48,7 @@ def build_report(
     held_out: Sequence[tuple[float, float]] = (),
     title: str = "advscale scaling study",
     notes: Sequence[str] = (),
+    published: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Write figures and ``report.html`` into ``out_dir``; return what was written.
 
@@ -55,7 +57,8 @@ def build_report(
     :func:`advscale.report.laws.loss_function`). ``held_out`` are (actual, predicted) pairs of
     runs left out of the fit, marked in the predicted-vs-actual figure. The result lists the
     figures drawn, those ``skipped`` (with why) and each figure's ``axes`` (labels, scales,
-    limits, legend entries).
+    limits, legend entries). ``published`` runs (:mod:`advscale.laws.published` entries) are
+    placed on the first Approach 2/3 law (Figures 6 and 7; ``published`` in the result).
     """
     law_loss = law_loss or loss_function
     out = Path(out_dir)
@@ -77,6 +80,8 @@ def build_report(
     if gbr is not None:
         results.append(figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"))
         results.append(figures.feature_importances(gbr, out / "feature_importances.png"))
+    field_results, placed = field_figures(laws, published, out)
+    results += field_results
     drawn = [r for r in results if isinstance(r, Drawn)]
     skipped = [r for r in results if isinstance(r, Skipped)]
     if not runs:
@@ -87,7 +92,8 @@ def build_report(
     return {"report": str(out / "report.html"), "figures": [str(d.path) for d in drawn],
             "runs": len(runs), "laws": len(laws),
             "skipped": [{"figure": s.title, "reason": s.reason} for s in skipped],
-            "axes": {d.path.name: d.axes for d in drawn}}
+            "axes": {d.path.name: d.axes for d in drawn},
+            **({"published": placed} if placed else {})}
 
 
 def _approach_name(law: dict[str, Any]) -> str | None:
