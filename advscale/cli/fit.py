@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import typer
 
 from advscale.cli.common import err, handle_errors
 from advscale.core.fileio import atomic_write
+from advscale.laws.backtest import backtest_record, summary_line
 from advscale.laws.fit import fit_record
 from advscale.records import write_record
 
@@ -112,6 +114,11 @@ def fit_cmd(
     envelope: str = _P["envelope"],
     accuracy_runs: str = _P["accuracy_runs"],
     grids: str = _P["grids"],
+    holdout: str = typer.Option(
+        None, "--holdout",
+        help="Backtest: fit on the runs where EXPR is false, predict those where it is true "
+        "(e.g. 'train_flops > 1e19'); per-run errors and band coverage go in the record's "
+        "backtest."),
     output: Path = typer.Option(None, "--output", "-o",
                                 help="Write the fit record here (atomically) instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -135,11 +142,15 @@ def fit_cmd(
                    flops_floor=flops_floor, envelope=envelope, accuracy_runs=accuracy_runs,
                    grids=grids),
                "log": (lambda m: None) if quiet else err}
+    fit_fn = (partial(backtest_record, holdout=holdout) if holdout is not None
+              else fit_record)
     if not quiet and n_boot > 0 and sys.stderr.isatty():
         with _progress_bar(n_boot) as progress:
-            record = fit_record(files or ["-"], progress=progress, **options)
+            record = fit_fn(files or ["-"], progress=progress, **options)
     else:
-        record = fit_record(files or ["-"], **options)
+        record = fit_fn(files or ["-"], **options)
+    if holdout is not None and not quiet:
+        err(summary_line(record["backtest"]))
     if output is None:
         write_record(record)
         return

@@ -23,6 +23,8 @@ from advscale.laws.law import Law
 from advscale.laws.powerlaw import best_per_bin
 from advscale.records.rows import attack_column, run_row
 from advscale.report import figures, quality
+from advscale.report import gbr as gbr_figures
+from advscale.report.backtest import backtest_figure
 from advscale.report.field import field_figures
 from advscale.report.figures import AccuracyPoint, Drawn, Result, Skipped
 from advscale.report.laws import (
@@ -78,8 +80,11 @@ def build_report(
                                                (power or {}).get("also")))
     gbr = next((law for law in laws if _approach_name(law) == "gbr"), None)
     if gbr is not None:
-        results.append(figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"))
-        results.append(figures.feature_importances(gbr, out / "feature_importances.png"))
+        results.append(gbr_figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"))
+        results.append(gbr_figures.feature_importances(gbr, out / "feature_importances.png"))
+    tested = next((law for law in laws if law.get("backtest")), None)
+    if tested is not None:
+        results.append(backtest_figure(tested, out / "backtest.png"))
     field_results, placed = field_figures(laws, published, out)
     results += field_results
     drawn = [r for r in results if isinstance(r, Drawn)]
