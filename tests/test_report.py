@@ -119,7 +119,7 @@ def test_debenedetti_figure_axes_come_from_the_data(debenedetti, tmp_path):
     assert "power law" in legend and "bootstrap band" in legend and "PGD-40-CW" not in legend
     (cost,) = summary["axes"]["energy_vs_flops.png"][:1]
     assert cost["ylabel"] == "electricity cost (USD)" and cost["yscale"] == "log"
-    assert any("estimated" in t for t in cost["legend"]) and any("FLOPs^" in t
+    assert any("estimated" in t for t in cost["legend"]) and any("TFLOPs^" in t
                                                                  for t in cost["legend"])
     skipped = {s["figure"]: s["reason"] for s in summary["skipped"]}
     assert "Learning curves" in skipped and "Fitted law" in skipped

@@ -80,6 +80,32 @@ def fit(flops: np.ndarray, value: np.ndarray, extra: dict[str, np.ndarray] | Non
     return out
 
 
+PAPER_CONVENTION = "Debenedetti et al. 2024's units: accuracy in percent, FLOPs in TFLOPs"
+TFLOPS = 1e12
+
+
+def paper_units(params: dict[str, float], also: dict[str, dict[str, Any]], accuracy: bool
+                ) -> dict[str, Any]:
+    """The fit in Debenedetti et al.'s convention (the paper's C = 50.86, 7.0e-6): x in TFLOPs,
+    an accuracy in percent; ``value = C_paper · (F / 1e12)^α``, the same α.
+
+    ``C_paper = C · 1e12^α`` (× 100 for an accuracy); each ``also`` field keeps its own unit
+    (USD, kg, kWh) with ``C · 1e12^α``.
+    """
+    scale = 100.0 if accuracy else 1.0
+    c = scale * params["C"] * TFLOPS ** params["alpha"]
+    unit = " (%)" if accuracy else ""
+    out: dict[str, Any] = {
+        "convention": PAPER_CONVENTION, "x_unit": "TFLOPs",
+        "value_unit": "percent" if accuracy else "as fitted", "C": c, "alpha": params["alpha"],
+        "formula": f"{c:.4g}·TFLOPs^{params['alpha']:.4g}{unit}",
+        "also": {name: {"C": a["C"] * TFLOPS ** a["alpha"], "alpha": a["alpha"],
+                        "formula": f"{a['C'] * TFLOPS ** a['alpha']:.3g}·TFLOPs^"
+                                   f"{a['alpha']:.4g}"} for name, a in also.items()},
+    }
+    return out
+
+
 def predict(params: dict[str, float], flops) -> np.ndarray:
     """``C · FLOPs^α`` at ``flops`` (plain FLOPs)."""
     return params["C"] * np.asarray(flops, dtype=float) ** params["alpha"]
@@ -180,6 +206,9 @@ class PowerLaw(Approach):
         data.log(f"power law: {data.target} = {p['C']:.4g} * "
                  f"{'FLOPs' if xname == DEFAULT_X else xname}^{p['alpha']:.4g} "
                  f"(R2 {res['r2']:.3f}, {res['bins_used']} of {bins} bins)")
+        if xname == DEFAULT_X:
+            out["paper_units"] = paper_units(p, res["also"], higher)
+            data.log(f"power law, {PAPER_CONVENTION}: {out['paper_units']['formula']}")
         return out
 
     def at_budget(self, params: dict, flops) -> np.ndarray:

@@ -189,6 +189,14 @@ class AccuracyPoint:
     kept: bool
 
 
+def paper_formula(law: dict[str, Any], percent: bool = True, digits: int = 4) -> str:
+    """A power law ``C·FLOPs^α`` in Debenedetti et al.'s units (x in TFLOPs; an accuracy in
+    percent): the one spelling a figure's legend and caption share."""
+    c, alpha = float(law["C"]), float(law["alpha"])
+    scaled = (100.0 if percent else 1.0) * c * 1e12 ** alpha
+    return f"{scaled:.{digits}g}·TFLOPs^{alpha:.3g}" + (" (%)" if percent else "")
+
+
 def accuracy_vs_flops(points: Sequence[AccuracyPoint], path: Path, attack: str,
                       best: set[str], law: dict[str, Any] | None = None,
                       band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Result:
@@ -234,8 +242,7 @@ def accuracy_vs_flops(points: Sequence[AccuracyPoint], path: Path, attack: str,
                         label="bootstrap band (95%)")
     if law is not None:
         c, alpha = float(law["C"]), float(law["alpha"])
-        ax.plot(x, 100 * c * x ** alpha, "k--", lw=1.2,
-                label=f"power law {100 * c * 1e12 ** alpha:.4g}·TFLOPs^{alpha:.3g} (%)")
+        ax.plot(x, 100 * c * x ** alpha, "k--", lw=1.2, label=f"power law {paper_formula(law)}")
     ax.set_xlabel("training compute (FLOPs)")
     ax.set_ylabel(f"robust accuracy under {attack} (%)")
     ax.set_title(title)
@@ -244,7 +251,8 @@ def accuracy_vs_flops(points: Sequence[AccuracyPoint], path: Path, attack: str,
     caption = (f"Robust accuracy under {attack} of {len(points)} runs against their training "
                f"FLOPs, log-log (cf. Debenedetti et al., Figure 3a); {n_kept} kept, the "
                f"{len(best)} best per FLOPs bin marked"
-               + (f"; the fitted power law accuracy = {law['C']:.4g}·FLOPs^{law['alpha']:.4g}"
+               + (f"; the fitted power law {paper_formula(law)}, in Debenedetti et al.'s units "
+                  "(accuracy in percent, x in TFLOPs)"
                   if law is not None else "; no power law of this target given") + ".")
     return _save(fig, path, title, caption)
 
@@ -399,7 +407,9 @@ def energy_vs_flops(runs: Sequence[Run], path: Path,
     caption = (f"{', '.join(p[1] for p in panels)} per run against training FLOPs, log-log; "
                f"figures are {' and '.join(bases)} (filled: measured, hollow: estimated; the "
                "energy records say how)"
-               + ("; dashed: the fitted power laws." if any(p[3] for p in panels) else "."))
+               + ("; dashed: the fitted power laws, C·TFLOPs^α (Debenedetti et al.'s units: x "
+                  "in TFLOPs), fitted to the accuracy law's best run per FLOPs bin."
+                  if any(p[3] for p in panels) else "."))
     return _save(fig, path, title, caption)
 
 
@@ -418,7 +428,8 @@ def _energy_panel(ax, label: str, pts: list, law: dict[str, float] | None) -> No
     if law is not None:
         x = np.geomspace(*ax.get_xlim(), 50)
         ax.plot(x, float(law["C"]) * x ** float(law["alpha"]), "k--", lw=1,
-                label=f"{law['C']:.3g}·FLOPs^{law['alpha']:.3g}")
+                label=paper_formula(law, percent=False, digits=3)
+                + (" (fitted here)" if law.get("fitted_here") else ""))
     ax.set_xlabel("training compute (FLOPs)")
     ax.set_ylabel(label)
     ax.set_title(label.split(" (")[0])

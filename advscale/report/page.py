@@ -77,7 +77,7 @@ def build_report(
         power = next((law for law in laws if is_power_law(law)), None)
         results.append(_accuracy_figure(runs, power, out / "accuracy_vs_flops.png"))
         results.append(figures.energy_vs_flops(runs, out / "energy_vs_flops.png",
-                                               (power or {}).get("also")))
+                                               energy_laws(runs, power)))
     gbr = next((law for law in laws if _approach_name(law) == "gbr"), None)
     if gbr is not None:
         results.append(gbr_figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"))
@@ -99,6 +99,27 @@ def build_report(
             "skipped": [{"figure": s.title, "reason": s.reason} for s in skipped],
             "axes": {d.path.name: d.axes for d in drawn},
             **({"published": placed} if placed else {})}
+
+
+def energy_laws(runs: Sequence[Run], power: dict[str, Any] | None
+                ) -> dict[str, dict[str, Any]]:
+    """The power law's ``also`` laws, plus a fit for each energy panel it lacks, made like
+    them: ``C·FLOPs^α`` by least squares in log-log space over the law's best run per FLOPs
+    bin (``selected_runs``), marked ``fitted_here``."""
+    from advscale.laws.approach1 import loglog_fit
+
+    laws = dict((power or {}).get("also") or {})
+    chosen = set((power or {}).get("selected_runs") or [])
+    for name, _label, fields in figures.QUANTITIES:
+        if not chosen or any(f in laws for f in (name, *fields)):
+            continue
+        pts = [(figures._number(r.final.get("train_flops")), figures.energy_value(e, fields))
+               for r in runs if r.run_id in chosen for e in r.energy[-1:]]
+        pts = [p for p in pts if p[0] and p[1] and p[1] > 0]
+        if len(pts) >= 3:
+            fit = loglog_fit(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+            laws[name] = {"C": fit["k"], "alpha": fit["slope"], "fitted_here": True}
+    return laws
 
 
 def _approach_name(law: dict[str, Any]) -> str | None:
