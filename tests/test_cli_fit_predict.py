@@ -251,8 +251,28 @@ def test_predict_reports_table3_exponents(runner):
     res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach3", "--flops", "1e22",
                               "--fid", "1.76"])
     (rec,) = loads_all(res.stdout)
-    assert rec["a"] == pytest.approx(0.4734, abs=1e-4) and rec["a_local"] > rec["a"]
-    assert rec["a_local"] + rec["b_local"] == pytest.approx(1.0)
+    # at FID > 0 the FID-0 a, b do not apply (Table 3: "–"): only the local ones, with a note
+    assert "a" not in rec and "b" not in rec and rec["a_local"] > 0.4734
+    assert rec["a_local"] + rec["b_local"] == pytest.approx(1.0) and "FID-0" in rec[
+        "exponents_note"]
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach3", "--flops", "1e22"])
+    (rec,) = loads_all(res.stdout)
+    assert rec["a"] == pytest.approx(0.4734, abs=1e-4) and "exponents_note" not in rec
+
+
+def test_approach3_labels_e_prime_and_the_quality_inclusive_asymptote(runner):
+    """Table 3's E′ (0.5513 at FID 1.76) is not Approach 3's asymptote (0.619), which adds the
+    data-quality floor (Q·FID)^κ; the record gives both, each labelled."""
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach3", "--flops", "1e22",
+                              "--fid", "1.76"])
+    (rec,) = loads_all(res.stdout)
+    assert rec["e_prime"] == pytest.approx(0.5513, abs=5e-5)
+    assert rec["loss_inf"] == pytest.approx(0.619, abs=5e-4) and "quality-inclusive" in rec[
+        "asymptote_kind"]
+    res = runner.invoke(app, ["predict", "--law", "bartoldson2024-approach2", "--n", "1e8",
+                              "--d", "1e8", "--fid", "1.76"])
+    (rec,) = loads_all(res.stdout)
+    assert rec["e_prime"] == rec["loss_inf"] == pytest.approx(0.5639, abs=5e-5)
 
 
 def test_fit_table_options_and_errors(runner, records_file, tmp_path):

@@ -135,6 +135,13 @@ def asymptote(params: dict[str, float], fid=0.0) -> np.ndarray:
             + params["epsilon"] * np.log1p(fid))
 
 
+def e_prime(params: dict[str, float], fid=0.0) -> np.ndarray:
+    """Table 3's E′ for Approach 3: ``E + ε ln(1+FID)``, the quality-adjusted irreducible loss
+    *without* the data-quality floor ``(Q·FID)^κ`` that :func:`asymptote` adds (0.5513 at FID
+    1.76 with the notebook's constants, where the asymptote is 0.619)."""
+    return params["E"] + params["epsilon"] * np.log1p(np.asarray(fid, dtype=float))
+
+
 def derived(params: dict[str, float]) -> dict[str, float]:
     """FID = 0 equivalents: a = β/(α+β), b = α/(α+β), and B^β (compare with Approach 2's B)."""
     al, be = params["alpha"], params["beta"]
@@ -234,6 +241,9 @@ class Approach3(ParametricApproach):
 
     def asymptote(self, params: dict, fid=0.0) -> np.ndarray:
         return asymptote(params, fid)
+
+    def e_prime(self, params: dict, fid=0.0) -> np.ndarray:
+        return e_prime(params, fid)
 
     def optimal(self, params: dict, flops: float, fid=0.0,
                 k: float = PAPER_FLOPS_PER_PARAM_SAMPLE) -> tuple[float, float, float]:

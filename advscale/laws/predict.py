@@ -340,9 +340,20 @@ def _extrapolation(p: _Prediction) -> None:
                                         + f" (law {p.law.name!r})")
 
 
+EXPONENTS_NOTE = ("a, b are the FID-0 exponents and do not apply at FID > 0 for this law (Table 3 "
+                  "shows '–' there): a_local, b_local are d ln N*/d ln F, d ln D*/d ln F at "
+                  "this budget and FID")
+
+
 def _exponents(p: _Prediction) -> None:
-    """Table 3's a, b (N* ∝ F^a, D* ∝ F^b) and, where they vary, the local ones at the budget."""
+    """Table 3's a, b (N* ∝ F^a, D* ∝ F^b) where they apply and, where the exponents vary,
+    the local ones at the budget (alone at FID > 0, with :data:`EXPONENTS_NOTE`)."""
     law, flops, fid = p.law, p.q["flops"], p.q["fid"]
+    if not law.approach.constant_exponents and fid > 0:
+        a_loc, b_loc = law.local_exponents(flops, fid)
+        p.out["a_local"], p.out["b_local"] = _finite(a_loc), _finite(b_loc)
+        p.out["exponents_note"] = EXPONENTS_NOTE
+        return
     if law.supports("derived"):
         der = law.approach.derived(law.params)
         if "a" in der and "b" in der:
@@ -352,6 +363,22 @@ def _exponents(p: _Prediction) -> None:
     if not law.approach.constant_exponents:
         a_loc, b_loc = law.local_exponents(flops, fid)
         p.out["a_local"], p.out["b_local"] = _finite(a_loc), _finite(b_loc)
+
+
+def _e_prime(p: _Prediction) -> None:
+    """Table 3's E′ beside the asymptote, each labelled as the paper defines it: Approach 2's
+    asymptote is E′ = E(1+FID)^ε; Approach 3's adds the data-quality floor (Q·FID)^κ to
+    E′ = E + ε ln(1+FID)."""
+    law, fid = p.law, p.q["fid"]
+    fn = getattr(law.approach, "e_prime", None)
+    if fn is not None:
+        p.out["e_prime"] = float(fn(law.params, fid))
+        p.band("e_prime", lambda s: fn(s, fid))
+        p.out["asymptote_kind"] = ("quality-inclusive: (Q·FID)^κ + E′ (Eq. 5 as N, D → ∞); "
+                                   "Table 3's E′ = E + ε ln(1+FID) is e_prime")
+    elif law.form == "approach2" and p.qn == "loss":
+        p.out["e_prime"] = p.out["loss_inf"]
+        p.out["asymptote_kind"] = "E′ = E·(1+FID)^ε (Eq. 3 as N, D → ∞; Table 3's E′)"
 
 
 def _finite(v: float) -> float | None:
@@ -388,6 +415,7 @@ def predict_one(law: Law, query: Mapping[str, Any], accuracy: bool = False,
         _at_nd(p)
     if law.supports("asymptote"):
         p.add(f"{p.qn}_inf", float(law.asymptote(q["fid"])), lambda s: law.asymptote(q["fid"], s))
+        _e_prime(p)
     if q["flops"] is not None:
         _at_budget(p)
         if q["omega_n"] is not None:

@@ -430,6 +430,9 @@ PREDICTION = Schema("prediction", "one query answered by a law (`advscale predic
     F("extrapolation", "dict", opt=True, null=True, doc="× beyond the fitted ranges"),
     F("extrapolation_warning", "str", opt=True),
     F("degenerate", "str", opt=True, doc="N* or D* < 1: reported instead of numbers"),
+    F("e_prime", "number", opt=True, null=True, doc="Table 3's E′ at the FID"),
+    F("asymptote_kind", "str", opt=True, doc="what q_inf is: E′, or E′ plus the quality floor"),
+    F("exponents_note", "str", opt=True, doc="why a, b are absent (FID-dependent exponents)"),
     F("models", "list", opt=True, doc="with flops: WRNs nearest N* {name, params, "
       "flops_per_sample, n_over_n_opt, registered}"),
     F("run", "str", opt=True, doc="a published (or own) run placed on the law"),
