@@ -142,21 +142,26 @@ def fit_cmd(
                    flops_floor=flops_floor, envelope=envelope, accuracy_runs=accuracy_runs,
                    grids=grids),
                "log": (lambda m: None) if quiet else err}
-    fit_fn = (partial(backtest_record, holdout=holdout) if holdout is not None
-              else fit_record)
-    if not quiet and n_boot > 0 and sys.stderr.isatty():
-        with _progress_bar(n_boot) as progress:
-            record = fit_fn(files or ["-"], progress=progress, **options)
-    else:
-        record = fit_fn(files or ["-"], **options)
-    if holdout is not None and not quiet:
-        err(summary_line(record["backtest"]))
+    record = _fit(files or ["-"], options, holdout, show_progress=not quiet and n_boot > 0)
     if output is None:
         write_record(record)
         return
     with atomic_write(output) as f:
         write_record(record, f)
     err(f"{output}: fit record written")
+
+
+def _fit(files: list[str], options: dict, holdout: str | None, show_progress: bool) -> dict:
+    """The fit record (with ``backtest`` when ``holdout`` is given), a progress bar on a tty."""
+    fit_fn = partial(backtest_record, holdout=holdout) if holdout is not None else fit_record
+    if show_progress and sys.stderr.isatty():
+        with _progress_bar(options["n_boot"]) as progress:
+            record = fit_fn(files, progress=progress, **options)
+    else:
+        record = fit_fn(files, **options)
+    if holdout is not None and options["log"] is err:
+        err(summary_line(record["backtest"]))
+    return record
 
 
 @contextmanager

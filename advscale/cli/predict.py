@@ -55,9 +55,8 @@ def predict_cmd(
         show_default="stdin when no --n/--d/--flops is given"),
     published: bool = typer.Option(
         False, "--published",
-        help="Place the built-in table of published runs (Bartoldson, Wang, ...) on the law: "
-        "predicted loss/accuracy, N/N*, Eq. 6 compute overhead, FLOPs a compute-optimal run "
-        "needs for its loss (--fid overrides each run's FID)."),
+        help="Place the published runs (Bartoldson, Wang, ...) on the law: loss, accuracy, "
+        "N/N*, Eq. 6 overhead, FLOPs an optimal run needs (--fid overrides their FIDs)."),
     runs: str = typer.Option(
         None, "--runs",
         help="Place your own runs too: a JSONL or CSV file with name, params, samples_seen "
@@ -83,12 +82,8 @@ def predict_cmd(
     the_law = Law.load(law)
     if k is not None:
         the_law.set_flops_per_param_sample(k)
-    if published or runs:
-        table = (builtin_runs() if published else []) + (load_runs(runs) if runs
-                                                                   else [])
-        _emit([placement_record(the_law, r, fid, acc_map) for r in table])
-        if not option_query:
-            return
+    if (published or runs) and not _place(the_law, published, runs, fid, acc_map, option_query):
+        return
     if option_query:
         q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n, "x": x,
              "target_accuracy": target_accuracy, "target_loss": target_loss}
@@ -102,6 +97,14 @@ def predict_cmd(
         if not done:
             where = "stdin" if source == "-" else source
             raise AdvscaleError(f"no queries in {where}; {NO_QUERY.split(': ', 1)[1]}")
+
+
+def _place(law: Law, published: bool, runs: str | None, fid: float | None, acc_map: str,
+           more: bool) -> bool:
+    """Emit one placement per published (and own) run; whether queries follow (``more``)."""
+    table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
+    _emit([placement_record(law, r, fid, acc_map) for r in table])
+    return more
 
 
 SAME_COST_CO2 = ("advscale predict: note: cost_usd and co2_kg are equal: Debenedetti et al. "
