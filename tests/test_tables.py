@@ -333,3 +333,30 @@ def test_energy_joins_by_the_wrapped_train_commands_run_dir(tmp_path, monkeypatc
     assert [t.rec for t in table.runs["r-1"].others] == [energy]
     assert not table.runs["r-2"].others
     assert dumps(energy)
+
+
+def test_tables_fall_back_to_tomli_without_tomllib(monkeypatch):
+    """Python 3.10 has no tomllib: the map reader uses the tomli backport (pyproject declares
+    it for python < 3.11)."""
+    import importlib
+    import sys
+    import types
+
+    import advscale.records.tables as tables
+
+    real = importlib.import_module("tomllib")
+    fake = types.ModuleType("tomli")
+    fake.loads, fake.TOMLDecodeError = real.loads, real.TOMLDecodeError
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` fails, as on 3.10
+    monkeypatch.setitem(sys.modules, "tomli", fake)
+    try:
+        reloaded = importlib.reload(tables)
+        assert reloaded.tomllib is fake
+        assert reloaded.load_map("timm-adv-training").name == "timm-adv-training"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(tables)
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert "tomli>=1.1; python_version < '3.11'" in pyproject
