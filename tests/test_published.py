@@ -107,7 +107,8 @@ def test_report_draws_the_field_on_the_law(tmp_path):
     out = build_report([], tmp_path / "rep", laws=[preset("bartoldson2024-approach2")],
                        published=builtin_runs())
     six = out["axes"]["published_runs.png"][0]
-    assert six["xlabel"] == "training FLOPs (k·N·D)" and six["ylabel"] == "parameters N"
+    assert six["xlabel"] == "training samples seen D" and six["ylabel"] == "parameters N"
+    assert "compute-optimal N*(F), FID 1.65" in six["legend"]
     assert six["xscale"] == six["yscale"] == "log"
     seven = out["axes"]["compute_overhead.png"][0]
     assert seven["xlabel"] == "parameters N" and seven["ylabel"].startswith("compute overhead (%")

@@ -1,10 +1,10 @@
 """The field on the law in the report: published (or one's own) runs placed on a law of N, D
 and FID (Bartoldson et al. 2024, Figures 6 and 7), with :mod:`advscale.laws.published`.
 
-Two figures: each run at its (training FLOPs, N) beside the law's N*(FLOPs) (Figure 6's
-"compute-efficient" view), and Eq. 6's compute overhead against model size at one run's budget
-(Figure 7; the prior SOTA's when it is among the runs). Both are in percent of the optimal
-FLOPs where they show an overhead; FLOPs are plain FLOPs (k·N·D with the law's k).
+Two figures: each run at its (D, N) on the law's isoloss contours with the compute-optimal
+N*(FLOPs) path (Figure 6's "compute-efficient" view), and Eq. 6's compute overhead against
+model size at one run's budget (Figure 7; the prior SOTA's when it is among the runs), in
+percent of the optimal FLOPs. FLOPs are plain FLOPs (k·N·D with the law's k).
 """
 
 from __future__ import annotations
@@ -54,30 +54,39 @@ def field_figures(laws: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]
 
 
 def runs_vs_optimal(law: Law, placed: Sequence[dict[str, Any]], path: Path) -> Drawn:
-    """Each run at (FLOPs, N) with the law's N*(FLOPs) at the runs' FIDs."""
+    """Each run at (D, N) on the law's isoloss contours with its N*(FLOPs) path (Figure 6's
+    view), at the first run's FID."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.0, 4.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    flops = np.array([p["train_flops"] for p in placed])
-    grid = np.geomspace(flops.min() / 10, flops.max() * 10, 60)
-    for fid in sorted({p["fid"] for p in placed})[:3]:
-        ax.plot(grid, [law.optimal(float(f), fid)[0] for f in grid], lw=1.5,
-                label=f"N* at FID {fid:g}")
+    fid = placed[0]["fid"]
+    ns = [p["params"] for p in placed] + [p["n_opt"] for p in placed]
+    ds = [p["samples_seen"] for p in placed] + [p["d_opt"] for p in placed]
+    n_lo, n_hi = log_limits(ns, pad=0.5)
+    d_lo, d_hi = log_limits(ds, pad=0.5)
+    nn, dd = np.meshgrid(np.geomspace(n_lo, n_hi, 100), np.geomspace(d_lo, d_hi, 100))
+    zz = np.asarray(law.value(nn.ravel(), dd.ravel(), np.full(nn.size, fid)),
+                    dtype=float).reshape(nn.shape)
+    cs = ax.contour(dd, nn, zz, levels=10, cmap="viridis", linewidths=0.8)
+    ax.clabel(cs, fontsize=7, fmt="%.3g")
+    grid = np.geomspace(law.k * n_lo * d_lo, law.k * n_hi * d_hi, 80)
+    opt = np.array([law.optimal(float(f), fid)[:2] for f in grid])
+    ax.plot(opt[:, 1], opt[:, 0], "r-", lw=2, label=f"compute-optimal N*(F), FID {fid:g}")
     for p in placed:
-        ax.scatter([p["train_flops"]], [p["params"]], s=36, zorder=3)
-        ax.annotate(p["run"], (p["train_flops"], p["params"]), fontsize=7,
+        ax.scatter([p["samples_seen"]], [p["params"]], s=40, zorder=3, edgecolors="k")
+        ax.annotate(p["run"], (p["samples_seen"], p["params"]), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
-    ax.set_xlim(*log_limits(list(grid)))
-    ys = [p["params"] for p in placed] + [p["n_opt"] for p in placed]
-    ax.set_ylim(*log_limits(ys, pad=0.3))
-    ax.set_xlabel("training FLOPs (k·N·D)")
+    ax.set_xlim(d_lo, d_hi)
+    ax.set_ylim(n_lo, n_hi)
+    ax.set_xlabel("training samples seen D")
     ax.set_ylabel("parameters N")
-    ax.set_title("Published runs on the law")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Published runs on the law (iso-{law.quantity}, FID {fid:g})", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
     worst = max(placed, key=lambda p: p["compute_overhead"] or 0.0)
-    caption = (f"Each run at its training FLOPs and size against the {law.name} law's "
-               f"compute-optimal N* (cf. Bartoldson et al., Figure 6). "
+    caption = (f"Each run at its samples and size on the {law.name} law's iso-{law.quantity} "
+               f"contours at FID {fid:g}, with the compute-optimal N*(F) path (cf. Bartoldson "
+               "et al., Figure 6). "
                + "; ".join(f"{p['run']}: N/N* {p['omega_n']:.2f}, overhead "
                            + (f"{100 * p['compute_overhead']:.1f}%"
                               if p["compute_overhead"] is not None else "unreachable")
