@@ -114,3 +114,6 @@ def test_report_draws_the_field_on_the_law(tmp_path):
     assert seven["xlabel"] == "parameters N" and seven["ylabel"].startswith("compute overhead (%")
     wang = next(p for p in out["published"] if p["run"] == "wang2023-wrn-70-16")
     assert wang["placed"] and wang["compute_overhead"] > 0.2
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "Published runs on the law" in page and "wang2023-wrn-70-16" in page
+    assert "not placed because" in page and "peng2023-rawrn-70-16" in page
