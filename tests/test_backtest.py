@@ -81,3 +81,10 @@ def test_report_draws_the_backtest(tmp_path):
     assert ax["xscale"] == "log" and ax["xlabel"] == "training FLOPs"
     assert ax["ylabel"].startswith("relative error of the predicted loss")
     assert ax["points"]["held-out run"] == rec["backtest"]["n_held_out"]
+
+
+def test_backtest_refuses_laws_that_do_not_predict_a_run():
+    from advscale.errors import AdvscaleError
+
+    with pytest.raises(AdvscaleError, match="gbr fit does not predict"):
+        backtest_record(records=_study(0.0), holdout=HOLDOUT, approach="gbr", n_boot=0)

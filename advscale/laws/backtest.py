@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from advscale.errors import AdvscaleError
+from advscale.laws.approach import get_approach
 from advscale.laws.data import Point, apply_filters, collect_points, iter_tagged, read_runs
 from advscale.laws.filters import RecordFilter
 from advscale.laws.fit import fit_record
@@ -41,15 +42,16 @@ def backtest_record(sources: str | os.PathLike | Iterable[str | os.PathLike] = "
     ``options`` are :func:`advscale.laws.fit.fit_law`'s (``approach``, ``target``, ...).
     """
     RecordFilter(holdout)
+    form = get_approach(str(options.get("approach"))).name
+    if form in ("approach1", "gbr"):
+        raise AdvscaleError(f"holdout: a {form} fit does not predict a run's own value; "
+                            "backtest approach 2, 3 or power-law", field="holdout")
     recs = (list(records) if records is not None
             else [t.rec for t in iter_tagged(_files(sources), options.get("stdin"))])
     given = list(options.pop("filters", []) or [])
     options.pop("stdin", None)
     rec = fit_record(_files(sources), records=recs, filters=[*given, f"not ({holdout})"],
                      command=command, **options)
-    if rec.get("form") in (None, "approach1", "gbr"):
-        raise AdvscaleError(f"holdout: a {rec.get('form')} fit does not predict a run's own "
-                            "value; backtest approach 2, 3 or power-law", field="holdout")
     held = _held_points(rec, recs, [*given, holdout])
     if not held:
         raise AdvscaleError(f"holdout {holdout!r}: no run of the records lies inside it",
