@@ -85,11 +85,11 @@ def test_linear_count_equals_direct_count(loss, steps):
 def test_linear_count_fallback_two_steps_equals_direct(monkeypatch):
     """When the attack call cannot be watched, the 1- and 2-step extrapolation is used."""
     monkeypatch.setattr(fl, "_watch_attacks", lambda counter, enabled=True: _no_watch())
-    count_training_flops.cache_clear()
+    fl._count_cached.cache_clear()
     try:
         fallback = count_training_flops("wrn-10-1", "trades", 7, method="linear")
     finally:
-        count_training_flops.cache_clear()
+        fl._count_cached.cache_clear()
     assert fallback == count_training_flops("wrn-10-1", "trades", 7, method="direct")
 
 

@@ -249,7 +249,7 @@ def test_init_from_a_published_checkpoint(small, tmp_path):
     assert rec["model"] == "wrn-10-1" and rec["init"] == str(pt)
     assert rec["init_sha256"] == file_sha256(pt)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["init"] == str(pt) and cfg["init_model_kwargs"]["mean"] == pytest.approx(mean)
+    assert cfg["init"] == str(pt) and cfg["model_kwargs"]["mean"] == pytest.approx(mean)
     tuned, meta = load_for_eval(out)  # the run's checkpoint keeps the source's normalisation
     assert meta["mean"] == pytest.approx(mean) and meta["std"] == pytest.approx(std)
     imported, _ = load_for_eval(pt)

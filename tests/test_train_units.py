@@ -144,7 +144,7 @@ def test_random_crop_flip_matches_reference():
         ({"lr": -1.0}, "lr"),
         ({"attack_bn": "train"}, "unknown --attack-bn"),
         ({"eval_loss": "dlr"}, "unknown --eval-loss"),
-        ({"padding": "same"}, "unknown --padding"),
+        ({"model_kwargs": ["x"]}, "model_kwargs must map"),
     ],
 )
 def test_config_validation(change, message):
@@ -174,8 +174,12 @@ def test_reference_defaults_and_legacy_configs(tmp_path):
     from advscale.training.config import ATTACK_BN_MODES, EVAL_LOSSES
     from advscale.training.config import PADDINGS as CFG_PADDINGS
 
+    from advscale.models import create_model
+
     cfg = TrainConfig(data="a.h5", eval_data="b.h5", samples=100).resolved()
-    assert (cfg.padding, cfg.attack_bn, cfg.eval_loss) == ("dm", "train-no-update", "cw")
+    assert (cfg.padding, cfg.attack_bn, cfg.eval_loss) == (None, "train-no-update", "cw")
+    with torch.device("meta"):  # None: the WRN family's default, dm
+        assert create_model(cfg.model, **cfg.model_options()).padding == "dm"
     assert ATTACK_BN_MODES == BN_MODES and ATTACK_BN_MODES[0] == DEFAULT_ATTACK_BN
     assert CFG_PADDINGS == PADDINGS and EVAL_LOSSES[0] == "cw"
     old = cfg.to_dict()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -119,3 +120,39 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not (k >= 1 and 0 <= i < k):
         raise AdvscaleError(f"--shard {text!r} needs 0 <= i < k")
     return i, k
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside brackets, braces and double quotes."""
+    parts, depth, quoted, cur = [], 0, False, []
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "[{":
+            depth += 1
+        elif not quoted and ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p for p in (q.strip() for q in parts) if p]
+
+
+def parse_kwargs(text: str | None, name: str = "--model-kwargs") -> dict[str, Any]:
+    """``KEY=VALUE[,KEY=VALUE]`` into a dict; each VALUE is JSON where it parses (``32``,
+    ``true``, ``[0.5,0.5,0.5]``, ``null``), else the text. None or empty → ``{}``."""
+    out: dict[str, Any] = {}
+    for part in _split_top(text or ""):
+        key, eq, raw = part.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise AdvscaleError(f"{name} {text!r}: give KEY=VALUE[,KEY=VALUE], e.g. "
+                                "img_size=32,patch_size=4")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw.strip()
+    return out

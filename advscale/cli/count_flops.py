@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors
+from advscale.cli.common import err, handle_errors, parse_kwargs
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
 
@@ -26,7 +26,12 @@ def count_flops(
         None, "--samples", "-D", help="Training samples D (e.g. 5e7) for total train_flops."
     ),
     batch_size: int = typer.Option(2, "--batch-size", help="Batch size of the counted step."),
-    activation: str = typer.Option("silu", help="WRN activation (does not change the count)."),
+    activation: str = typer.Option(None, help="Activation, where the model family takes one "
+                                   "(does not change the count).", show_default="the family's"),
+    model_kwargs: str = typer.Option(
+        None, "--model-kwargs", metavar="KEY=VALUE[,KEY=VALUE]",
+        help="Options of the model family (JSON values), e.g. img_size=32,patch_size=4 for a "
+        "timm ViT at 32 px."),
     num_classes: int = typer.Option(10, "--num-classes", help="Classifier outputs."),
     check_constant: float = typer.Option(
         None, "--check-constant",
@@ -67,9 +72,10 @@ def count_flops(
     if not names:
         raise AdvscaleError("give --model NAME (repeatable), --models-file FILE, or --annotate")
     d = fl.parse_samples(samples)
+    kwargs = parse_kwargs(model_kwargs)
     for name in names:
         rec = fl.flops_record(name, loss, pgd_steps, samples=d, activation=activation,
                               num_classes=num_classes, batch_size=batch_size, method=method,
-                              check_constant=check_constant)
+                              check_constant=check_constant, model_kwargs=kwargs)
         err(fl.summary_line(rec))
         write_record(rec)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors
+from advscale.cli.common import err, handle_errors, parse_kwargs
 from advscale.cli.help import App
 from advscale.errors import AdvscaleError
 from advscale.records import make_record, write_record
@@ -19,12 +19,25 @@ app = App(help="Models: registered names, importing published checkpoints, info.
 @handle_errors
 def list_cmd(
     pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'wrn-28-*'."),
+    params: bool = typer.Option(False, "--params", help="One model.arch record per registered "
+                                "name (and each family's standard sizes): N and forward FLOPs "
+                                "per 32×32 image, counted on the meta device."),
 ) -> None:
     """Print registered model names, one a line (families as patterns, e.g. wrn-D-W).
 
-    Any timm model name works too (`advscale train --model resnet18`); timm's own list is
-    `python -c "import timm; print(timm.list_models())"`.
+    Any timm model name works too (`advscale train --model vit_tiny_patch16_224 --model-kwargs
+    img_size=32,patch_size=4`); timm's own list is `python -c "import timm;
+    print(timm.list_models())"`.
     """
+    if params:
+        from advscale.models.summary import describe_all  # torch: only when the command runs
+
+        for payload in describe_all(pattern):
+            err(f"{payload['model']:<16} N={payload['params']:>13,}  "
+                f"{payload['forward_flops_per_image'] / 1e9:10.3f} GFLOPs/image")
+            write_record(make_record("model.arch", payload,
+                                     command=f"advscale model list {pattern} --params"))
+        return
     from advscale.models import list_models  # torch: only when the command runs
 
     for name in list_models(pattern):
@@ -78,10 +91,21 @@ def import_cmd(
 @app.command("info")
 @handle_errors
 def info_cmd(
-    ckpt: Path = typer.Argument(..., help="A checkpoint, run directory or published file."),
+    ckpt: Path = typer.Argument(..., help="A checkpoint, run directory or published file; or "
+                                "a model name (registered or timm)."),
+    model_kwargs: str = typer.Option(None, "--model-kwargs", metavar="KEY=VALUE[,KEY=VALUE]",
+                                     help="For a model name: options of its family."),
+    num_classes: int = typer.Option(10, "--num-classes", help="For a model name: classes."),
 ) -> None:
-    """Print one model.info record: architecture, parameters, activation, source, padding,
-    whether the weights are EMA."""
+    """Print one model.info record (a checkpoint: architecture, parameters, activation,
+    source, padding, whether the weights are EMA) or, for a model name, one model.arch record
+    (N and forward FLOPs per 32×32 image)."""
+    if not ckpt.exists() and ckpt.suffix not in (".pt", ".pth", ".safetensors"):
+        from advscale.models.summary import describe
+
+        payload = describe(str(ckpt), parse_kwargs(model_kwargs), num_classes=num_classes)
+        write_record(make_record("model.arch", payload, command=f"advscale model info {ckpt}"))
+        return
     from advscale.models.checkpoint import checkpoint_info
 
     write_record(make_record("model.info", checkpoint_info(ckpt),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import fail, handle_errors, parse_fraction
+from advscale.cli.common import fail, handle_errors, parse_fraction, parse_kwargs
 from advscale.errors import AdvscaleError
 
 H_RECIPE = "Recipe"
@@ -31,14 +31,20 @@ def train(
     samples: str = typer.Option(None, metavar="N", help="Training samples to draw, D (not "
                                 "epochs), e.g. 20000 or 5e6; required for a new run.",
                                 rich_help_panel=H_DATA),
-    model: str = typer.Option(None, help="wrn-DEPTH-WIDTH or a timm model name.",
+    model: str = typer.Option(None, help="A name from `advscale model list` (wrn-DEPTH-WIDTH, "
+                              "resnet18, preactresnet18, ...) or a timm model name.",
                               show_default="wrn-28-10", rich_help_panel=H_RECIPE),
-    activation: str = typer.Option(None, help="WRN activation: silu, relu or gelu.",
-                                   show_default="silu",
+    activation: str = typer.Option(None, help="Activation (silu, relu, gelu) where the model "
+                                   "family takes one; an error otherwise.",
+                                   show_default="the family's: silu for WRNs, relu for ResNets",
                                    rich_help_panel=H_RECIPE),
     padding: str = typer.Option(None, help="WRN stride-2 padding: dm (DeepMind's (0,1,0,1), "
                                 "TF SAME) or symmetric.", show_default="dm",
                                 rich_help_panel=H_RECIPE),
+    model_kwargs: str = typer.Option(None, "--model-kwargs", metavar="KEY=VALUE[,KEY=VALUE]",
+                                     help="Options of the model family (JSON values), e.g. "
+                                     "img_size=32,patch_size=4 for a timm ViT; recorded in "
+                                     "the checkpoint.", rich_help_panel=H_RECIPE),
     num_classes: int = typer.Option(None, help="Classes.", show_default="10",
                                     rich_help_panel=H_DATA),
     init: str = typer.Option(None, "--init", help="Start from these weights: an advscale "
@@ -137,6 +143,7 @@ def train(
     overrides = {
         "data": data, "eval_data": eval_data, "samples": parse_samples(samples),
         "model": model, "activation": activation, "padding": padding,
+        "model_kwargs": parse_kwargs(model_kwargs) if model_kwargs is not None else None,
         "num_classes": num_classes, "init": init, "loss": loss, "beta": beta,
         "pgd_steps": pgd_steps,
         "eps": None if eps is None else parse_fraction(eps, "--eps"),

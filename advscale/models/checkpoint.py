@@ -2,8 +2,12 @@
 
 A model checkpoint is a ``.safetensors`` file: tensors ``model.<param>`` (the weights to
 evaluate, i.e. the EMA weights for a trained run) and metadata describing how to rebuild the
-model (``advscale_checkpoint`` = format version, ``model``, ``activation``, ``num_classes``,
-``run_id``, ``samples_seen``, ``padding`` for WRNs, ...). The training state needed to resume
+model (``advscale_checkpoint`` = format version, ``model``, ``num_classes``, ``model_kwargs``
+(the options it was built with), ``mean``/``std`` (its input normalisation), ``activation`` and
+``padding`` where the model has them, ``run_id``, ``samples_seen``, ...). Before a model is
+built, the metadata is checked against the stored tensors' shapes (the model is built on the
+meta device first), so a checkpoint that claims a huge architecture fails with one line instead
+of allocating it. The training state needed to resume
 (optimiser, EMA, scheduler, sampler, RNG) lives beside it; see :mod:`advscale.training.state`.
 
 A file that is not an advscale checkpoint (a published ``.pt``/``.pth`` state dict, a
@@ -12,13 +16,16 @@ safetensors file with DeepMind-style keys) is imported on the fly by
 return what :func:`import_checkpoint` would have written, so evaluating the source file and the
 converted one give the same records apart from the checkpoint path and hash.
 
-Format versions: ``2`` records a WRN's stride-2 ``padding`` (``dm`` or ``symmetric``,
-:mod:`advscale.models.wrn`); ``1`` predates it, and its WRNs were padded ``symmetric``, which is
-how they load (the returned metadata says ``padding: symmetric``).
+Format versions: ``3`` records ``model_kwargs`` and every model's ``mean``/``std``; ``2`` records
+a WRN's stride-2 ``padding`` (``dm`` or ``symmetric``, :mod:`advscale.models.wrn`); ``1``
+predates it, and its WRNs were padded ``symmetric``, which is how they load (the returned
+metadata says ``padding: symmetric``). Older formats rebuild from their top-level options
+(:func:`advscale.models.registry.recorded_kwargs`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,11 +36,11 @@ from torch import nn
 from advscale.core.fileio import file_sha256
 from advscale.core.stfile import load_tensors, read_metadata, save_tensors
 from advscale.errors import AdvscaleError
-from advscale.models.importer import Imported, build_model, import_state, wrn_kwargs
-from advscale.models.registry import create_model, is_model
-from advscale.models.wrn import WideResNet
+from advscale.models.importer import Imported, build_model, import_state
+from advscale.models.layers import normalisation_of
+from advscale.models.registry import create_model, recorded_kwargs, takes_option
 
-CHECKPOINT_VERSION = "2"
+CHECKPOINT_VERSION = "3"
 LEGACY_PADDING = "symmetric"
 """The stride-2 padding of WRN checkpoints that do not record one (format ``1``)."""
 MODEL_PREFIX = "model."
@@ -46,13 +53,19 @@ def save_model_checkpoint(
 ) -> Path:
     """Write ``model``'s state (parameters and buffers) with metadata, atomically.
 
-    A WRN's ``padding`` is recorded from the model (a ``meta["padding"]`` must agree with it).
+    ``meta`` names the ``model`` and should carry the ``model_kwargs`` it was built with. The
+    model's ``padding`` and ``activation`` (where it has them) and its input ``mean``/``std``
+    are recorded from the model itself (a ``meta`` value must agree with it).
     """
-    meta = dict(meta)
-    if isinstance(model, WideResNet):
-        if meta.setdefault("padding", model.padding) != model.padding:
-            raise ValueError(f"metadata padding {meta['padding']!r} but the model is padded "
-                             f"{model.padding!r}")
+    meta = {k: v for k, v in meta.items() if v is not None}
+    for key in ("padding", "activation"):
+        have = getattr(model, key, None)
+        if isinstance(have, str) and meta.setdefault(key, have) != have:
+            raise ValueError(f"metadata {key} {meta[key]!r} but the model has {have!r}")
+    norm = normalisation_of(model)
+    if norm is not None:
+        meta["mean"], meta["std"] = norm
+    meta.setdefault("model_kwargs", {})
     tensors = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
     return save_tensors(path, tensors, {"advscale_checkpoint": CHECKPOINT_VERSION, **meta},
                         what="model checkpoint")
@@ -80,7 +93,7 @@ def import_checkpoint(src: str | os.PathLike[str], out: str | os.PathLike[str],
     error nothing is written.
     """
     imported = import_state(src, **options)
-    meta = {"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta}
+    meta = _with_kwargs({"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta})
     tensors = {MODEL_PREFIX + k: v for k, v in imported.state.items()}
     return save_tensors(out, tensors, meta, what="model checkpoint"), meta
 
@@ -122,8 +135,14 @@ def _cached_import(p: Path) -> Imported:
     return _IMPORT_CACHE[key]
 
 
+def _with_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with ``model_kwargs``: the options that rebuild its model (JSON values)."""
+    kw = {k: list(v) if isinstance(v, tuple) else v for k, v in recorded_kwargs(meta).items()}
+    return {**meta, "model_kwargs": meta.get("model_kwargs", kw)}
+
+
 def _imported_metadata(p: Path) -> dict[str, Any]:
-    return {"advscale_checkpoint": CHECKPOINT_VERSION, **_cached_import(p).meta}
+    return _with_kwargs({"advscale_checkpoint": CHECKPOINT_VERSION, **_cached_import(p).meta})
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -137,9 +156,60 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not version.isdigit() or int(version) > int(CHECKPOINT_VERSION):
         raise AdvscaleError(f"{p}: checkpoint format {version!r} is newer than this advscale "
                             f"reads ({CHECKPOINT_VERSION}); upgrade advscale")
-    if "model" in md and is_model(str(md["model"])) and md.get("padding") is None:
+    if "model" in md and takes_option(str(md["model"]), "padding") and md.get("padding") is None:
         md["padding"] = LEGACY_PADDING
+    validate_checkpoint(p, md)
     return md
+
+
+def _stored_shapes(p: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of the ``model.*`` tensors, read from the safetensors header (no tensor data)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            return {k[len(MODEL_PREFIX):]: tuple(f.get_slice(k).get_shape())
+                    for k in f.keys() if k.startswith(MODEL_PREFIX)}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise AdvscaleError(f"{p}: not a safetensors checkpoint ({e})") from None
+
+
+def _skeleton(md: dict[str, Any]) -> nn.Module:
+    """The model the metadata describes, built on the meta device (no memory)."""
+    name = md.get("model")
+    classes = md.get("num_classes", 10)
+    if not isinstance(name, str) or not name:
+        raise AdvscaleError("metadata names no model")
+    if isinstance(classes, float) and classes.is_integer():
+        classes = int(classes)
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise AdvscaleError(f"metadata num_classes {classes!r} is not a class count")
+    with torch.device("meta"):
+        return create_model(name, num_classes=classes, **recorded_kwargs(md))
+
+
+def validate_checkpoint(p: Path, md: dict[str, Any]) -> None:
+    """Check the metadata's architecture against the stored weights before anything is built
+    for real: the model is built on the meta device and its state-dict keys and shapes must
+    equal the file's. One-line AdvscaleError naming ``p`` otherwise."""
+    stored = _stored_shapes(p)
+    try:
+        want = {k: tuple(v.shape) for k, v in _skeleton(md).state_dict().items()}
+    except AdvscaleError as e:
+        raise AdvscaleError(f"{p}: {e}") from None
+    wrapped = "model."  # a timm model behind advscale's normaliser (layers.Normalized)
+    if want and all(k.startswith(wrapped) for k in want) and not any(
+            k.startswith(wrapped) for k in stored):
+        want = {k[len(wrapped):]: v for k, v in want.items()}  # saved before the wrapper
+    what = f"model {md.get('model')!r} with {md.get('num_classes', 10)} classes"
+    missing, extra = sorted(set(want) - set(stored)), sorted(set(stored) - set(want))
+    if missing or extra:
+        raise AdvscaleError(f"{p}: the metadata's {what} does not fit the stored weights "
+                            f"(missing {missing[:2]}, unexpected {extra[:2]})")
+    bad = next((k for k in want if want[k] != stored[k]), None)
+    if bad is not None:
+        raise AdvscaleError(f"{p}: the metadata's {what} does not fit the stored weights "
+                            f"({bad} is {stored[bad]} in the file, {want[bad]} in the model)")
 
 
 def load_for_eval(
@@ -155,16 +225,12 @@ def load_for_eval(
         imported = _cached_import(p)
         _IMPORT_CACHE.clear()  # the weights now live in the model: hold no second copy
         model = build_model(imported).to(device=device, dtype=torch.float32).eval()
-        meta = {"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta,
+        meta = {**_with_kwargs({"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta}),
                 "checkpoint_path": str(p), "checkpoint_sha256": file_sha256(p)}
         return model, meta
-    meta = read_checkpoint_metadata(p)
-    kwargs: dict[str, Any] = {"activation": str(meta.get("activation", "silu")),
-                              **wrn_kwargs(meta)}
-    if meta.get("padding") is not None:
-        kwargs["padding"] = str(meta["padding"])
+    meta = read_checkpoint_metadata(p)  # validated against the stored shapes
     model = create_model(str(meta["model"]), num_classes=int(meta.get("num_classes", 10)),
-                         **kwargs)
+                         **recorded_kwargs(meta))
     state, _ = load_tensors(p, what="safetensors checkpoint")
     state = {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
     try:
@@ -184,9 +250,9 @@ def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     md = read_checkpoint_metadata(p)
     params = md.get("params")
     if not isinstance(params, int):
-        state, _ = load_tensors(p, what="safetensors checkpoint")
         buffers = ("running_mean", "running_var", "num_batches_tracked")
-        params = sum(v.numel() for k, v in state.items() if not k.endswith(buffers))
+        params = sum(math.prod(shape) for k, shape in _stored_shapes(p).items()
+                     if not k.endswith(buffers))
     imported = md.get("source_format") is not None
     source = ({"file": md.get("source_file"), "sha256": md.get("source_sha256"),
                "format": md.get("source_format"), "container": md.get("source_container"),
@@ -197,7 +263,7 @@ def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {"path": str(p), "sha256": file_sha256(p),
             "checkpoint_format": md["advscale_checkpoint"],
             "imported_on_the_fly": not _is_advscale(p), "model": md.get("model"), "params": params,
-            "num_classes": md.get("num_classes", 10), "activation": md.get("activation", "silu"),
+            "num_classes": md.get("num_classes", 10), "activation": md.get("activation"),
             "activation_source": md.get("activation_source", "recorded by advscale train"),
             "padding": md.get("padding"), "mean": md.get("mean"), "std": md.get("std"),
-            "ema": ema, "source": source}
+            "ema": ema, "source": source, "model_kwargs": recorded_kwargs(md)}

@@ -32,17 +32,19 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from advscale.core.fileio import file_sha256
 from advscale.core.stfile import load_tensors
 from advscale.errors import AdvscaleError
 from advscale.models.dm_keys import find_backbone, to_advscale
+from advscale.models.layers import set_normalisation
+from advscale.models.registry import canonical_name, create_model, recorded_kwargs
 from advscale.models.wrn import CIFAR10_MEAN, CIFAR10_STD, WideResNet
 
 FORMATS = ("dm", "llnl", "rade", "timm-adv", "robustbench")
@@ -64,7 +66,6 @@ _DEFAULT_ACT = {"dm": ("silu", "default: DeepMind-style WRNs (DM-Improves-AT, LL
                                "use SiLU/Swish; weights do not say"),
                 "trades": ("relu", "default: TRADES-style WRNs hard-code ReLU; weights do not say")}
 _PADDING = {"dm": "dm", "trades": "symmetric"}
-_ARCH = re.compile(r"wrn-(\d+)-(\d+)")
 
 
 @dataclass
@@ -280,13 +281,9 @@ def _outer_normaliser(m: tuple[float, ...], s: tuple[float, ...], num_classes: i
 
 
 def _check_arch(arch: str | None, name: str) -> None:
-    if arch is None:
-        return
-    m = _ARCH.fullmatch(arch.strip().lower().replace("_", "-"))
-    if m is None:
-        raise AdvscaleError(f"--arch {arch!r}: only WRNs import (wrn-DEPTH-WIDTH)")
-    if f"wrn-{m.group(1)}-{m.group(2)}" != name:
-        raise AdvscaleError(f"the file holds a {name}, but --arch says {arch}")
+    """``arch`` (a registry name, any spelling) must name the architecture found, ``name``."""
+    if arch is not None and canonical_name(arch) != name:
+        raise AdvscaleError(f"the file holds a {name}, but arch says {arch}", field="arch")
 
 
 def import_state(src: str | os.PathLike[str], format: str = "auto", arch: str | None = None,
@@ -336,25 +333,13 @@ def _count_params(state: dict[str, torch.Tensor]) -> int:
     return sum(v.numel() for k, v in state.items() if not k.endswith(buffers))
 
 
-def wrn_kwargs(meta: dict[str, Any]) -> dict[str, Any]:
-    """WideResNet keyword arguments recorded in checkpoint metadata (mean/std, in_chans)."""
-    out: dict[str, Any] = {}
-    if meta.get("mean") is not None and meta.get("std") is not None:
-        out["mean"], out["std"] = tuple(meta["mean"]), tuple(meta["std"])
-    if meta.get("in_chans") is not None:
-        out["in_chans"] = int(meta["in_chans"])
-    return out
-
-
-def build_model(imported: Imported) -> WideResNet:
-    """The imported WRN in eval mode (weights assigned, never re-initialised)."""
+def build_model(imported: Imported) -> nn.Module:
+    """The imported model in eval mode (weights assigned, never re-initialised), built by the
+    registry from the metadata."""
     md = imported.meta
-    depth, width = (int(v) for v in _ARCH.fullmatch(md["model"]).groups())  # type: ignore[union-attr]
-    kw = wrn_kwargs(md)
+    kw = recorded_kwargs(md)
     with torch.device("meta"):
-        model = WideResNet(depth, width, int(md["num_classes"]), activation=str(md["activation"]),
-                           padding=str(md["padding"]), **kw)
+        model = create_model(str(md["model"]), num_classes=int(md["num_classes"]), **kw)
     model.load_state_dict(imported.state, assign=True)
-    model.mean = torch.tensor(kw.get("mean", CIFAR10_MEAN)).view(1, -1, 1, 1)
-    model.std = torch.tensor(kw.get("std", CIFAR10_STD)).view(1, -1, 1, 1)
+    set_normalisation(model, kw.get("mean", CIFAR10_MEAN), kw.get("std", CIFAR10_STD))
     return model.eval()

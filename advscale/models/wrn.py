@@ -21,12 +21,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from advscale.core.units import PAPER_WRNS
+from advscale.models.layers import (
+    ACTIVATIONS,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    activation_layer,
+    normalise,
+    set_normalisation,
+)
 from advscale.models.registry import register_family, register_model
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+__all__ = ["ACTIVATIONS", "CIFAR10_MEAN", "CIFAR10_STD", "PADDINGS", "PAPER_WRNS", "WideResNet",
+           "wrn"]
 
-ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 PADDINGS = ("dm", "symmetric")
 """Stride-2 paddings (module doc), the default first."""
 DM_STRIDE2_PAD = (0, 1, 0, 1)
@@ -34,11 +41,7 @@ DM_STRIDE2_PAD = (0, 1, 0, 1)
 
 
 def _act(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name](inplace=True) if name != "gelu" else nn.GELU()
-    except KeyError:
-        choices = sorted(ACTIVATIONS)
-        raise ValueError(f"unknown activation {name!r}; choose from {choices}") from None
+    return activation_layer(name)
 
 
 class PreActBlock(nn.Module):
@@ -98,8 +101,7 @@ class WideResNet(nn.Module):
         self.depth, self.width, self.num_classes = depth, width, num_classes
         self.activation = activation
         self.padding = padding
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        set_normalisation(self, mean, std)
         self.stem = nn.Conv2d(in_chans, chans[0], 3, 1, 1, bias=False)
         layers = []
         for g, stride in enumerate((1, 2, 2)):
@@ -126,34 +128,40 @@ class WideResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        x = self.blocks(self.stem(x))
+        x = self.blocks(self.stem(normalise(self, x)))
         x = self.pool(self.act(self.bn(x))).flatten(1)
         return self.fc(x)
 
 
+WRN_TOY = ("wrn-10-1", {})
+"""The family's smallest member (registry-driven tests)."""
 
 
 def _wrn_name(depth: int, width: int) -> str:
     return f"wrn-{depth}-{width}"
 
 
-@register_family("wrn-D-W", r"wrn-(\d+)-(\d+)", _wrn_name)
+@register_family("wrn-D-W", r"wrn-(\d+)-(\d+)", _wrn_name, toy=WRN_TOY,
+                 examples=("wrn-28-10", "wrn-70-16", "wrn-82-8", "wrn-94-16"))
 def wrn(depth: int, width: int, num_classes: int = 10, activation: str = "silu",
-        **kwargs: object) -> WideResNet:
+        padding: str = "dm", mean: tuple[float, ...] = CIFAR10_MEAN,
+        std: tuple[float, ...] = CIFAR10_STD, in_chans: int = 3) -> WideResNet:
     """Any WRN-``depth``-``width`` (depth = 6k + 4); ``activation`` silu (default), relu, gelu;
-    ``padding`` dm (default) or symmetric."""
-    return WideResNet(depth, width, num_classes=num_classes, activation=activation, **kwargs)
+    ``padding`` dm (default) or symmetric; ``mean``/``std`` the input normalisation (CIFAR-10's
+    by default); ``in_chans`` input channels."""
+    return WideResNet(depth, width, num_classes=num_classes, activation=activation,
+                      mean=tuple(mean), std=tuple(std), in_chans=in_chans, padding=padding)
 
 
 def _register_paper_sizes() -> None:
     for d, w in PAPER_WRNS:
-        def entry(num_classes: int = 10, activation: str = "silu", _d: int = d, _w: int = w,
-                  **kwargs: object) -> WideResNet:
-            return WideResNet(_d, _w, num_classes=num_classes, activation=activation, **kwargs)
+        def entry(num_classes: int = 10, activation: str = "silu", padding: str = "dm",
+                  mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD,
+                  in_chans: int = 3, *, _d: int = d, _w: int = w) -> WideResNet:
+            return wrn(_d, _w, num_classes, activation, padding, mean, std, in_chans)
 
         entry.__doc__ = f"WRN-{d}-{w} (Bartoldson et al. / Debenedetti et al. sizes)."
-        register_model(entry, name=_wrn_name(d, w))
+        register_model(entry, name=_wrn_name(d, w), toy=WRN_TOY)
 
 
 _register_paper_sizes()

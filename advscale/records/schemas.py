@@ -312,6 +312,7 @@ FLOPS = Schema("flops", "a model's training FLOPs (`advscale count-flops`)", (
     F("convention", "str"),
     F("counting", "str"),
     F("activation", "str", opt=True, null=True),
+    F("model_kwargs", "dict", opt=True, doc="the model family's options it was built with"),
     F("batch_size", "int", "count", opt=True),
     F("constant", "number", "FLOPs", opt=True),
     F("constant_rel_error", "number", opt=True),
@@ -644,19 +645,33 @@ MODEL_INFO = Schema("model.info", "a model checkpoint's summary (`advscale model
     F("model", "str"),
     F("params", "int", "count"),
     F("num_classes", "int", "count"),
-    F("activation", "str"),
+    F("activation", "str", null=True, doc="null for a model without an activation option"),
     F("activation_source", "str"),
     F("padding", "str", null=True),
     F("mean", "list", null=True),
     F("std", "list", null=True),
     F("ema", "bool", null=True, doc="None: the source file held one copy"),
     F("source", "dict"),
+    F("model_kwargs", "dict", opt=True, doc="the options that rebuild the model"),
+))
+
+MODEL_ARCH = Schema("model.arch", "a registered architecture's size (`advscale model list "
+                    "--params`, `model info NAME`)", (
+    F("model", "str"),
+    F("family", "str", doc="the registered name or family pattern it belongs to"),
+    F("params", "int", "count"),
+    F("forward_flops_per_image", "number", "FLOPs"),
+    F("image_size", "int", "pixels"),
+    F("num_classes", "int", "count"),
+    F("model_kwargs", "dict"),
+    F("options", "list", doc="keyword options the family takes (null: timm's own)", null=True),
+    F("activation", "str", null=True),
 ))
 
 SCHEMAS: dict[str, Schema] = {s.kind: s for s in (
     TRAIN_EVAL, ATTACK, ATTACK_CHUNK, FLOPS, ENERGY, FIT, PREDICTION, DATA_INFO, SYNTHETIC,
     SYNTHETIC_QUALITY, SYNTHETIC_EXPORT, SYNTHETIC_FIT, SYNTHETIC_DENOISER, VALIDITY_LABEL,
-    VALIDITY_IMAGE, VALIDITY_SUMMARY, VALIDITY_RATE, REPORT, MODEL_INFO,
+    VALIDITY_IMAGE, VALIDITY_SUMMARY, VALIDITY_RATE, REPORT, MODEL_INFO, MODEL_ARCH,
 )}
 """Every record kind advscale writes, by kind."""
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from advscale.core.fileio import atomic_write, file_sha256
+from advscale.core.options import option
 from advscale.errors import AdvscaleError
 from advscale.models.checkpoint import read_checkpoint_metadata, resolve_checkpoint
-from advscale.models.importer import wrn_kwargs
+from advscale.models.registry import recorded_kwargs, takes_option
 
 LOSS_NAMES = ("trades", "pgd-at", "standard")
 ATTACK_BN_MODES = ("train-no-update", "eval")
@@ -29,7 +30,8 @@ ATTACK_BN_MODES = ("train-no-update", "eval")
 EVAL_LOSSES = ("cw", "cw-margin", "ce")
 """Losses of the evaluation's PGD (``advscale.attacks.pgd``): the clamped CW loss first."""
 PADDINGS = ("dm", "symmetric")
-"""WRN stride-2 convolution paddings (``advscale.models.wrn.PADDINGS``), default first."""
+"""WRN stride-2 convolution paddings (``advscale.models.wrn.PADDINGS``), default first; the WRN
+family validates them."""
 
 LEGACY_DEFAULTS = {"padding": "symmetric", "attack_bn": "eval", "eval_loss": "cw-margin"}
 """What a ``config.json`` written before these settings existed ran with: a resumed old run keeps
@@ -63,10 +65,16 @@ class TrainConfig:
     samples: int = 0
     """Training samples to draw (D), with replacement only once a source is exhausted."""
     model: str = "wrn-28-10"
-    activation: str = "silu"
-    padding: str = "dm"
-    """WRN stride-2 padding: ``dm`` (DeepMind's (0,1,0,1), TF SAME) or ``symmetric`` (1 each side);
-    ignored for timm models."""
+    activation: str | None = None
+    """The model's activation where its family takes one (WRN: silu by default; CIFAR ResNets:
+    relu); None = the family's default. A model that takes none refuses a value."""
+    padding: str | None = None
+    """WRN stride-2 padding: ``dm`` (DeepMind's (0,1,0,1), TF SAME; the default) or
+    ``symmetric`` (1 each side); None = the family's default. Other models refuse a value."""
+    model_kwargs: dict[str, Any] = option(
+        default_factory=dict, parse="kwargs", metavar="KEY=VALUE[,KEY=VALUE]",
+        help="Options of the model family (JSON values), e.g. img_size=32,patch_size=4 for a "
+             "timm ViT or width=32 for a CIFAR ResNet; recorded in the checkpoint.")
     num_classes: int = 10
     init: str | None = None
     """Start from these weights instead of a random initialisation (fine-tuning or continuing
@@ -74,8 +82,6 @@ class TrainConfig:
     fly (``advscale model import``). The architecture comes from the checkpoint."""
     init_sha256: str | None = None
     """SHA-256 of the ``init`` file (filled in by :func:`apply_init`)."""
-    init_model_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Model keyword arguments the ``init`` checkpoint needs (e.g. its input mean/std)."""
     loss: str = "trades"
     beta: float = 5.0
     pgd_steps: int = 10
@@ -159,8 +165,7 @@ class TrainConfig:
         """Raise AdvscaleError naming the first bad setting."""
         for flag, value, names in (("--loss", self.loss, LOSS_NAMES),
                                    ("--attack-bn", self.attack_bn, ATTACK_BN_MODES),
-                                   ("--eval-loss", self.eval_loss, EVAL_LOSSES),
-                                   ("--padding", self.padding, PADDINGS)):
+                                   ("--eval-loss", self.eval_loss, EVAL_LOSSES)):
             if value not in names:
                 raise AdvscaleError(f"unknown {flag} {value!r}; choose from {', '.join(names)}")
         for broken, msg in self._rules():
@@ -198,6 +203,9 @@ class TrainConfig:
             ((self.eval_every or 0) < 0 or (self.checkpoint_every or 0) < 0,
              "--eval-every and --checkpoint-every must be >= 0"),
             (self.num_classes < 2, "--num-classes must be >= 2"),
+            (not isinstance(self.model_kwargs, dict)
+             or not all(isinstance(k, str) for k in self.model_kwargs),
+             "model_kwargs must map option names to values"),
             (self.log_every < 1, "--log-every must be >= 1"),
             (self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"),
              f"--device {self.device!r}: use auto, cpu, cuda or cuda:N"),
@@ -226,10 +234,27 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         """A saved ``config.json``; settings it predates take :data:`LEGACY_DEFAULTS`."""
         try:
-            saved = json.loads(Path(path).read_text())
-            return cls.from_dict({**LEGACY_DEFAULTS, **saved})
+            saved = _migrate({**LEGACY_DEFAULTS, **json.loads(Path(path).read_text())})
+            return cls.from_dict(saved)
         except (OSError, ValueError, TypeError) as e:
             raise AdvscaleError(f"{path}: not a readable training config ({e})") from None
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments the model is built with (None values are the family's
+        defaults and are dropped by :func:`advscale.models.create_model`)."""
+        return {"activation": self.activation, "padding": self.padding, **self.model_kwargs}
+
+
+def _migrate(saved: dict[str, Any]) -> dict[str, Any]:
+    """An older ``config.json``: ``init_model_kwargs`` became ``model_kwargs``; ``activation``
+    and ``padding`` were written for every model and stay only where the model takes them."""
+    out = dict(saved)
+    out["model_kwargs"] = {**out.pop("init_model_kwargs", {}), **out.get("model_kwargs", {})}
+    model = str(out.get("model", "wrn-28-10"))
+    for key in ("activation", "padding"):
+        if out.get(key) is not None and not takes_option(model, key):
+            out[key] = None
+    return out
 
 
 def config_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:
@@ -279,6 +304,13 @@ def apply_init(settings: dict[str, Any]) -> dict[str, Any]:
                                 f"{settings['init']} ({key} {have}); leave it out")
         out[key] = have
     out["init_sha256"] = file_sha256(path)
-    out["init_model_kwargs"] = {k: list(v) if isinstance(v, tuple) else v
-                                for k, v in wrn_kwargs(meta).items()}
+    recorded = {k: list(v) if isinstance(v, tuple) else v
+                for k, v in recorded_kwargs(meta).items() if k not in INIT_FIELDS}
+    given = dict(settings.get("model_kwargs") or {})
+    clash = sorted(k for k in given if k in recorded and given[k] != recorded[k])
+    if clash:
+        raise AdvscaleError(f"model_kwargs {clash[0]}={given[clash[0]]!r} contradicts the init "
+                            f"checkpoint ({recorded[clash[0]]!r}); leave it out",
+                            field="model_kwargs")
+    out["model_kwargs"] = {**recorded, **given}
     return out

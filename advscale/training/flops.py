@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ from advscale.attacks.pgd import frozen_bn, pgd_linf
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
 from advscale.models import count_parameters, create_model
+from advscale.models.registry import drop_unset, takes_option
 from advscale.records import dumps, make_record, parse_line
 from advscale.training.losses import LOSSES, AttackConfig
 
@@ -138,25 +140,36 @@ def _watch_attacks(counter: Any, enabled: bool = True
     yield watched, calls
 
 
-@functools.lru_cache(maxsize=256)
 def count_training_flops(
     model: str,
     loss: str = "trades",
     pgd_steps: int = 10,
-    activation: str = "silu",
+    activation: str | None = None,
     num_classes: int = 10,
     image_size: int = 32,
     batch_size: int = 2,
     method: str = "auto",
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> FlopCount:
     """Count forward FLOPs per image and training FLOPs per sample for a model name/recipe.
 
-    ``model`` is any name :func:`advscale.models.create_model` accepts; ``loss`` one of
-    ``trades``, ``pgd-at``, ``standard``; ``pgd_steps`` the training attack's iterations
-    (ignored for ``standard``). ``method`` is ``auto``, ``direct`` or ``linear`` (module doc).
-    Returns FLOPs per image (forward, eval mode) and per training sample. Raises ValueError
-    for an unknown loss and AdvscaleError for an unknown model.
+    ``model`` is any name :func:`advscale.models.create_model` accepts, built with
+    ``model_kwargs`` (and ``activation``; None values are the family's defaults); ``loss`` one
+    of ``trades``, ``pgd-at``, ``standard``; ``pgd_steps`` the training attack's iterations
+    (ignored for ``standard``); ``image_size`` the data's (pixels, square). ``method`` is
+    ``auto``, ``direct`` or ``linear`` (module doc). Returns FLOPs per image (forward, eval
+    mode) and per training sample. Raises ValueError for an unknown loss and AdvscaleError for
+    an unknown model or an option it does not take.
     """
+    kw = drop_unset({"activation": activation, **(model_kwargs or {})})
+    return _count_cached(model, loss, pgd_steps, num_classes, image_size, batch_size, method,
+                         json.dumps(kw, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _count_cached(model: str, loss: str, pgd_steps: int, num_classes: int, image_size: int,
+                  batch_size: int, method: str, kwargs_json: str) -> FlopCount:
+    """:func:`count_training_flops` with the model options as sorted JSON (hashable)."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
     if pgd_steps < 0:
@@ -164,9 +177,9 @@ def count_training_flops(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     how = resolve_method(loss, pgd_steps, method)
-    kwargs = {"activation": activation} if model.startswith("wrn") else {}
     with torch.device("meta"):
-        net = create_model(model, num_classes=num_classes, **kwargs)
+        net = create_model(model, num_classes=num_classes, image_size=image_size,
+                           **json.loads(kwargs_json))
     # The tensors live on meta; counting outside the torch.device context avoids its
     # per-operator __torch_function__ hook (pgd_linf allocates on x.device anyway).
     x = torch.rand(batch_size, 3, image_size, image_size, device="meta")
@@ -267,30 +280,38 @@ def flops_record(
     pgd_steps: int = 10,
     *,
     samples: int | None = None,
-    activation: str = "silu",
+    activation: str | None = None,
     num_classes: int = 10,
     batch_size: int = 2,
     method: str = "auto",
     check_constant: float | None = None,
     command: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    image_size: int = 32,
 ) -> dict[str, Any]:
-    """Count ``model`` under a recipe and return the whole ``flops`` record (with provenance).
+    """Count ``model`` (built with ``model_kwargs``) under a recipe and return the whole
+    ``flops`` record (with provenance).
 
-    Raises AdvscaleError for an unknown model, loss or method, or negative sizes.
+    Raises AdvscaleError for an unknown model, loss or method, an option the model does not
+    take, or negative sizes.
     """
     if method not in METHODS:
-        raise AdvscaleError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+        raise AdvscaleError(f"method {method!r}: choose from {', '.join(METHODS)}",
+                            field="method")
     if pgd_steps < 0 or batch_size < 1:
-        raise AdvscaleError("--pgd-steps must be >= 0 and --batch-size >= 1")
+        raise AdvscaleError("pgd_steps must be >= 0 and batch_size >= 1", field="pgd_steps")
     try:
-        count = count_training_flops(model, loss, pgd_steps, activation, num_classes, 32,
-                                     batch_size, method)
+        count = count_training_flops(model, loss, pgd_steps, activation, num_classes, image_size,
+                                     batch_size, method, model_kwargs)
     except ValueError as e:
         raise AdvscaleError(str(e)) from None
     payload = flops_payload(count, samples, check_constant, method, activation, batch_size)
+    if model_kwargs:
+        payload["model_kwargs"] = dict(model_kwargs)
     config = {"model": model, "loss": loss, "pgd_steps": pgd_steps, "samples": samples,
               "batch_size": batch_size, "activation": activation, "method": method,
-              "check_constant": check_constant}
+              "check_constant": check_constant, "model_kwargs": dict(model_kwargs or {}),
+              "image_size": image_size}
     return make_record("flops", payload, config=config, command=command)
 
 
@@ -328,11 +349,14 @@ def annotate_record(
             raise AdvscaleError(
                 f"{where}: record with loss {loss!r} has no integer pgd_steps to count FLOPs from"
             )
-        activation = rec.get("activation") if isinstance(rec.get("activation"), str) else "silu"
+        activation = rec.get("activation") if isinstance(rec.get("activation"), str) else None
+        if activation is not None and not takes_option(model, "activation"):
+            activation = None  # e.g. a table's label for a model that has no such option
+        kwargs = rec.get("model_kwargs") if isinstance(rec.get("model_kwargs"), dict) else None
         num_classes = rec.get("num_classes") if isinstance(rec.get("num_classes"), int) else 10
         try:
             count = count_training_flops(model, loss, steps, activation, num_classes,
-                                         method=method)
+                                         method=method, model_kwargs=kwargs)
         except (AdvscaleError, ValueError) as e:
             raise AdvscaleError(f"{where}: {e}") from None
         if _missing(rec, "params"):

@@ -33,9 +33,10 @@ from torch import nn
 from advscale.data.reader import ImageMixture, parse_mixture, torch_loader
 from advscale.data.sampler import MixtureStream, ResumableBatchSampler
 from advscale.errors import AdvscaleError
-from advscale.models import count_parameters, create_model, is_model
+from advscale.models import count_parameters, create_model
 from advscale.models.averaging import EMA
 from advscale.models.checkpoint import load_for_eval, save_model_checkpoint
+from advscale.models.registry import drop_unset
 from advscale.records import append_record, make_record, write_record
 from advscale.training.augment import random_crop_flip, to_model_input
 from advscale.training.config import TrainConfig
@@ -126,11 +127,9 @@ class TrainingSession:
 
         # -- model first: an unknown name fails before any data is read --------------------
 
-        self.is_wrn = is_model(cfg.model)
-        kwargs = ({"activation": cfg.activation, "padding": cfg.padding,
-                   **cfg.init_model_kwargs} if self.is_wrn else {})
         torch.manual_seed(cfg.seed)  # the initial weights (identical on every rank)
-        raw = create_model(cfg.model, num_classes=cfg.num_classes, **kwargs)
+        raw = create_model(cfg.model, num_classes=cfg.num_classes, image_size=IMAGE_SHAPE[0],
+                           **cfg.model_options())
         if cfg.init and not resuming:
             raw.load_state_dict(load_for_eval(cfg.init)[0].state_dict())
             self.log(f"advscale train: starting from the weights of {cfg.init}")
@@ -221,7 +220,8 @@ class TrainingSession:
         cfg = self.cfg
         try:
             fc = count_training_flops(cfg.model, cfg.loss, cfg.pgd_steps,
-                                      activation=cfg.activation, num_classes=cfg.num_classes)
+                                      num_classes=cfg.num_classes,
+                                      model_kwargs=cfg.model_options())
         except Exception as e:  # a timm model the meta-device counter cannot trace
             self.log(f"advscale train: warning: could not count FLOPs of {cfg.model} ({e}); "
                      "train_flops will be null")
@@ -365,7 +365,7 @@ class TrainingSession:
         payload = {
             "run_id": cfg.run_id,
             "model": cfg.model,
-            "activation": cfg.activation if self.is_wrn else None,
+            "activation": getattr(self.raw, "activation", None),
             "params": self.params,
             "loss": cfg.loss,
             "beta": cfg.beta if cfg.loss == "trades" else 0.0,
@@ -421,14 +421,11 @@ class TrainingSession:
         prev_ckpt = c.last_checkpoint_step
         c.last_checkpoint_step = c.step
         if self.dist.is_main:
-            meta = {"model": cfg.model, "activation": cfg.activation,
+            meta = {"model": cfg.model, "model_kwargs": drop_unset(cfg.model_options()),
                     "num_classes": cfg.num_classes, "run_id": cfg.run_id,
                     "samples_seen": c.samples_seen, "step": c.step, "loss": cfg.loss,
                     "eps": cfg.eps, "pgd_steps": cfg.pgd_steps, "weights": "ema",
                     "attack_bn": cfg.attack_bn}
-            if self.is_wrn:
-                meta["padding"] = cfg.padding
-                meta.update(cfg.init_model_kwargs)  # e.g. an imported model's mean/std
             try:
                 save_model_checkpoint(self.run_dir.last, self.ema.module, meta)
             except AdvscaleError:
