@@ -174,8 +174,14 @@ def _stored_shapes(p: Path) -> dict[str, tuple[int, ...]]:
         raise AdvscaleError(f"{p}: not a safetensors checkpoint ({e})") from None
 
 
-def _skeleton(md: dict[str, Any]) -> nn.Module:
-    """The model the metadata describes, built on the meta device (no memory)."""
+class _TooBig(Exception):
+    """The skeleton being built already holds more elements than the file stores."""
+
+
+def _skeleton(md: dict[str, Any], budget: int) -> nn.Module:
+    """The model the metadata describes, built on the meta device (no memory); building stops
+    as soon as its parameters outgrow ``budget`` elements (what the file stores), so a claim
+    like ``wrn-4000-1000`` costs no more than the file's own size to refute."""
     name = md.get("model")
     classes = md.get("num_classes", 10)
     if not isinstance(name, str) or not name:
@@ -184,8 +190,19 @@ def _skeleton(md: dict[str, Any]) -> nn.Module:
         classes = int(classes)
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
         raise AdvscaleError(f"metadata num_classes {classes!r} is not a class count")
-    with torch.device("meta"):
-        return create_model(name, num_classes=classes, **recorded_kwargs(md))
+    seen = [0]
+
+    def count(module: nn.Module, key: str, param: Any) -> None:
+        seen[0] += param.numel() if param is not None else 0
+        if seen[0] > budget:
+            raise _TooBig
+
+    hook = nn.modules.module.register_module_parameter_registration_hook(count)
+    try:
+        with torch.device("meta"):
+            return create_model(name, num_classes=classes, **recorded_kwargs(md))
+    finally:
+        hook.remove()
 
 
 def validate_checkpoint(p: Path, md: dict[str, Any]) -> None:
@@ -193,15 +210,19 @@ def validate_checkpoint(p: Path, md: dict[str, Any]) -> None:
     for real: the model is built on the meta device and its state-dict keys and shapes must
     equal the file's. One-line AdvscaleError naming ``p`` otherwise."""
     stored = _stored_shapes(p)
+    what = f"model {md.get('model')!r} with {md.get('num_classes', 10)} classes"
+    budget = sum(math.prod(shape) for shape in stored.values())
     try:
-        want = {k: tuple(v.shape) for k, v in _skeleton(md).state_dict().items()}
+        want = {k: tuple(v.shape) for k, v in _skeleton(md, budget).state_dict().items()}
     except AdvscaleError as e:
         raise AdvscaleError(f"{p}: {e}") from None
+    except _TooBig:
+        raise AdvscaleError(f"{p}: the metadata's {what} has more parameters than the file "
+                            f"stores ({budget:,} values)") from None
     wrapped = "model."  # a timm model behind advscale's normaliser (layers.Normalized)
     if want and all(k.startswith(wrapped) for k in want) and not any(
             k.startswith(wrapped) for k in stored):
         want = {k[len(wrapped):]: v for k, v in want.items()}  # saved before the wrapper
-    what = f"model {md.get('model')!r} with {md.get('num_classes', 10)} classes"
     missing, extra = sorted(set(want) - set(stored)), sorted(set(stored) - set(want))
     if missing or extra:
         raise AdvscaleError(f"{p}: the metadata's {what} does not fit the stored weights "

@@ -118,6 +118,8 @@ class WideResNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        if self.stem.weight.is_meta:
+            return  # no values to initialise (a skeleton for counting or checking shapes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
