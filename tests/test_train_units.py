@@ -170,11 +170,10 @@ def test_reference_defaults_and_legacy_configs(tmp_path):
     import json
 
     from advscale.attacks.pgd import BN_MODES, DEFAULT_ATTACK_BN
+    from advscale.models import create_model
     from advscale.models.wrn import PADDINGS
     from advscale.training.config import ATTACK_BN_MODES, EVAL_LOSSES
     from advscale.training.config import PADDINGS as CFG_PADDINGS
-
-    from advscale.models import create_model
 
     cfg = TrainConfig(data="a.h5", eval_data="b.h5", samples=100).resolved()
     assert (cfg.padding, cfg.attack_bn, cfg.eval_loss) == (None, "train-no-update", "cw")

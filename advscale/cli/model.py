@@ -103,8 +103,12 @@ def info_cmd(
     if not ckpt.exists() and ckpt.suffix not in (".pt", ".pth", ".safetensors"):
         from advscale.models.summary import describe
 
-        payload = describe(str(ckpt), parse_kwargs(model_kwargs), num_classes=num_classes)
-        write_record(make_record("model.arch", payload, command=f"advscale model info {ckpt}"))
+        kwargs = parse_kwargs(model_kwargs)
+        payload = describe(str(ckpt), kwargs, num_classes=num_classes)
+        command = f"advscale model info {ckpt} --num-classes {num_classes}" + (
+            f" --model-kwargs {model_kwargs}" if model_kwargs else "")
+        write_record(make_record("model.arch", payload, command=command,
+                                 config={"model_kwargs": kwargs, "num_classes": num_classes}))
         return
     from advscale.models.checkpoint import checkpoint_info
 
