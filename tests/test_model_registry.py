@@ -215,8 +215,15 @@ def test_checkpoint_claims_checked_against_stored_shapes(claim, tmp_path):
     with pytest.raises(AdvscaleError) as e:
         load_for_eval(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
-    r = runner.invoke(app, ["model", "info", str(path)])
-    assert r.exit_code != 0 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    data = make_h5(tmp_path / "d.h5", 16)
+    for args in (["model", "info", str(path)],
+                 ["attack", str(path), "--data", str(data), "--n", "4"],
+                 ["train", "--out", str(tmp_path / "run"), "--data", str(data), "--eval-data",
+                  str(data), "--samples", "16", "--init", str(path)]):
+        r = runner.invoke(app, args)
+        assert r.exit_code != 0 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+        assert str(path) in r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 # -- a model family from one file -----------------------------------------------------------------

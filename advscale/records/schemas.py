@@ -217,7 +217,9 @@ DATA_SOURCE_FIELDS = ("path", "source", "weight", "n", "fid")
 TRAIN_EVAL = Schema("train.eval", "an evaluation of the EMA model during `advscale train`", (
     F("run_id", "str", doc="the run (stable across resumes)"),
     F("model", "str", doc="wrn-D-W or a timm name"),
-    F("activation", "str", null=True, doc="WRN activation; null for other models"),
+    F("activation", "str", null=True, doc="the model's activation; null for a model without "
+      "an activation option"),
+    F("model_kwargs", "dict", opt=True, doc="the model family's options the run built it with"),
     F("params", "int", "count", "trainable parameters N"),
     F("loss", "str", doc="trades | pgd-at | standard"),
     F("beta", "number", doc="TRADES beta (0 for other losses)"),

@@ -366,6 +366,7 @@ class TrainingSession:
             "run_id": cfg.run_id,
             "model": cfg.model,
             "activation": getattr(self.raw, "activation", None),
+            "model_kwargs": drop_unset(cfg.model_options()),
             "params": self.params,
             "loss": cfg.loss,
             "beta": cfg.beta if cfg.loss == "trades" else 0.0,
