@@ -148,8 +148,8 @@ def is_model(name: str) -> bool:
 
 
 def model_options(name: str) -> frozenset[str] | None:
-    """Keyword options model ``name`` takes (None: any); a timm model: ``mean``/``std`` and
-    whatever timm's constructor takes, reported as None."""
+    """Keyword options model ``name``'s entry point declares; None when it takes any (a
+    ``**kwargs`` entry point, or a timm model: ``mean``/``std`` plus timm's own keywords)."""
     hit = _entry(name)
     return hit[0].options() if hit is not None else None
 
@@ -167,19 +167,20 @@ def takes_option(name: str, option: str) -> bool:
 def toy_of(name: str) -> tuple[str, dict[str, Any]]:
     """A tiny configuration ``(name, kwargs)`` of ``name``'s family, for registry-driven tests.
 
-    Raises AdvscaleError for a registered name whose registration gave no ``toy``.
+    ``name`` is a registered name, a family member or a family pattern (``wrn-D-W``). Raises
+    AdvscaleError for one whose registration gave no ``toy``.
     """
-    hit = _entry(name) if not any(f.pattern == name for f in _FAMILIES) else next(
-        (f, ()) for f in _FAMILIES if f.pattern == name)
+    fam = next((f for f in _FAMILIES if f.pattern == name), None)
+    hit = (fam, ()) if fam is not None else _entry(name)
     if hit is None:
-        raise AdvscaleError(f"model {name!r} is not registered")
-    entry = hit[0]
-    if entry.toy is None:
-        fam = _family_of(name)
-        if fam is not None and fam[0].toy is not None:
-            return fam[0].toy[0], dict(fam[0].toy[1])
-        raise AdvscaleError(f"model {name!r} was registered without a toy configuration")
-    return entry.toy[0], dict(entry.toy[1])
+        raise AdvscaleError(f"model {name!r} is not registered", field="model")
+    toy = hit[0].toy
+    if toy is None and (member := _family_of(name)) is not None:
+        toy = member[0].toy
+    if toy is None:
+        raise AdvscaleError(f"model {name!r} was registered without a toy configuration",
+                            field="model")
+    return toy[0], dict(toy[1])
 
 
 def drop_unset(kwargs: Mapping[str, Any]) -> dict[str, Any]:
