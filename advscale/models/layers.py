@@ -56,7 +56,16 @@ def normalisation_of(model: nn.Module) -> tuple[list[float], list[float]] | None
         return None
     if mean.is_meta or std.is_meta:
         return None
-    return [float(v) for v in mean.flatten()], [float(v) for v in std.flatten()]
+    return _shortest(mean), _shortest(std)
+
+
+def _shortest(t: torch.Tensor) -> list[float]:
+    """The values of a float32 tensor, each as the shortest decimal that round-trips in float32
+    (``0.4914``, not ``0.49140000343322754``)."""
+    import numpy as np
+
+    return [float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
+            for v in t.detach().float().flatten().tolist()]
 
 
 class Normalized(nn.Module):
