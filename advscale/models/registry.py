@@ -32,6 +32,8 @@ ModelFn = Callable[..., nn.Module]
 
 TIMM_OPTIONS = frozenset({"mean", "std"})
 """Keywords advscale itself takes for a timm model (its input normalisation wrapper)."""
+TOP_LEVEL_OPTIONS = ("activation", "padding")
+"""Model options that requests carry as fields of their own (the rest travel in model_kwargs)."""
 FIXED_SIZE_HINT = "model_kwargs img_size={size},patch_size={patch}"
 
 
@@ -205,9 +207,9 @@ def create_model(name: str, num_classes: int = 10, image_size: int | None = None
     opts = entry.options()
     bad = sorted(set(kwargs) - opts) if opts is not None else []
     if bad:
+        own = bad[0] if bad[0] in TOP_LEVEL_OPTIONS else "model_kwargs"
         raise AdvscaleError(f"model {name!r} takes no option {', '.join(map(repr, bad))} "
-                            f"(it takes: {', '.join(sorted(opts)) or 'none'})",
-                            field="model_kwargs")
+                            f"(it takes: {', '.join(sorted(opts)) or 'none'})", field=own)
     try:
         return entry.fn(*args, num_classes=num_classes, **kwargs)
     except (ValueError, TypeError) as e:
@@ -233,7 +235,8 @@ def _create_timm(name: str, num_classes: int, image_size: int | None,
     try:
         net = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     except Exception as e:  # timm raises many types for bad kwargs
-        raise AdvscaleError(f"model {name!r}: timm could not build it ({e})",
+        why = " ".join(str(e).split())[:300]
+        raise AdvscaleError(f"model {name!r}: timm could not build it ({why})",
                             field="model_kwargs") from None
     _check_input_size(name, net, image_size)
     return Normalized(net, mean, std)
