@@ -259,3 +259,21 @@ def test_a_family_from_one_file_lists_and_trains_through_the_cli(tmp_path):
                             "--activation", "relu"])
     assert r.exit_code != 0 and "takes no option 'activation'" in r.stderr
     assert r.stderr.count("\n") == 1 and not (tmp_path / "r2" / "records.jsonl").exists()
+
+
+def test_init_checkpoint_brings_its_model_kwargs(tmp_path):
+    from advscale.models.checkpoint import save_model_checkpoint
+    from advscale.training.config import TrainConfig, apply_init
+
+    model = create_model("preactresnet18", width=4, activation="silu")
+    path = save_model_checkpoint(tmp_path / "p.safetensors", model,
+                                 {"model": "preactresnet18", "num_classes": 10,
+                                  "model_kwargs": {"width": 4, "activation": "silu"}})
+    out = apply_init({"init": str(path)})
+    assert (out["model"], out["activation"], out["model_kwargs"]["width"]) == (
+        "preactresnet18", "silu", 4)
+    cfg = TrainConfig.from_dict({**out, "data": "a.h5", "eval_data": "b.h5", "samples": 8})
+    rebuilt = create_model(cfg.model, **cfg.model_options())
+    rebuilt.load_state_dict(model.state_dict())  # same architecture, same keys and shapes
+    with pytest.raises(AdvscaleError, match="contradicts the init"):
+        apply_init({"init": str(path), "model_kwargs": {"width": 8}})
