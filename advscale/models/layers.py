@@ -9,7 +9,7 @@ the model (state-dict keys do not depend on them); the checkpoint metadata recor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -66,6 +66,22 @@ def _shortest(t: torch.Tensor) -> list[float]:
 
     return [float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
             for v in t.detach().float().flatten().tolist()]
+
+
+def resnet_stages(make_block: Callable[[int, int, int], nn.Module], layers: Sequence[int],
+                  width: int, expansion: int = 1) -> tuple[list[nn.Sequential], int]:
+    """The stages of a CIFAR ResNet: stage i has ``layers[i]`` blocks of ``width · 2^i``
+    planes, the first of stages 1, 2, ... with stride 2. ``make_block(cin, planes, stride)``
+    builds a block whose output has ``planes · expansion`` channels. Returns the stages and
+    the channels of the last one."""
+    stages, cin = [], width
+    for i, n in enumerate(layers):
+        planes, blocks = width * 2 ** i, []
+        for j in range(n):
+            blocks.append(make_block(cin, planes, 2 if i and not j else 1))
+            cin = planes * expansion
+        stages.append(nn.Sequential(*blocks))
+    return stages, cin
 
 
 class Normalized(nn.Module):

@@ -26,6 +26,7 @@ from advscale.models.layers import (
     CIFAR10_STD,
     activation_layer,
     normalise,
+    resnet_stages,
     set_normalisation,
 )
 from advscale.models.registry import register_model
@@ -68,15 +69,8 @@ class PreActResNet(nn.Module):
         self.num_classes, self.activation = num_classes, activation
         set_normalisation(self, mean, std)
         self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
-        stages, cin = [], width
-        for i, n in enumerate(layers):
-            planes = width * 2 ** i
-            blocks = []
-            for j in range(n):
-                blocks.append(PreActBlock(cin, planes, 2 if i and not j else 1, activation,
-                                          preact_shortcut))
-                cin = planes
-            stages.append(nn.Sequential(*blocks))
+        stages, cin = resnet_stages(
+            lambda c, p, s: PreActBlock(c, p, s, activation, preact_shortcut), layers, width)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.bn = nn.BatchNorm2d(cin) if bn_before_fc else None
         self.act = activation_layer(activation)

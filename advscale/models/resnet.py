@@ -25,6 +25,7 @@ from advscale.models.layers import (
     CIFAR10_STD,
     activation_layer,
     normalise,
+    resnet_stages,
     set_normalisation,
 )
 from advscale.models.registry import register_model
@@ -94,14 +95,8 @@ class CifarResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.act = activation_layer(activation)
-        stages, cin = [], width
-        for i, n in enumerate(layers):
-            planes = width * 2 ** i
-            blocks = []
-            for j in range(n):
-                blocks.append(block(cin, planes, 2 if i and not j else 1, activation))
-                cin = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
+        stages, cin = resnet_stages(lambda c, p, s: block(c, p, s, activation), layers, width,
+                                    block.expansion)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(cin, num_classes)
@@ -115,30 +110,24 @@ class CifarResNet(nn.Module):
 
 _TOY = {"width": 4}
 """A ResNet with 4 stem channels: the same code, a few thousand parameters (tests)."""
+_SIZES = (("resnet18", BasicBlock, (2, 2, 2, 2),
+           "CIFAR ResNet-18 (BasicBlocks 2-2-2-2; 11,173,962 parameters for 10 classes)."),
+          ("resnet34", BasicBlock, (3, 4, 6, 3), "CIFAR ResNet-34 (BasicBlocks 3-4-6-3)."),
+          ("resnet50", Bottleneck, (3, 4, 6, 3),
+           "CIFAR ResNet-50 (Bottlenecks 3-4-6-3, expansion 4)."))
 
 
-@register_model(toy=_TOY)
-def resnet18(num_classes: int = 10, activation: str = "relu", width: int = 64,
-             mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD,
-             in_chans: int = 3) -> CifarResNet:
-    """CIFAR ResNet-18 (BasicBlocks 2-2-2-2; 11,173,962 parameters for 10 classes)."""
-    return CifarResNet(BasicBlock, (2, 2, 2, 2), num_classes, activation, width, mean, std,
-                       in_chans)
+def _entry(block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, ...], doc: str):
+    """A registry entry point for one depth; its keywords are the family's options."""
+
+    def entry(num_classes: int = 10, activation: str = "relu", width: int = 64,
+              mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD,
+              in_chans: int = 3) -> CifarResNet:
+        return CifarResNet(block, layers, num_classes, activation, width, mean, std, in_chans)
+
+    entry.__doc__ = doc
+    return entry
 
 
-@register_model(toy=_TOY)
-def resnet34(num_classes: int = 10, activation: str = "relu", width: int = 64,
-             mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD,
-             in_chans: int = 3) -> CifarResNet:
-    """CIFAR ResNet-34 (BasicBlocks 3-4-6-3)."""
-    return CifarResNet(BasicBlock, (3, 4, 6, 3), num_classes, activation, width, mean, std,
-                       in_chans)
-
-
-@register_model(toy=_TOY)
-def resnet50(num_classes: int = 10, activation: str = "relu", width: int = 64,
-             mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD,
-             in_chans: int = 3) -> CifarResNet:
-    """CIFAR ResNet-50 (Bottlenecks 3-4-6-3, expansion 4)."""
-    return CifarResNet(Bottleneck, (3, 4, 6, 3), num_classes, activation, width, mean, std,
-                       in_chans)
+for _name, _block, _layers, _doc in _SIZES:
+    register_model(_entry(_block, _layers, _doc), name=_name, toy=_TOY)
