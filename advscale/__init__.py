@@ -14,10 +14,11 @@ public too; ``ARCHITECTURE.md`` maps them.
 
 from __future__ import annotations
 
-from typing import Any
+from advscale.errors import AdvscaleError, install_interrupt_hook
 
-from advscale.errors import AdvscaleError
-from advscale.version import __version__
+install_interrupt_hook()  # only in the `advscale` command: a Ctrl-C while importing is one line
+
+from advscale.version import __version__  # noqa: E402
 
 API = ("train", "attack", "count_flops", "measure_energy", "fit", "predict", "report",
        "read_records")
@@ -26,7 +27,7 @@ API = ("train", "attack", "count_flops", "measure_energy", "fit", "predict", "re
 __all__ = ["AdvscaleError", "__version__", *API]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in API:
         from advscale import api
 

@@ -141,8 +141,11 @@ def predict(law: Mapping[str, Any] | str, query: Mapping[str, Any] | None = None
 
 def report(records: Records, out: PathLike = "report", *,
            laws: Sequence[Mapping[str, Any] | str] = (), held_out: Sequence[str] = (),
-           title: str = "advscale scaling study") -> dict[str, Any]:
+           title: str = "advscale scaling study", force: bool = False) -> dict[str, Any]:
     """Write figures and ``report.html`` into ``out``; the ``report`` record.
+
+    ``out`` is a folder the report owns; an earlier report there is replaced only with
+    ``force``, and a non-empty folder advscale did not make is refused.
 
     ``records``: record dicts or JSONL paths/globs (train.eval, attack, energy, fit);
     ``laws``: fit records, preset names or fit files; ``held_out``: run ids whose prediction
@@ -150,7 +153,7 @@ def report(records: Records, out: PathLike = "report", *,
     """
     from advscale.report.command import report as write_report
 
-    return write_report(records, out, laws=laws, held_out=held_out, title=title)
+    return write_report(records, out, laws=laws, held_out=held_out, title=title, force=force)
 
 
 def read_records(sources: PathLike | Sequence[PathLike] = "-",

@@ -11,7 +11,7 @@ import typer
 
 from advscale.cli.common import err, handle_errors
 from advscale.cli.help import App
-from advscale.core.fileio import refuse_overwrite_of_inputs
+from advscale.core.outputs import check_output
 from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
@@ -32,9 +32,7 @@ def _emit_summary(summary: dict, argv: list[str]) -> None:
 
 def refuse_existing(out: Path, force: bool, inputs: list[str | Path] = ()) -> None:
     """An existing output is only replaced with ``--force``; one of the inputs never is."""
-    refuse_overwrite_of_inputs([out], [p for p in inputs if os.path.exists(p)])
-    if not force and os.path.lexists(out):
-        raise AdvscaleError(f"{out} already exists; pass --force to overwrite it")
+    check_output(out, inputs, force=force)
 
 
 def _human(summary: dict) -> None:
@@ -115,8 +113,8 @@ def mix_cmd(
     from advscale.core.fileio import atomic_write
     from advscale.data.reader import ImageMixture, parse_mixture
 
-    refuse_existing(out, force)
     spec = parse_mixture(sources)
+    refuse_existing(out, force, list(spec.paths))
     mixture = ImageMixture(spec.paths)  # validates every source
     doc = spec.to_json()
     for s, n in zip(doc["sources"], mixture.sizes, strict=True):
@@ -141,8 +139,7 @@ def stitch_cmd(
 
     if out.resolve() in {f.resolve() for f in files}:
         raise AdvscaleError(f"{out}: the output must not be one of the inputs")
-    refuse_overwrite_of_inputs([out], files)  # also a hard link to an input
-    refuse_existing(out, force)
+    refuse_existing(out, force, list(files))  # also a hard link to an input
     summary = stitch(files, out)
     _human(summary)
     _emit_summary(summary, ["stitch", *map(str, files), "-o", str(out), *["--force"] * force])

@@ -12,6 +12,7 @@ import typer
 
 from advscale.cli.common import err, handle_errors
 from advscale.core.fileio import atomic_write
+from advscale.core.outputs import check_output
 from advscale.laws.backtest import backtest_record, summary_line
 from advscale.laws.fit import fit_record
 from advscale.records import write_record
@@ -122,6 +123,7 @@ def fit_cmd(
     output: Path = typer.Option(None, "--output", "-o",
                                 help="Write the fit record here (atomically) instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Fit a scaling law (Bartoldson et al. approaches 1-3, Debenedetti et al. power law or GBR).
 
@@ -142,6 +144,7 @@ def fit_cmd(
                    flops_floor=flops_floor, envelope=envelope, accuracy_runs=accuracy_runs,
                    grids=grids),
                "log": (lambda m: None) if quiet else err}
+    check_output(output, files or [], force=force)
     record = _fit(files or ["-"], options, holdout, show_progress=not quiet and n_boot > 0)
     if output is None:
         write_record(record)

@@ -12,6 +12,7 @@ import typer
 
 from advscale.cli.common import err, handle_errors, parse_shard
 from advscale.cli.help import App
+from advscale.core.outputs import check_output
 from advscale.data.records import info_record
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
@@ -79,6 +80,7 @@ def generate_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     dtype: str = typer.Option("fp32", help="Network compute dtype: fp32 or bf16."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
 ) -> None:
     """Generate a synthetic dataset shard (prints one `synthetic` JSONL record on stdout)."""
     if ctx.invoked_subcommand is not None:
@@ -92,8 +94,7 @@ def generate_cmd(
     from advscale.synthetic.jobs import generate
 
     shard_ik = parse_shard(shard)
-    if out.exists() and not resume:
-        raise AdvscaleError(f"{out} already exists; remove it or choose another --out")
+    check_output(out, [data, model], force=force or resume)  # --resume continues OUT
     gen = load_generator(generator, data=data, model=model, device=device, dtype=dtype,
                          components=components, residual=residual,
                          fit_per_class=fit_per_class, prediction_type=prediction_type,
@@ -130,9 +131,12 @@ def fit_gaussian_cmd(
     residual: str = typer.Option("none", help="Variance off the components: none or "
                                  "isotropic."),
     fit_per_class: int = typer.Option(None, help="Use the first N images of each class."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
 ) -> None:
     """Fit the builtin-gaussian once and save it (then generate with --model FILE)."""
     from advscale.synthetic.builtin_gaussian import gaussian_from_file
+
+    check_output(out, [data], force=force)
     gen = gaussian_from_file(data, components=components, residual=residual,
                              max_per_class=fit_per_class)
     gen.save(out)
@@ -148,12 +152,14 @@ def stitch_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Virtual HDF5 file to write."),
     real: list[Path] = typer.Option(
         None, "--real", help="Real data to put first (e.g. train.h5); repeatable."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
 ) -> None:
     """Check a job's shards are complete and stitch them (after --real files) into one file."""
     from advscale.synthetic.jobs import stitch_synthetic
 
     if out.resolve() in {p.resolve() for p in [*shards, *(real or [])]}:
         raise AdvscaleError(f"{out}: the output must not be one of the inputs")
+    check_output(out, [*shards, *(real or [])], force=force)
     summary = stitch_synthetic(shards, out, real=real or [])
     err(f"{out}: {summary['n']:,} images from {len(shards)} shard(s)"
         + (f" and {len(real)} real file(s)" if real else ""))
@@ -186,11 +192,14 @@ def fid_cmd(
     batch_size: int = typer.Option(100, help="Feature-extraction batch size."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     seed: int = typer.Option(0, help="Seed of the image subsets (n < all) and KID subsets."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --save-ref-stats' file."),
 ) -> None:
     """FID/KID of GEN against a reference, honestly named (prints a `synthetic.quality` record)."""
     from rich.progress import Progress
 
     from advscale.synthetic.quality import measure_quality
+
+    check_output(save_ref_stats, [gen, ref], force=force)
     with Progress(console=_console(), transient=True) as bar:
         task = bar.add_task("features", total=None)
 
@@ -220,9 +229,12 @@ def export_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Exported program (.pt2) to write."),
     key: str = typer.Option("ema", help="Entry of the pickle holding the network."),
     num_classes: int = typer.Option(None, help="Override the network's label count."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
 ) -> None:
     """Export an NVlabs EDM network once with torch.export (run in a trusted environment)."""
     from advscale.synthetic.edm_export import export_edm_pickle
+
+    check_output(out, [pkl], force=force)
     info = export_edm_pickle(pkl, edm_code, out, key=key, num_classes=num_classes)
     err(f"{out}: exported {info['source_name']} ({info['num_classes']} classes); it loads "
         "without unpickling code")

@@ -74,11 +74,14 @@ def import_cmd(
                                 "holds both."),
     mean: str = typer.Option(None, "--mean", help="Override the input mean, 'R,G,B'."),
     std: str = typer.Option(None, "--std", help="Override the input std, 'R,G,B'."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
 ) -> None:
     """Convert a published WRN checkpoint to an advscale one (docs/models.md); prints a
     model.info record on stdout. Nothing is unpickled but tensors and plain containers."""
+    from advscale.core.outputs import check_output
     from advscale.models.checkpoint import checkpoint_info, import_checkpoint
 
+    check_output(out, [src], force=force)
     path, meta = import_checkpoint(src, out, format=fmt, arch=arch, activation=activation,
                                    weights=weights, mean=_triple(mean, "--mean"),
                                    std=_triple(std, "--std"))

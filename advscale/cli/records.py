@@ -9,6 +9,7 @@ import typer
 from advscale.cli.common import err, handle_errors
 from advscale.cli.help import App
 from advscale.core.fileio import atomic_write
+from advscale.core.outputs import check_output
 from advscale.records import write_record
 from advscale.records.rows import run_rows, write_rows
 from advscale.records.tables import BUILTIN_MAPS, import_table
@@ -27,12 +28,14 @@ def import_cmd(
                              "(docs/records.md)."),
     output: str = typer.Option("-", "--output", "-o",
                                help="Write the records here (atomically); '-' = stdout."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Turn each row of a results table into train.eval, attack and energy records.
 
     Units are converted as the map says; ambiguous columns (percent vs fraction, FLOPs units)
     are refused with the fix. Every record names its table row in its provenance.
     """
+    check_output(output, [table, map_], force=force)
     records = import_table(table, map_)
     runs = sum(1 for r in records if r["kind"] == "train.eval")
     if output == "-":
@@ -51,8 +54,10 @@ def table_cmd(
     records: list[str] = typer.Argument(None, help="JSONL records ('-' or nothing: stdin)."),
     output: str = typer.Option("-", "--output", "-o",
                                help="runs.csv, runs.tsv or runs.jsonl; '-' = CSV on stdout."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """One row per run: model, N, recipe, D, FLOPs, accuracies per attack, energy, source."""
+    check_output(output, records or [], force=force)
     rows = run_rows(records or ["-"])
     write_rows(rows, output)
     if output != "-":

@@ -22,7 +22,9 @@ def report(
         "Approach 3 law (and an Approach 2 law fitted across qualities) also draws the quality "
         "figures when the runs have two or more qualities."
     ),
-    out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder."),
+    out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder (made by the "
+                             "report; an earlier report there is replaced only with --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier report in OUT."),
     held_out: list[str] = typer.Option(
         [], "--held-out", help="Run id left out of the fit: its prediction error is reported."
     ),
@@ -36,7 +38,7 @@ def report(
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
     table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
     rec = report_record(records, out, laws=law, held_out=held_out, title=title,
-                        published=table)
+                        published=table, force=force)
     for e in rec["held_out"]:
         err(held_out_note(e))
     err(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs")

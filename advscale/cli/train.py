@@ -163,6 +163,9 @@ def train(
     try:
         run_training(cfg, out, resume=resume)
     except KeyboardInterrupt:
+        if not RunDir(out).has_run():
+            raise fail("interrupted before the first checkpoint; nothing was kept", 130) \
+                from None
         raise fail(f"interrupted; {out} keeps its last checkpoint, and `advscale train --out "
                    f"{out} --resume` continues from it", 130) from None
 

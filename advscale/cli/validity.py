@@ -99,12 +99,15 @@ def score_cmd(
     ),
     summary_only: bool = typer.Option(False, help="Write only the summary record."),
     out: str = typer.Option("-", "--out", "-o", help="Output JSONL file ('-' = stdout)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
 ) -> None:
     """Judge each image valid/deceptive/ambiguous; per-image records, then a summary (JSONL)."""
     from advscale.core.fileio import atomic_write
+    from advscale.core.outputs import check_output
     from advscale.validity.advset import load_adv_set
     from advscale.validity.scoring import load_labels, score_labels
 
+    check_output(out, [adv, *labels], force=force)
     data = load_adv_set(adv, images=False)
     records = load_labels(labels, log=err)
     scores = score_labels(records, data, n_eval=n_eval, min_correct=min_correct,
