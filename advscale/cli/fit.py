@@ -57,6 +57,11 @@ _P = {
     "grids": typer.Option(
         None, "--grids", help="Starting grids: appendix (appendix F's text) or code (the "
         "authors' code; bartoldson2024)."),
+    "holdout": typer.Option(
+        None, "--holdout",
+        help="Backtest: fit on the runs where EXPR is false, predict those where it is true "
+        "(e.g. 'train_flops > 1e19'); per-run errors and band coverage go in the record's "
+        "backtest."),
     "bins": typer.Option(None, "--bins",
                          help="power-law: log-spaced bins of the x range.",
                          show_default="19"),
@@ -115,11 +120,7 @@ def fit_cmd(
     envelope: str = _P["envelope"],
     accuracy_runs: str = _P["accuracy_runs"],
     grids: str = _P["grids"],
-    holdout: str = typer.Option(
-        None, "--holdout",
-        help="Backtest: fit on the runs where EXPR is false, predict those where it is true "
-        "(e.g. 'train_flops > 1e19'); per-run errors and band coverage go in the record's "
-        "backtest."),
+    holdout: str = _P["holdout"],
     output: Path = typer.Option(None, "--output", "-o",
                                 help="Write the fit record here (atomically) instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),

@@ -7,6 +7,7 @@ torch at module level, so ``advscale --help`` starts fast.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 
@@ -104,10 +105,10 @@ def main() -> None:
         raise
     except typer.Abort:
         fail("interrupted", 130)
-        sys.exit(130)
+        _exit(130)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-        sys.exit(130)
+        _exit(130)
     except (AdvscaleError, OSError, UnicodeError, RecursionError, MemoryError) as e:
         if (closed := stdout_failure(e)) is not None:
             sys.exit(closed.exit_code)
@@ -130,4 +131,8 @@ def _exit(code: int) -> None:
     if "pytest" not in sys.modules:  # in-process test runs keep their Ctrl-C
         with contextlib.suppress(ValueError):  # not the main thread
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if code == 130:  # a Ctrl-C inside an extension module's import can leave CPython set
+            with contextlib.suppress(Exception):  # to kill itself by SIGINT at exit: leave now
+                sys.stderr.flush()
+            os._exit(130)
     sys.exit(code)
