@@ -80,8 +80,8 @@ SMALL_A4 = {"channel_configs": [16, 32, 48, 40], "depth_configs": [2, 1, 1]}
 def randomise(model: nn.Module, gen: torch.Generator) -> None:
     """Distinct random values in every tensor: weights ~ N(0, 1/fan_in), biases and BN/GN
     affine terms ~ 1 + N(0, 0.1²) / N(0, 0.1²), running means ~ N(0, 0.1²), variances in
-    [0.5, 1.5), MeanSparse thresholds in [0.2, 0.5) (non-zero), integer counters random (MeanSparse's
-    statistics-update flag stays 0, as in evaluation)."""
+    [0.5, 1.5), MeanSparse thresholds in [0.2, 0.5) (non-zero), integer counters random
+    (MeanSparse's statistics-update flag stays 0, as in evaluation)."""
     with torch.no_grad():
         for name, t in [*model.named_parameters(), *model.named_buffers()]:
             leaf = name.rsplit(".", 1)[-1]
