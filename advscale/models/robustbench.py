@@ -92,6 +92,19 @@ PREPROCESSING = ("none outside the model: inputs are [0, 1] RGB images, 32×32; 
                  "normalises inside")
 
 
+def registry_name(entry: Entry) -> str:
+    """The registered advscale model that is ``entry`` at its published size."""
+    if entry.layout == "dm-wrn":
+        d, w = entry.architecture.rsplit("-", 2)[-2:]
+        return f"wrn-{d}-{w}"
+    if entry.layout == "meansparse":
+        return "ms-rawrn-70-16" if "Ra" in entry.architecture else "ms-wrn-94-16"
+    if entry.layout == "xcit":
+        return f"xcit-{entry.architecture.split('-')[-1].lower()}-cifar"
+    return {"rawrn": "rawrn-70-16", "wrn-a4": "wrn-a4", "mixednuts": "mixednuts",
+            "bai2023": "bai2023-composite"}[entry.layout]
+
+
 def _id_of_path(p: Path) -> str | None:
     name = re.sub(r"\.pt_m\d+\.pt$", ".pt", p.name)
     stem = name[:-3] if name.endswith(".pt") else p.stem
