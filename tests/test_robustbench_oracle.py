@@ -131,11 +131,11 @@ def small_zoo(monkeypatch):
     monkeypatch.setitem(bit_rn_v2.KNOWN_MODELS, "BiT-M-R152x2",
                         lambda *a, **kw: bit_rn_v2.ResNetV2([1, 1, 1, 1], 1, *a, **kw))
     monkeypatch.setitem(bit_rn.KNOWN_MODELS, "BiT-M-R152x2",
-                        lambda *a, **kw: bit_rn.ResNetV2([1, 1, 1, 1], 2, *a, **kw))
+                        lambda *a, **kw: bit_rn.ResNetV2([1, 1, 1, 1], 1, *a, **kw))
     monkeypatch.setattr(dm_rn, "WideResNet", _small(dm_rn.WideResNet, depth=10, width=4))
     orig = comp_model.CompositeModel
     monkeypatch.setattr(comp_model, "CompositeModel",
-                        lambda fs: orig({**fs, "in_planes": (512, 64)}))
+                        lambda fs: orig({**fs, "in_planes": (256, 64)}))
     monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **kw: self)  # BiT's .cuda()
 
 

@@ -235,31 +235,35 @@ def bit_config(state: dict[str, Any], pre: str, layout: str) -> dict[str, Any]:
             "norm_params": f"{pre}mean" in state}
 
 
+def _classes(state: dict[str, Any], key: str) -> int:
+    """Classes from the classifier's weight; 10 (CIFAR-10) when that key is absent, which the
+    key check then reports."""
+    return int(state[key].shape[0]) if key in state else 10
+
+
 def _config(layout: str, state: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
     """``(registered model name, configuration, classes)`` of a layout's state dict."""
     if layout in ("dm-wrn", "meansparse", "rawrn"):
-        return "dm-preact", dm_config(state, "", layout), int(
-            _need(state, "logits.weight", layout).shape[0])
+        return "dm-preact", dm_config(state, "", layout), _classes(state, "logits.weight")
     if layout == "wrn-a4":
         n = _indices(state, r"blocks\.(\d)\.layer\.(\d+)\.")
         chans = [int(_need(state, "stem_conv.weight", layout).shape[0])] + [
             int(_need(state, f"blocks.{s}.layer.0.conv1.weight", layout).shape[0])
             for s in range(3)]
         return "robust-preact", {"channels": chans, "depths": [n.get(s, 0) for s in range(3)],
-                                 "activation": "silu"}, int(_need(state, "fc.weight",
-                                                                  layout).shape[0])
+                                 "activation": "silu"}, _classes(state, "fc.weight")
     if layout == "xcit":
         depth = len({k.split(".")[2] for k in state if k.startswith("model.blocks.")})
         cls = _need(state, "model.cls_token", layout)
         heads = _need(state, "model.blocks.0.attn.temperature", layout)
         return "xcit-cifar", {"embed_dim": int(cls.shape[-1]), "depth": depth,
-                              "num_heads": int(heads.shape[0])}, int(
-            _need(state, "model.head.weight", layout).shape[0])
+                              "num_heads": int(heads.shape[0])}, _classes(
+            state, "model.head.weight")
     std_pre, rob_pre = PARTS[layout][:2]
     std = bit_config(state, std_pre, layout)
     if layout == "mixednuts":
         std["resize"] = True
-    classes = int(_need(state, f"{std_pre}head.conv.weight", layout).shape[0])
+    classes = _classes(state, f"{std_pre}head.conv.weight")
     return ("mixednuts" if layout == "mixednuts" else "bai2023-composite",
             {"std_config": std, "rob_config": dm_config(state, rob_pre, layout)}, classes)
 
