@@ -111,13 +111,16 @@ class BiTResNetV2(nn.Module):
         return self.features(x)[0]
 
 
-@register_model(name="bit-m-r152x2")
+TOY = {"units": [1, 1, 1, 1], "wf": 1}
+
+
+@register_model(name="bit-m-r152x2", toy=("bit-resnetv2", TOY))
 def bit_m_r152x2(num_classes: int = 10, **kw: Any) -> BiTResNetV2:
     """BiT-M-R152x2 (units 3/8/36/3, width ×2; 232M parameters)."""
     return BiTResNetV2(num_classes=num_classes, **kw)
 
 
-@register_model(name="bit-resnetv2")
+@register_model(name="bit-resnetv2", toy=TOY)
 def bit_resnetv2(num_classes: int = 10, **kw: Any) -> BiTResNetV2:
     """Any :class:`BiTResNetV2` by its configuration (rebuilds imported checkpoints)."""
     return BiTResNetV2(num_classes=num_classes, **kw)

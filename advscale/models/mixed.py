@@ -68,6 +68,16 @@ class MixedNUTS(nn.Module):
         self.rob_model = DMPreActNet(num_classes=num_classes, **rob_config)
         self.c = MIXEDNUTS_CIFAR10
 
+    @property
+    def mean(self) -> torch.Tensor:
+        """The robust member's input mean (the accurate one normalises by 0.5 / 0.5)."""
+        return self.rob_model.mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        """The robust member's input std."""
+        return self.rob_model.std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, r = self.std_model(x), self.rob_model(x)
         if s.grad_fn is None:
@@ -137,6 +147,16 @@ class CompositeBai2023(nn.Module):
         self.bn = nn.BatchNorm1d(1, affine=False, momentum=0.01)
         self.c = BAI2023_CIFAR10
 
+    @property
+    def mean(self) -> torch.Tensor:
+        """The robust member's input mean (the accurate one normalises by 0.5 / 0.5)."""
+        return self.models[1].mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        """The robust member's input std."""
+        return self.models[1].std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, (s1, s2) = self.models[0].features(F.interpolate(x, size=(128, 128), mode="bilinear"))
         r, (r1, r2) = self.models[1].features(x)
@@ -149,9 +169,11 @@ class CompositeBai2023(nn.Module):
 
 
 BIT_R152X2 = {"units": (3, 8, 36, 3), "wf": 2}
+_TOY_BIT = {"units": [1, 1, 1, 1], "wf": 1}
+_TOY_RA = {"stem_width": 16, "depths": [1, 1, 1], "widths": [32, 48, 64], "se_ratio": 0.25}
 
 
-@register_model(name="mixednuts")
+@register_model(name="mixednuts", toy={"std_config": _TOY_BIT, "rob_config": _TOY_RA})
 def mixednuts(num_classes: int = 10, std_config: dict[str, Any] | None = None,
               rob_config: dict[str, Any] | None = None, **_: Any) -> MixedNUTS:
     """MixedNUTS: BiT-M-R152x2 (resizing) + RaWRN-70-16, non-linear logit mixing (CIFAR-10)."""
@@ -161,7 +183,9 @@ def mixednuts(num_classes: int = 10, std_config: dict[str, Any] | None = None,
                      rob_config or dict(RAWRN_70_16), num_classes)
 
 
-@register_model(name="bai2023-composite")
+@register_model(name="bai2023-composite", toy={
+    "std_config": _TOY_BIT, "rob_config": {"stem_width": 16, "depths": [1, 1, 1],
+                                           "widths": [64, 128, 256]}})
 def bai2023_composite(num_classes: int = 10, std_config: dict[str, Any] | None = None,
                       rob_config: dict[str, Any] | None = None, **_: Any) -> CompositeBai2023:
     """Bai et al. 2023: BiT-M-R152x2 + WRN-70-16 (SiLU) + MixingNetV4 (CIFAR-10, EDM)."""

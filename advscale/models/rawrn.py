@@ -147,6 +147,8 @@ class DMPreActNet(nn.Module):
         return self.features(x)[0]
 
 
+TOY = {"stem_width": 16, "depths": [1, 1, 1], "widths": [16, 32, 64]}
+"""A tiny DMPreActNet (registry-driven tests)."""
 RAWRN_70_16 = {"stem_width": 96, "depths": (30, 31, 10), "widths": (216, 432, 864),
                "se_ratio": 0.25, "activation": "silu"}
 """Peng et al.'s RaWRN-70-16 (RobustBench ``ra_wrn70_16``)."""
@@ -160,25 +162,27 @@ def dm_wrn_config(depth: int, width: int) -> dict[str, Any]:
     return {"stem_width": 16, "depths": (n, n, n), "widths": (16 * width, 32 * width, 64 * width)}
 
 
-@register_model(name="dm-preact")
+@register_model(name="dm-preact", toy=TOY)
 def dm_preact(num_classes: int = 10, **kw: Any) -> DMPreActNet:
     """Any :class:`DMPreActNet` by its configuration (used to rebuild imported checkpoints)."""
     return DMPreActNet(num_classes=num_classes, **kw)
 
 
-@register_model(name="rawrn-70-16")
+@register_model(name="rawrn-70-16", toy=("dm-preact", {**TOY, "se_ratio": 0.25}))
 def rawrn_70_16(num_classes: int = 10, **kw: Any) -> DMPreActNet:
     """Peng et al.'s RaWRN-70-16 (SE blocks, SiLU; 267M parameters)."""
     return DMPreActNet(num_classes=num_classes, **{**RAWRN_70_16, **kw})
 
 
-@register_model(name="ms-rawrn-70-16")
+@register_model(name="ms-rawrn-70-16", toy=("dm-preact", {**TOY, "se_ratio": 0.25,
+                                                           "meansparse": True}))
 def ms_rawrn_70_16(num_classes: int = 10, **kw: Any) -> DMPreActNet:
     """MeanSparse on RaWRN-70-16 (Amini et al. 2024)."""
     return DMPreActNet(num_classes=num_classes, meansparse=True, **{**RAWRN_70_16, **kw})
 
 
-@register_family("ms-wrn-D-W", r"ms-wrn-(\d+)-(\d+)", lambda d, w: f"ms-wrn-{d}-{w}")
+@register_family("ms-wrn-D-W", r"ms-wrn-(\d+)-(\d+)", lambda d, w: f"ms-wrn-{d}-{w}",
+                 toy=("ms-wrn-10-1", {}))
 def ms_wrn(depth: int, width: int, num_classes: int = 10, **kw: Any) -> DMPreActNet:
     """MeanSparse on a DeepMind WRN-depth-width (SiLU)."""
     return DMPreActNet(num_classes=num_classes, meansparse=True,

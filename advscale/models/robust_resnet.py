@@ -93,13 +93,16 @@ class RobustPreActResNet(nn.Module):
         return self.fc(self.act1(self.norm1(o)).mean(dim=(2, 3)))
 
 
-@register_model(name="wrn-a4")
+TOY = {"channels": [16, 32, 48, 40], "depths": [1, 1, 1]}
+
+
+@register_model(name="wrn-a4", toy=("robust-preact", TOY))
 def wrn_a4(num_classes: int = 10, **kw: Any) -> RobustPreActResNet:
     """Huang et al.'s WRN-A4 (depths 27/28/13, widths 160/448/384, SiLU; 147M parameters)."""
     return RobustPreActResNet(num_classes=num_classes, **kw)
 
 
-@register_model(name="robust-preact")
+@register_model(name="robust-preact", toy=TOY)
 def robust_preact(num_classes: int = 10, **kw: Any) -> RobustPreActResNet:
     """Any :class:`RobustPreActResNet` by its configuration (rebuilds imported checkpoints)."""
     return RobustPreActResNet(num_classes=num_classes, **kw)

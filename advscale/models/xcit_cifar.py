@@ -57,6 +57,13 @@ class CifarXCiT(nn.Sequential):
                        "num_heads": int(num_heads)}
 
 
+CifarXCiT.mean = property(lambda self: self.normalize.mean,  # type: ignore[attr-defined]
+                          doc="The input mean (the normaliser's buffer).")
+CifarXCiT.std = property(lambda self: self.normalize.std,  # type: ignore[attr-defined]
+                         doc="The input std (the normaliser's buffer).")
+TOY = {"embed_dim": 32, "depth": 1, "num_heads": 2}
+
+
 def _entry(size: str):
     embed, heads = XCIT_SIZES[size]
 
@@ -69,10 +76,10 @@ def _entry(size: str):
 
 
 for _size in XCIT_SIZES:
-    register_model(_entry(_size), name=f"xcit-{_size}-cifar")
+    register_model(_entry(_size), name=f"xcit-{_size}-cifar", toy=("xcit-cifar", TOY))
 
 
-@register_model(name="xcit-cifar")
+@register_model(name="xcit-cifar", toy=TOY)
 def xcit_cifar(num_classes: int = 10, **kw: Any) -> CifarXCiT:
     """Any :class:`CifarXCiT` by its configuration (rebuilds imported checkpoints)."""
     return CifarXCiT(num_classes=num_classes, **kw)
