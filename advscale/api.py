@@ -60,7 +60,7 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
            step_size: float | None = None, n: int | None = None, batch_size: int = 250,
            chunk_size: int = 1000, seed: int = 0, device: str = "auto",
            state: PathLike | None = None, results: PathLike | None = None,
-           save_adv: PathLike | None = None) -> list[dict[str, Any]]:
+           save_adv: PathLike | None = None, gradient: str = "exact") -> list[dict[str, Any]]:
     """Evaluate checkpoints (files, run directories or globs); one ``attack`` record each.
 
     ``attack``: ``aa-standard``, ``aa-rand``, ``apgd-ce`` (AutoAttack) or ``pgd-cw`` (the
@@ -68,6 +68,7 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
     (advscale's PGD; ``steps`` default 40, ``step_size`` 2/255). ``n`` images of
     ``data`` in file order. ``state``/``results`` make the evaluation resumable and skip
     checkpoints already evaluated; ``save_adv`` writes the adversarial images (HDF5).
+    ``gradient="bpda"``: MeanSparse layers pass gradients straight through.
     """
     from advscale.attacks.evaluate import attack_checkpoints
     from advscale.attacks.settings import AttackSettings
@@ -75,7 +76,7 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
     specs = [checkpoints] if isinstance(checkpoints, str | os.PathLike) else list(checkpoints)
     settings = AttackSettings(attack=attack.strip().lower(), eps=eps, steps=steps,
                               step_size=step_size, n=n, batch_size=batch_size,
-                              chunk_size=chunk_size, seed=seed)
+                              chunk_size=chunk_size, seed=seed, gradient=gradient)
     return list(attack_checkpoints(specs, data, settings, device=device, state=state,
                                    results=results, save_adv=save_adv))
 

@@ -56,6 +56,7 @@ from advscale.core.locks import hold_locks
 from advscale.errors import AdvscaleError
 from advscale.models import count_parameters
 from advscale.models.checkpoint import load_for_eval
+from advscale.models.meansparse import set_straight_through
 from advscale.records import append_record
 
 
@@ -73,9 +74,16 @@ class Evaluation:
     computed_chunks: int = 0
 
 
-def load_model(target: Target, data: TestData, device: torch.device) -> tuple[Any, int]:
-    """The checkpoint's model, eval mode, fp32, no parameter gradients; and its parameters N."""
+def load_model(target: Target, data: TestData, device: torch.device,
+               gradient: str = "exact") -> tuple[Any, int]:
+    """The checkpoint's model, eval mode, fp32, no parameter gradients; and its parameters N.
+
+    ``gradient="bpda"`` switches its MeanSparse layers to straight-through gradients
+    (:data:`advscale.attacks.settings.GRADIENTS`); a model without any is an error."""
     model, meta = load_for_eval(target.path, device=device)
+    if gradient == "bpda" and set_straight_through(model, True) == 0:
+        raise AdvscaleError(f"{target.path}: gradient bpda needs MeanSparse layers and "
+                            f"{meta.get('model')} has none", field="gradient")
     if meta["checkpoint_sha256"] != target.sha256:
         raise AdvscaleError(f"{target.path}: checkpoint changed while being evaluated")
     params = target.meta.get("params")
@@ -210,7 +218,7 @@ def evaluate_checkpoint(
         return ev
 
     dev = torch.device(device)
-    model, params = load_model(target, data, dev)
+    model, params = load_model(target, data, dev, s.gradient)
     static = static_fields(target, data, s, params, package, package_version)
     st = StateFile(state, log) if state is not None else None
     job = _Job(model, data, s, dev, key, name, static, st, st.done(key) if st else {},

@@ -29,6 +29,11 @@ AA_NAMES = ("aa-standard", "aa-rand", "apgd-ce")
 ATTACKS = (*AA_NAMES, *PGD_ATTACKS)
 """Every attack name ``advscale attack --attack`` accepts."""
 
+GRADIENTS = ("exact", "bpda")
+"""How attacks differentiate the model: ``exact`` (autograd), or ``bpda``: every MeanSparse layer
+passes gradients straight through (:mod:`advscale.models.meansparse`; RobustBench's "best known"
+MeanSparse evaluation), its forward pass unchanged."""
+
 DEFAULT_N = 10_000
 DEFAULT_PGD_STEPS = 40
 DEFAULT_PGD_STEP_SIZE = 2 / 255
@@ -95,6 +100,7 @@ class AttackSettings:
     batch_size: int = 250
     chunk_size: int = 1000
     seed: int = 0
+    gradient: str = "exact"
 
     def resolved(self, available: int | None = None) -> AttackSettings:
         """Validated settings with defaults filled in; AdvscaleError on bad values.
@@ -107,6 +113,9 @@ class AttackSettings:
             raise AdvscaleError(f"unknown attack {self.attack!r}; choose from "
                                 f"{', '.join(ATTACKS)}{hint}")
         _check_eps(self.eps)
+        if self.gradient not in GRADIENTS:
+            raise AdvscaleError(f"unknown gradient {self.gradient!r}; choose from "
+                                f"{', '.join(GRADIENTS)}", field="gradient")
         steps, step_size = _resolve_steps(self.attack, self.steps, self.step_size)
         n = _resolve_n(self.n, available)
         for flag, value, low in (("--batch-size", self.batch_size, 1),
@@ -160,6 +169,8 @@ def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
         "step_size": None if s.step_size is None else round(s.step_size, 12), "n": s.n,
         "batch_size": s.batch_size, "chunk_size": s.chunk_size, "seed": s.seed,
         "package": package, "package_version": package_version}
+    if s.gradient != "exact":  # exact-gradient keys stay those of older advscale versions
+        doc["gradient"] = s.gradient
     if s.attack in PGD_ATTACKS:
         doc["pgd_start"] = START_RULE
         rule = PGD_LOSS_RULES.get(PGD_ATTACKS[s.attack])

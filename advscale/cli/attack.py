@@ -48,6 +48,9 @@ def attack(
     save_adv: Path = typer.Option(None, "--save-adv", help="Write the adversarial images "
                                   "(HDF5, docs/formats.md) of one checkpoint here."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show AutoAttack's log."),
+    gradient: str = typer.Option("exact", "--gradient", help="exact, or bpda: MeanSparse "
+                                 "layers pass gradients straight through (RobustBench's best "
+                                 "known MeanSparse evaluation); the record says which ran."),
 ) -> None:
     """Evaluate checkpoints with AutoAttack or PGD; one `attack` record per checkpoint on stdout.
 
@@ -74,6 +77,7 @@ def attack(
         steps=steps,
         step_size=None if step_size is None else parse_fraction(step_size, "--step-size"),
         n=n, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
+        gradient=gradient.strip().lower(),
     )
     settings.resolved()  # a typo'd attack or a bad value fails before any file is opened
     for rec in attack_checkpoints(checkpoints, data, settings, device=device, state=state,

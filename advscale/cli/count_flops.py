@@ -40,6 +40,9 @@ def count_flops(
     method: str = typer.Option(
         "auto", help="Counting method: auto, direct, linear (see docs/energy.md#count-flops)."
     ),
+    robustbench_id: str = typer.Option(
+        None, "--robustbench-id", help="Count a RobustBench leaderboard model at full size "
+        "(docs/models.md); the record adds its number_forward_passes."),
     annotate: bool = typer.Option(
         False, "--annotate",
         help="Read JSONL records on stdin; add missing params/train_flops_per_sample/"
@@ -62,6 +65,13 @@ def count_flops(
             err(f"count-flops: annotated {changed} of {seen} records")
         return
     names = list(models or [])
+    extra: dict[str, object] = {}
+    if robustbench_id is not None:
+        from advscale.models.robustbench import LEADERBOARD, leaderboard_id, registry_name
+
+        entry = LEADERBOARD[str(leaderboard_id("", robustbench_id))]
+        names.append(registry_name(entry))
+        extra = {"robustbench_id": entry.id, "number_forward_passes": entry.forward_passes}
     if models_file is not None:
         if str(models_file) == "-":
             names += list(fl.read_model_names(sys.stdin))
@@ -77,5 +87,6 @@ def count_flops(
         rec = fl.flops_record(name, loss, pgd_steps, samples=d, activation=activation,
                               num_classes=num_classes, batch_size=batch_size, method=method,
                               check_constant=check_constant, model_kwargs=kwargs)
+        rec.update(extra)
         err(fl.summary_line(rec))
         write_record(rec)

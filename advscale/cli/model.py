@@ -75,13 +75,34 @@ def import_cmd(
     mean: str = typer.Option(None, "--mean", help="Override the input mean, 'R,G,B'."),
     std: str = typer.Option(None, "--std", help="Override the input std, 'R,G,B'."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    robustbench_id: str = typer.Option(
+        None, "--robustbench-id", help="A RobustBench CIFAR-10 Linf id from the built-in table "
+        "(top 15 + XCiTs; docs/models.md); read from a file named <id>.pt when not given."),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="Import a RobustBench file whose keys differ from its "
+        "layout: missing tensors keep a fresh initialisation, unexpected ones are dropped; "
+        "the metadata lists both."),
 ) -> None:
     """Convert a published WRN checkpoint to an advscale one (docs/models.md); prints a
     model.info record on stdout. Nothing is unpickled but tensors and plain containers."""
     from advscale.core.outputs import check_output
     from advscale.models.checkpoint import checkpoint_info, import_checkpoint
+    from advscale.models.robustbench import import_leaderboard_checkpoint, leaderboard_id
 
     check_output(out, [src], force=force)
+    if fmt in ("auto", "robustbench") and leaderboard_id(src, robustbench_id) is not None:
+        path, meta = import_leaderboard_checkpoint(src, out, robustbench_id, allow_missing)
+        dropped = meta["missing_keys"] or meta["dropped_keys"]
+        err(f"{src} (RobustBench {meta['robustbench_id']}, layout {meta['robustbench_layout']}) "
+            f"→ {path}: {meta['model']}, {meta['params']:,} parameters"
+            + (f"; missing {meta['missing_keys']}, dropped {meta['dropped_keys']}"
+               if dropped else ""))
+        write_record(make_record("model.info", checkpoint_info(path),
+                                 command=f"advscale model import {src} -o {out}"))
+        return
+    if allow_missing:
+        raise AdvscaleError("--allow-missing applies to RobustBench leaderboard files "
+                            "(--robustbench-id)")
     path, meta = import_checkpoint(src, out, format=fmt, arch=arch, activation=activation,
                                    weights=weights, mean=_triple(mean, "--mean"),
                                    std=_triple(std, "--std"))

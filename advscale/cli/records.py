@@ -1,4 +1,5 @@
-"""``advscale records``: results tables in (``import``), one row per run out (``table``)."""
+"""``advscale records``: results tables in (``import``), one row per run out (``table``),
+leaderboard cards out (``export``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from advscale.cli.common import err, handle_errors
 from advscale.cli.help import App
 from advscale.core.fileio import atomic_write
 from advscale.core.outputs import check_output
+from advscale.errors import AdvscaleError
 from advscale.records import write_record
 from advscale.records.rows import run_rows, write_rows
 from advscale.records.tables import BUILTIN_MAPS, import_table
@@ -62,3 +64,44 @@ def table_cmd(
     write_rows(rows, output)
     if output != "-":
         err(f"{output}: {len(rows)} runs")
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    records: list[str] = typer.Argument(None, help="JSONL records ('-' or nothing: stdin)."),
+    fmt: str = typer.Option("robustbench", "--format", help="robustbench: RobustBench's "
+                            "model_info JSON fields."),
+    architecture: str = typer.Option(None, "--architecture", help="Architecture text for the "
+                                     "card, e.g. 'RaWideResNet-70-16'.",
+                                     show_default="from the records' model"),
+    forward_passes: int = typer.Option(1, "--number-forward-passes",
+                                       help="RobustBench's number_forward_passes."),
+    output: str = typer.Option("-", "--output", "-o", help="Write one card as JSON here "
+                               "(atomically); '-' = one card per line on stdout."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --output."),
+) -> None:
+    """Attack records → RobustBench model_info cards (clean_acc, autoattack_acc, eps,
+    architecture, images, the attack's settings); docs/models.md."""
+    import json
+
+    from advscale.records import read_records
+    from advscale.records.export import FORMATS, robustbench_cards
+
+    if fmt not in FORMATS:
+        raise AdvscaleError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+    if output != "-":
+        check_output(output, records or [], force=force)
+    cards = robustbench_cards(read_records(records or ["-"], kinds=["attack"]), architecture,
+                              forward_passes)
+    if output == "-":
+        for c in cards:
+            typer.echo(json.dumps(c, sort_keys=True))
+        return
+    if len(cards) != 1:
+        raise AdvscaleError(f"{len(cards)} checkpoints in the records; --output takes one card "
+                            "(use stdout for several)")
+    with atomic_write(Path(output)) as f:
+        f.write(json.dumps(cards[0], indent=2, sort_keys=True) + "\n")
+    err(f"{output}: RobustBench card ({cards[0]['architecture']}, clean "
+        f"{cards[0]['clean_acc']}%, AutoAttack {cards[0]['autoattack_acc']}%)")

@@ -272,6 +272,8 @@ _ATTACK_SETTINGS = (
     F("package", "str"),
     F("package_version", "str"),
     F("settings_key", "str"),
+    F("gradient", "str", opt=True, doc="exact | bpda (MeanSparse straight-through); present "
+      "when bpda ran or the model has MeanSparse layers"),
 )
 
 ATTACK = Schema("attack", "one robustness evaluation of a checkpoint (`advscale attack`)", (
@@ -318,6 +320,9 @@ FLOPS = Schema("flops", "a model's training FLOPs (`advscale count-flops`)", (
     F("batch_size", "int", "count", opt=True),
     F("constant", "number", "FLOPs", opt=True),
     F("constant_rel_error", "number", opt=True),
+    F("robustbench_id", "str", opt=True, doc="count-flops --robustbench-id"),
+    F("number_forward_passes", "int", "count", opt=True,
+      doc="RobustBench's forward passes per prediction"),
 ))
 
 ENERGY = Schema("energy", "energy, cost and CO2 of a run, log or FLOPs (`advscale energy`)", (
