@@ -152,7 +152,8 @@ def fit_cmd(
         return
     with atomic_write(output) as f:
         write_record(record, f)
-    err(f"{output}: fit record written")
+    if not quiet:
+        err(f"{output}: fit record written")
 
 
 def _fit(files: list[str], options: dict, holdout: str | None, show_progress: bool) -> dict:
