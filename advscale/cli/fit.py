@@ -152,8 +152,7 @@ def fit_cmd(
         return
     with atomic_write(output) as f:
         write_record(record, f)
-    if not quiet:
-        err(f"{output}: fit record written")
+    options["log"](f"{output}: fit record written")  # nothing with -q
 
 
 def _fit(files: list[str], options: dict, holdout: str | None, show_progress: bool) -> dict:
