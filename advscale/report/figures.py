@@ -321,12 +321,13 @@ def energy_value(rec: dict[str, Any], fields: Sequence[str]) -> float | None:
 
 
 def energy_vs_flops(runs: Sequence[Run], path: Path,
-                    laws: dict[str, dict[str, float]] | None = None) -> Result:
+                    laws: dict[str, Any] | None = None) -> Result:
     """Cost, energy and CO2 per run vs training FLOPs (log-log), measured vs estimated marked.
 
     One panel per quantity some run's energy record carries (a cost without kWh draws the cost
     panel only); ``laws`` are power laws by quantity field (``{"C", "alpha"}``, e.g. a
-    power-law fit's ``also``) drawn over the data.
+    power-law fit's ``also``, or a list of them, each with an optional legend ``label``) drawn
+    over the data.
     """
     title = "Cost, energy and CO2 vs compute"
     laws = laws or {}
@@ -335,28 +336,29 @@ def energy_vs_flops(runs: Sequence[Run], path: Path,
         pts = [(_number(r.final.get("train_flops")), energy_value(e, fields),
                 e.get("basis") == "measured") for r in runs for e in r.energy[-1:]]
         pts = [p for p in pts if p[0] and p[1]]
-        law = next((laws[f] for f in (name, *fields) if f in laws), None)
+        found = next((laws[f] for f in (name, *fields) if f in laws), None) or []
         if pts:
-            panels.append((name, label, pts, law))
+            panels.append((name, label, pts, found if isinstance(found, list) else [found]))
     if not panels:
         return Skipped(title, "no run has an energy record with cost, kWh or CO2 and "
                        "train_flops")
     plt = _plt()
     fig, axs = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
-    for ax, (_name, label, pts, law) in zip(axs[0], panels, strict=True):
-        _energy_panel(ax, label, pts, law)
+    for ax, (_name, label, pts, found) in zip(axs[0], panels, strict=True):
+        _energy_panel(ax, label, pts, found)
     bases = sorted({("measured" if m else "estimated") for _, _, pts, _ in panels
                     for *_, m in pts})
+    drawn = [law for p in panels for law in p[3]]
     caption = (f"{', '.join(p[1] for p in panels)} per run against training FLOPs, log-log; "
                f"figures are {' and '.join(bases)} (filled: measured, hollow: estimated; the "
                "energy records say how)"
-               + ("; dashed: the fitted power laws, C·TFLOPs^α (Debenedetti et al.'s units: x "
-                  "in TFLOPs), fitted to the accuracy law's best run per FLOPs bin."
-                  if any(p[3] for p in panels) else "."))
+               + ("; lines: power laws C·TFLOPs^α (Debenedetti et al.'s units: x in TFLOPs), "
+                  "as the legends name them; those marked fitted here are fitted to the "
+                  "accuracy law's best run per FLOPs bin." if drawn else "."))
     return _save(fig, path, title, caption)
 
 
-def _energy_panel(ax, label: str, pts: list, law: dict[str, float] | None) -> None:
+def _energy_panel(ax, label: str, pts: list, laws: Sequence[dict[str, Any]]) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(*log_limits([p[0] for p in pts]))
@@ -368,11 +370,11 @@ def _energy_panel(ax, label: str, pts: list, law: dict[str, float] | None) -> No
         if group:
             ax.scatter([p[0] for p in group], [p[1] for p in group], s=18,
                        label=f"{name} ({len(group)})", **style)
-    if law is not None:
-        x = np.geomspace(*ax.get_xlim(), 50)
-        ax.plot(x, float(law["C"]) * x ** float(law["alpha"]), "k--", lw=1,
-                label=(f"{law['name']}: " if law.get("name") else "")
-                + paper_formula(law, percent=False, digits=3)
+    x = np.geomspace(*ax.get_xlim(), 50)
+    for law, (color, style) in zip(laws, (("k", "--"), ("C2", "-."), ("C4", ":")) * 4,
+                                   strict=False):
+        ax.plot(x, float(law["C"]) * x ** float(law["alpha"]), color=color, linestyle=style,
+                lw=1, label=law.get("label") or paper_formula(law, percent=False, digits=3)
                 + (" (fitted here)" if law.get("fitted_here") else ""))
     ax.set_xlabel("training compute (FLOPs)")
     ax.set_ylabel(label)
