@@ -157,6 +157,9 @@ def test_verbose_commands_say_what_they_read(deb, tmp_path):
     assert f"{n} records from 40 runs" in r.stderr
     r = CliRunner().invoke(app, ["records", "table", str(d / "runs.jsonl"), "-v"])
     assert r.exit_code == 0 and f"{n} records from 40 runs" in r.stderr
+    r = CliRunner().invoke(app, ["fit", str(d / "runs.jsonl"), "--approach", "power-law",
+                                 "--bootstrap", "0", "--filter", "aa_acc > 0", "-v"])
+    assert r.exit_code == 0 and f"{n} records from 40 runs" in r.stderr
     r = CliRunner().invoke(app, ["records", "table", str(d / "runs.jsonl")])
     assert "records from" not in r.stderr  # the count is -v's
 
