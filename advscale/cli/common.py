@@ -10,6 +10,7 @@ import errno
 import functools
 import io
 import json
+import logging
 import os
 import sys
 import warnings
@@ -242,3 +243,24 @@ def parse_kwargs(text: str | None, name: str = "--model-kwargs") -> dict[str, An
         except ValueError:
             out[key] = raw.strip()
     return out
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as plain lines on the current ``sys.stderr`` (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err(self.format(record))
+        except (OSError, ValueError):  # a closed stderr loses the note, never the result
+            pass
+
+
+def log_to_stderr(verbose: bool = False, quiet: bool = False) -> None:
+    """Show the library's ``advscale.*`` log on stderr: warnings only with ``quiet``, info by
+    default, debug (what was read, counts) with ``verbose``."""
+    logger = logging.getLogger("advscale")
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("advscale: %(message)s"))
+        logger.addHandler(handler)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors
+from advscale.cli.common import err, handle_errors, log_to_stderr
 from advscale.core.fileio import atomic_write
 from advscale.core.outputs import check_output
 from advscale.laws.backtest import backtest_record, summary_line
@@ -18,6 +18,8 @@ from advscale.laws.fit import fit_record
 from advscale.records import write_record
 
 _P = {
+    "verbose": typer.Option(False, "--verbose", "-v",
+                            help="Say what was read (records, runs, records joined to none)."),
     "protocol": typer.Option(
         "advscale", "--protocol",
         help="advscale or bartoldson2024: every choice of the authors' notebook at "
@@ -125,6 +127,7 @@ def fit_cmd(
                                 help="Write the fit record here (atomically) instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
+    verbose: bool = _P["verbose"],
 ) -> None:
     """Fit a scaling law (Bartoldson et al. approaches 1-3, Debenedetti et al. power law or GBR).
 
@@ -146,13 +149,19 @@ def fit_cmd(
                    grids=grids),
                "log": (lambda m: None) if quiet else err}
     check_output(output, files or [], force=force)
+    log_to_stderr(verbose, quiet)
     record = _fit(files or ["-"], options, holdout, show_progress=not quiet and n_boot > 0)
+    _write(record, output, options["log"])
+
+
+def _write(record: dict, output: Path | None, log) -> None:
+    """The fit record on stdout, or atomically into ``output`` with a note (``log``)."""
     if output is None:
         write_record(record)
         return
     with atomic_write(output) as f:
         write_record(record, f)
-    err(f"{output}: fit record written")
+    log(f"{output}: fit record written")  # nothing with -q
 
 
 def _fit(files: list[str], options: dict, holdout: str | None, show_progress: bool) -> dict:

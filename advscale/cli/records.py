@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors
+from advscale.cli.common import err, handle_errors, log_to_stderr
 from advscale.cli.help import App
 from advscale.core.fileio import atomic_write
 from advscale.core.outputs import check_output
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
-from advscale.records.rows import run_rows, write_rows
+from advscale.records.rows import runs_of, table_rows, write_rows
 from advscale.records.tables import BUILTIN_MAPS, import_table
 
 app = App(help="Results tables → records (import) and records → a runs table (table).",
@@ -57,12 +57,21 @@ def table_cmd(
     output: str = typer.Option("-", "--output", "-o",
                                help="runs.csv, runs.tsv or runs.jsonl; '-' = CSV on stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Say what was read (records, runs, records joined to none)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
 ) -> None:
-    """One row per run: model, N, recipe, D, FLOPs, accuracies per attack, energy, source."""
+    """One row per run: model, N, recipe, D, FLOPs, threat model, accuracies per attack,
+    energy, source. An empty table says why on stderr."""
+    log_to_stderr(verbose, quiet)
     check_output(output, records or [], force=force)
-    rows = run_rows(records or ["-"])
+    table = runs_of(records or ["-"])
+    rows = table_rows(table)
     write_rows(rows, output)
-    if output != "-":
+    why = table.empty_reason()
+    if why is not None and not quiet:
+        err(f"advscale records table: no rows: {why}")
+    elif output != "-" and not quiet:
         err(f"{output}: {len(rows)} runs")
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors
+from advscale.cli.common import err, handle_errors, log_to_stderr
 from advscale.laws.published import builtin_runs, load_runs
 from advscale.records import write_record
+from advscale.report.accuracy import ACC_FLOOR_PCT
 from advscale.report.command import held_out_note, report_record
 
 
@@ -34,12 +35,22 @@ def report(
         "2/3 --law (Figures 6 and 7: N vs N*, compute overhead vs model size)."),
     runs: str = typer.Option(None, "--runs", help="Place your own runs too (JSONL or CSV: "
                              "name, params, samples_seen [, fid])."),
+    acc_floor: float = typer.Option(
+        ACC_FLOOR_PCT, "--acc-floor", min=0.0, max=100.0,
+        help="Accuracy (percent) under which a run sits at the accuracy figure's axis floor, so "
+        "the ~0% one-step runs do not take the log axis from the envelope."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Say what was read (records, runs, records joined to none)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
 ) -> None:
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
+    log_to_stderr(verbose, quiet)
     table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
     rec = report_record(records, out, laws=law, held_out=held_out, title=title,
-                        published=table, force=force)
-    for e in rec["held_out"]:
-        err(held_out_note(e))
-    err(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs")
+                        published=table, force=force, acc_floor=acc_floor)
+    if not quiet:
+        for e in rec["held_out"]:
+            err(held_out_note(e))
+        err(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs, laws "
+            f"{', '.join(rec['law_names']) or 'none'}")
     write_record(rec)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import math
 import os
 import sys
@@ -40,6 +41,8 @@ JOINED_KINDS = ("train.eval", "attack", "energy")
 """Kinds that are joined into runs; records of other kinds are kept by kind, unjoined."""
 
 Sources = str | os.PathLike | Iterable[str | os.PathLike]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -189,6 +192,27 @@ class RunTable:
         """The runs by model size, then run id (the report's order)."""
         return sorted(self.runs.values(), key=lambda r: (r.params, r.run_id))
 
+    def describe(self) -> str:
+        """What was read: ``N records from M runs`` and the records joined to none, by kind."""
+        words = f"{self.n_records} records from {len(self.runs)} runs"
+        left = ", ".join(f"{len(v)} {k}" for k, v in sorted(self.unjoined.items()))
+        return words + (f" (not joined to a run: {left})" if left else "")
+
+    def empty_reason(self) -> str | None:
+        """Why a runs table of these records has no rows, or None when it has some."""
+        if self.runs:
+            return None
+        if not self.n_records:
+            return "no records were read"
+        orphans = sorted({t.kind for t in self.orphans})
+        why = ("no train.eval records: a row is one training run, opened by its train.eval "
+               "records")
+        if orphans:
+            why += (f"; the {' and '.join(orphans)} records here join a run by its run_id "
+                    "(an attack record's comes from its checkpoint) and find no train.eval "
+                    "record of it (give the run's records.jsonl too)")
+        return why
+
 
 def expand_sources(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
                    ) -> list[str]:
@@ -280,7 +304,9 @@ def build_runs(records: Iterable[dict[str, Any] | Tagged]) -> RunTable:
             run.others.append(t)
     for run in runs.values():
         run.evals.sort(key=lambda t: _samples(t.rec))
-    return RunTable(runs, orphans, unjoined, count)
+    table = RunTable(runs, orphans, unjoined, count)
+    log.debug("%s", table.describe())
+    return table
 
 
 def read_runs(sources: Sources = "-", stdin: IO[str] | None = None,

@@ -641,7 +641,10 @@ REPORT = Schema("report", "what `advscale report` wrote", (
     F("laws", "int", "count"),
     F("held_out", "list", doc="per held-out run: actual vs predicted"),
     F("skipped", "list", opt=True, doc="figures left out: {figure, reason}"),
-    F("axes", "dict", opt=True, doc="per PNG: each axes' labels, scales, limits, legend"),
+    F("axes", "dict", opt=True, doc="per PNG: each axes' labels, scales, limits, legend, "
+      "points per scatter, samples per line"),
+    F("law_names", "list", opt=True, doc="each law as named: preset name, file path or kind"),
+    F("drawn_on", "dict", opt=True, doc="law name -> the PNG files it is drawn on"),
 ))
 
 MODEL_INFO = Schema("model.info", "a model checkpoint's summary (`advscale model info/import`)", (
