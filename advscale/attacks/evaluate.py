@@ -45,8 +45,8 @@ from advscale.attacks.inputs import (
     TestData,
     check_model_fits,
     count_test_images,
-    load_test_data,
     info_log,
+    load_test_data,
     resolve_targets,
 )
 from advscale.attacks.progress import Progress

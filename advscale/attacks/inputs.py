@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import os
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -25,10 +25,10 @@ Under L2 the same per-image generator draws ``g = torch.randn((C, H, W))`` and t
 Nothing else in the evaluation is random.
 
 **Outcomes.** :func:`image_outcomes` decides for every attack (PGD, AutoAttack, a registered
-one) from the predictions the attack returns. An image is *robust* when it is classified correctly both clean and after the
-attack (RobustBench's convention, so robust ≤ clean). The adversarial loss is the TRADES loss with
-β = 5 and no label smoothing, per image ``CE(z_clean, y) + 5 · KL(p_clean ‖ p_adv)`` at the
-attack's last iterate; reported as a mean over images (the papers' scaling-law target). The
+one) from the predictions the attack returns. An image is *robust* when it is classified
+correctly both clean and after the attack (RobustBench's convention, so robust ≤ clean). The
+adversarial loss is the TRADES loss with β = 5 and no label smoothing, per image
+``CE(z_clean, y) + 5 · KL(p_clean ‖ p_adv)`` at the attack's last iterate; reported as a mean over images (the papers' scaling-law target). The
 reference counts an image as robust when its attacked prediction is correct, whatever its clean
 one; the two agree except on a clean-misclassified image whose random start is classified
 correctly and that the attack then fails to push back.
