@@ -24,13 +24,13 @@ Under L2 the same per-image generator draws ``g = torch.randn((C, H, W))`` and t
 (:func:`advscale.attacks.pgd.l2_ball_start`, rule :data:`L2_START_RULE`).
 Nothing else in the evaluation is random.
 
-**Outcomes.** :func:`image_outcomes` decides for every attack (PGD, AutoAttack, a registered
-one) from the predictions the attack returns. An image is *robust* when it is classified
-correctly both clean and after the attack (RobustBench's convention, so robust ≤ clean). The
-adversarial loss is the TRADES loss with β = 5 and no label smoothing, per image
-``CE(z_clean, y) + 5 · KL(p_clean ‖ p_adv)`` at the attack's last iterate; reported as a mean over images (the papers' scaling-law target). The
-reference counts an image as robust when its attacked prediction is correct, whatever its clean
-one; the two agree except on a clean-misclassified image whose random start is classified
+**Outcomes.** :func:`image_outcomes` decides for every attack (PGD, AutoAttack, a registered one)
+from the predictions the attack returns. An image is *robust* when it is classified correctly both
+clean and after the attack (RobustBench's convention, so robust ≤ clean). The adversarial loss is
+the TRADES loss with β = 5 and no label smoothing, per image ``CE(z_clean, y) + 5 · KL(p_clean ‖
+p_adv)`` at the attack's last iterate; reported as a mean over images (the papers' scaling-law
+target). The reference counts an image as robust when its attacked prediction is correct, whatever
+its clean one; the two agree except on a clean-misclassified image whose random start is classified
 correctly and that the attack then fails to push back.
 
 Units: images are float (B, C, H, W) in [0, 1]; ``eps`` and ``step_size`` in [0, 1] pixel units.
