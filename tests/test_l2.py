@@ -245,3 +245,61 @@ def test_train_config_l2_defaults():
         TrainConfig(data="a.h5", eval_data="b.h5", samples=100, norm="l1").resolved()
     with pytest.raises(AdvscaleError, match="eps"):
         TrainConfig(data="a.h5", eval_data="b.h5", samples=100, eps=2.0).resolved()
+
+
+# -- records: threat models are never mixed silently ---------------------------------------------
+def _eval_rec(run_id: str, norm: str | None, eps: float | None) -> dict:
+    rec = {"kind": "train.eval", "schema": 3, "run_id": run_id, "model": "wrn-10-1",
+           "params": 1000, "samples_seen": 100, "eps": eps, "robust_acc": 0.3}
+    if norm is not None:
+        rec["norm"] = norm
+    return rec
+
+
+def test_runs_table_refuses_mixed_threat_models():
+    from advscale.errors import AdvscaleError
+    from advscale.records.runs import build_runs
+
+    one = build_runs([_eval_rec("a", None, 8 / 255), _eval_rec("b", "linf", 8 / 255),
+                      _eval_rec("c", "linf", None)])  # schema-2 records are L∞; null eps fits
+    assert [r.threat_model[0] for r in one.runs.values()] == ["linf"] * 3
+    with pytest.raises(AdvscaleError) as e:
+        build_runs([_eval_rec("a", "linf", 8 / 255), _eval_rec("b", "l2", 0.5),
+                    _eval_rec("c", "l2", 0.5)])
+    msg = str(e.value)
+    assert "linf eps=8/255 (1 run: a)" in msg and "l2 eps=0.5 (2 runs: b, c)" in msg
+    with pytest.raises(AdvscaleError, match="4/255"):
+        build_runs([_eval_rec("a", "linf", 8 / 255), _eval_rec("b", "linf", 4 / 255)])
+    # an L2 attack record joined to an L∞ run is not read as the run's robustness
+    attack = {"kind": "attack", "run_id": "a", "attack": "aa-standard", "robust_acc": 0.9}
+    t = build_runs([_eval_rec("a", "linf", 8 / 255), {**attack, "norm": "l2", "eps": 0.5},
+                    {**attack, "robust_acc": 0.2}])
+    assert t.runs["a"].attack_acc("aa-standard") == 0.2
+    t = build_runs([_eval_rec("a", "linf", 8 / 255), {**attack, "norm": "l2", "eps": 0.5}])
+    assert t.runs["a"].attack_acc("aa-standard") is None
+
+
+def test_schema_3_norm_rules():
+    from advscale.records.schemas import _threat_model_rule
+
+    assert _threat_model_rule({"eps": 0.5, "norm": "l2"}) is None
+    assert _threat_model_rule({"eps": 0.5}) is None and _threat_model_rule({"eps": 2.0})
+    assert "norm" in _threat_model_rule({"eps": 0.5, "norm": "l1"})
+
+
+def test_train_l2_tiny_run_records_its_threat_model(tmp_path):
+    """`advscale train --norm l2` at toy size: TRADES with L2 PGD, train.eval under L2 (records
+    validated against schema 3 by the suite's strict mode), checkpoint metadata names it."""
+    from conftest import make_h5
+
+    from advscale.api import train
+    from advscale.models.checkpoint import read_checkpoint_metadata
+
+    data, test = make_h5(tmp_path / "train.h5", 64), make_h5(tmp_path / "test.h5", 16, seed=1)
+    recs = train(str(data), tmp_path / "run", eval_data=str(test), samples=32,
+                 model="wrn-10-1", pgd_steps=1, batch_size=16, lr=0.1, eval_n=16,
+                 eval_steps=1, eval_every=0, norm="l2", eps=0.5, progress=False,
+                 device="cpu")
+    last = recs[-1]
+    assert (last["norm"], last["eps"]) == ("l2", 0.5)
+    assert read_checkpoint_metadata(tmp_path / "run" / "last.safetensors")["norm"] == "l2"

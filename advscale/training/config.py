@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advscale.attacks.norms import DEFAULT_EPS, NORMS, check_eps, default_step_size
+from advscale.attacks.norms import (
+    DEFAULT_EPS,
+    MAX_L2_EPS,
+    NORMS,
+    check_eps,
+    default_step_size,
+)
 from advscale.core.fileio import atomic_write, file_sha256
 from advscale.core.options import option
 from advscale.errors import AdvscaleError
@@ -174,6 +180,11 @@ class TrainConfig:
             self.eval_step_size = default_step_size(self.norm, self.eps, self.eval_steps)
 
     @property
+    def _top(self) -> float:
+        """Largest radius and step of the threat model: 1 (L∞), 64 (L2)."""
+        return 1.0 if self.norm == "linf" else MAX_L2_EPS
+
+    @property
     def total_steps(self) -> int:
         """Optimizer steps of the whole run: ceil(D / batch)."""
         return -(-int(self.samples) // int(self.batch_size or 1))
@@ -198,12 +209,13 @@ class TrainConfig:
             (not self.eval_data, "--eval-data is required (the test-set HDF5 file)"),
             (self.samples < 1, f"--samples must be a positive number of training samples, got "
                                f"{self.samples}"),
-            (self.eps is None or not (0 < self.eps <= (1 if self.norm == "linf" else 64)),
+            (self.eps is None or not (0 < self.eps <= self._top),
              f"--eps {self.eps} must lie in (0, 1] (a fraction of the pixel range, e.g. 8/255)"
              if self.norm == "linf" else f"--eps {self.eps} must lie in (0, 64] (an L2 radius, "
              "e.g. 0.5)"),
-            (not (0 < (self.step_size or 0) <= 1) or not (0 < (self.eval_step_size or 0) <= 1),
-             "PGD step sizes must lie in (0, 1]"),
+            (not (0 < (self.step_size or 0) <= self._top) or not (
+                0 < (self.eval_step_size or 0) <= self._top),
+             f"PGD step sizes must lie in (0, {self._top:g}]"),
             (self.pgd_steps < 0 or self.eval_steps < 0, "PGD step counts must be >= 0"),
             (self.beta < 0, f"--beta must be >= 0, got {self.beta:g}"),
             (not (0 <= self.label_smoothing < 1), "--label-smoothing must lie in [0, 1)"),
