@@ -167,3 +167,17 @@ def test_pgd_progress_line_per_chunk(cli_files):
     for c in (1, 2):
         assert re.search(rf"pgd-cw chunk {c}/2 \(images \d+\.\.\d+\): clean \d+/8, robust "
                          r"\d+/8, [\d.]+ s; elapsed [\d.]+ s", p.stderr), p.stderr
+
+
+def test_registry_and_settings_load_no_torch_and_api_lists_attacks():
+    """The registry, the built-in attacks' registration and the settings are torch-free (so
+    ``--help`` stays fast); the API's docstring lists the registered attacks."""
+    code = ("import sys; from advscale.attacks.registry import attack_names; "
+            "from advscale.attacks.settings import AttackSettings; "
+            "names = attack_names(); AttackSettings(attack='pgd-cw', norm='l2').resolved(10); "
+            "import advscale.api as api; "
+            "assert all(n in api.attack.__doc__ for n in names), api.attack.__doc__; "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(len(names))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout) == len(attack_names())
