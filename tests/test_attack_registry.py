@@ -181,3 +181,28 @@ def test_registry_and_settings_load_no_torch_and_api_lists_attacks():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert int(p.stdout) == len(attack_names())
+
+
+@pytest.mark.parametrize("attack", ["pgd-cw", "pgd-ce", "aa-standard", "apgd-ce"])
+def test_linf_settings_keys_are_those_before_the_registry(attack):
+    """L∞ keys hash exactly what advscale hashed before threat models and the registry (so
+    existing --results files keep skipping evaluated checkpoints): written out here."""
+    import hashlib
+    import json
+
+    from advscale.attacks.settings import settings_key
+
+    s = AttackSettings(attack=attack, n=100).resolved(100)
+    doc = {"checkpoint_sha256": "c" * 64, "data_sha256": "d" * 64, "attack": attack,
+           "eps": round(8 / 255, 12), "steps": {"pgd-cw": 40, "pgd-ce": 40, "apgd-ce": 100}.get(
+               attack), "step_size": round(2 / 255, 12) if attack.startswith("pgd") else None,
+           "n": 100, "batch_size": 250, "chunk_size": 1000, "seed": 0, "package": "p",
+           "package_version": "v"}
+    if attack.startswith("pgd"):
+        doc["pgd_start"] = "image-sha256-v1"
+    if attack == "pgd-cw":
+        doc["pgd_loss"] = "cw-clamped-v1"
+    old = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    assert settings_key("c" * 64, "d" * 64, s, "p", "v") == old
+    l2 = AttackSettings(attack=attack, n=100, norm="l2").resolved(100)
+    assert settings_key("c" * 64, "d" * 64, l2, "p", "v") != old
