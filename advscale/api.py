@@ -56,19 +56,20 @@ def train(data: PathLike, out: PathLike, *, resume: bool = False,
 
 
 def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
-           attack: str = "aa-standard", eps: float = 8 / 255, steps: int | None = None,
+           attack: str = "aa-standard", eps: float | None = None, steps: int | None = None,
            step_size: float | None = None, n: int | None = None, batch_size: int = 250,
            chunk_size: int = 1000, seed: int = 0, device: str = "auto",
            state: PathLike | None = None, results: PathLike | None = None,
-           save_adv: PathLike | None = None, gradient: str = "exact") -> list[dict[str, Any]]:
+           save_adv: PathLike | None = None, norm: str = "linf",
+           gradient: str = "exact") -> list[dict[str, Any]]:
     """Evaluate checkpoints (files, run directories or globs); one ``attack`` record each.
 
-    ``attack``: ``aa-standard``, ``aa-rand``, ``apgd-ce`` (AutoAttack) or ``pgd-cw`` (the
-    clamped CW loss of the papers' evaluation), ``pgd-cw-margin`` (unclamped), ``pgd-ce``
-    (advscale's PGD; ``steps`` default 40, ``step_size`` 2/255). ``n`` images of
-    ``data`` in file order. ``state``/``results`` make the evaluation resumable and skip
-    checkpoints already evaluated; ``save_adv`` writes the adversarial images (HDF5).
-    ``gradient="bpda"``: MeanSparse layers pass gradients straight through.
+    ``attack``: a registered attack ({attacks}) PGD's ``steps`` default 40 and ``step_size``
+    2/255 (L∞) or 2.5·eps/steps (L2). ``norm``: ``linf`` (default) or ``l2``; ``eps``
+    defaults to 8/255 (L∞) or 0.5 (L2). ``n`` images of ``data`` in file order.
+    ``state``/``results`` make the evaluation resumable and skip checkpoints already
+    evaluated; ``save_adv`` writes the adversarial images (HDF5). ``gradient="bpda"``:
+    MeanSparse layers pass gradients straight through.
     """
     from advscale.attacks.evaluate import attack_checkpoints
     from advscale.attacks.settings import AttackSettings
@@ -76,9 +77,21 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
     specs = [checkpoints] if isinstance(checkpoints, str | os.PathLike) else list(checkpoints)
     settings = AttackSettings(attack=attack.strip().lower(), eps=eps, steps=steps,
                               step_size=step_size, n=n, batch_size=batch_size,
-                              chunk_size=chunk_size, seed=seed, gradient=gradient)
+                              chunk_size=chunk_size, seed=seed, norm=norm,
+                              gradient=gradient)
     return list(attack_checkpoints(specs, data, settings, device=device, state=state,
                                    results=results, save_adv=save_adv))
+
+
+def _document_attacks() -> None:
+    """Fill :func:`attack`'s docstring with the registered attacks (torch-free)."""
+    from advscale.attacks.registry import attack_help
+
+    if attack.__doc__ and "{attacks}" in attack.__doc__:
+        attack.__doc__ = attack.__doc__.replace("{attacks}", attack_help())
+
+
+_document_attacks()
 
 
 def count_flops(model: str, *, loss: str = "trades", pgd_steps: int = 10,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +23,13 @@ from advscale.models.checkpoint import read_checkpoint_metadata, resolve_checkpo
 Log = Callable[[str], None]
 
 
-def stderr_log(message: str) -> None:
-    """The default log of ``advscale attack``: one line to stderr, flushed."""
-    sys.stderr.write(message.rstrip("\n") + "\n")
-    sys.stderr.flush()
+logger = logging.getLogger(__name__)
+
+
+def info_log(message: str) -> None:
+    """The default log of ``advscale attack``: an INFO line of this module's logger (the CLI
+    shows it on stderr; ``-q`` silences it)."""
+    logger.info("%s", message.rstrip("\n"))
 
 
 @dataclass
@@ -81,7 +84,7 @@ class Target:
 _GLOB_CHARS = set("*?[")
 
 
-def resolve_targets(specs: Sequence[str | os.PathLike[str]], log: Log = stderr_log
+def resolve_targets(specs: Sequence[str | os.PathLike[str]], log: Log = info_log
                     ) -> list[Target]:
     """Checkpoint files from paths, run directories and (quoted) glob patterns.
 

@@ -16,8 +16,8 @@ from advscale.errors import AdvscaleError
 from advscale.records import make_record
 
 RECORD_FIELDS = ("run_id", "model", "params", "checkpoint", "checkpoint_sha256", "samples_seen",
-                 "attack", "eps", "steps", "step_size", "n", "batch_size", "chunk_size", "seed",
-                 "data", "data_sha256", "package", "package_version", "settings_key",
+                 "attack", "norm", "eps", "steps", "step_size", "n", "batch_size", "chunk_size",
+                 "seed", "data", "data_sha256", "package", "package_version", "settings_key",
                  "gradient")
 """Fields an ``attack`` record takes from the evaluation's settings (not from results)."""
 
@@ -37,6 +37,7 @@ def static_fields(target: Target, data: TestData, s: AttackSettings, params: int
         "checkpoint_sha256": target.sha256,
         "samples_seen": int(samples) if isinstance(samples, int | float) else None,
         "attack": s.attack,
+        "norm": s.norm,
         "eps": s.eps,
         "steps": s.steps,
         "step_size": s.step_size,
@@ -127,6 +128,7 @@ def combine_chunks(chunks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     robust = sum(int(c["robust_correct"]) for c in ordered)
     losses = [c.get("adv_loss_sum") for c in ordered]
     out = {k: first.get(k) for k in RECORD_FIELDS if k in first or k != "gradient"}
+    out["norm"] = first.get("norm") or "linf"  # chunks of an advscale without threat models
     out.update({
         "clean_acc": clean / n,
         "robust_acc": robust / n,

@@ -15,6 +15,12 @@ docs/formats.md, "Records → runs"):
    records, is an *orphan*: kept in :attr:`RunTable.orphans` and by kind in
    :attr:`RunTable.unjoined`, with every record of another kind (``fit``, ``flops``...).
 
+5. **One threat model.** A run's threat model is its ``train.eval`` records' ``norm`` (absent:
+   ``linf``) and ``eps``. Runs of different threat models are never mixed silently: building
+   the table raises AdvscaleError naming each threat model and its runs (``fit``, ``report`` and
+   ``records table`` all read runs through here), and :meth:`Run.attack_acc` reads only attack
+   records of the run's norm. An unknown ``eps`` (null, imported tables) matches any radius.
+
 Runs keep their ``train.eval`` records sorted by ``samples_seen``. Everything here is plain
 Python (no torch, no pandas). Field values are read through :class:`Tagged`'s accessors, which
 name the ``file:line`` of a record in every error.
@@ -156,9 +162,17 @@ class Run:
         """The joined ``energy`` records, in input order."""
         return [t.rec for t in self.others if t.kind == "energy"]
 
+    @property
+    def threat_model(self) -> tuple[str, float | None]:
+        """``(norm, eps)`` of the run's evaluations (:func:`threat_model_of`)."""
+        return threat_model_of(self.evals[0].rec) if self.evals else ("linf", None)
+
     def attack_acc(self, attack: str) -> float | None:
-        """``robust_acc`` of the last ``attack`` record of that attack, or None."""
-        accs = [t.rec.get("robust_acc") for t in self.attacks if t.rec.get("attack") == attack]
+        """``robust_acc`` of the last ``attack`` record of that attack under the run's norm, or
+        None."""
+        norm = self.threat_model[0]
+        accs = [t.rec.get("robust_acc") for t in self.attacks
+                if t.rec.get("attack") == attack and threat_model_of(t.rec)[0] == norm]
         return accs[-1] if accs else None
 
     def final_eval(self) -> Tagged | None:
@@ -304,9 +318,46 @@ def build_runs(records: Iterable[dict[str, Any] | Tagged]) -> RunTable:
             run.others.append(t)
     for run in runs.values():
         run.evals.sort(key=lambda t: _samples(t.rec))
+    check_one_threat_model(runs.values())
     table = RunTable(runs, orphans, unjoined, count)
     log.debug("%s", table.describe())
     return table
+
+
+def threat_model_of(rec: dict[str, Any]) -> tuple[str, float | None]:
+    """``(norm, eps)`` of a record: ``norm`` absent (schema ≤ 3) is ``linf``; ``eps`` rounded to
+    1e-9 (None when unknown)."""
+    norm = rec.get("norm") or "linf"
+    eps = rec.get("eps")
+    ok = isinstance(eps, int | float) and not isinstance(eps, bool) and math.isfinite(eps)
+    return str(norm), round(float(eps), 9) if ok else None
+
+
+def _eps_text(eps: float | None) -> str:
+    if eps is None:
+        return "eps unknown"
+    k = eps * 255
+    return f"eps={round(k)}/255" if abs(k - round(k)) < 1e-6 and k >= 1 else f"eps={eps:g}"
+
+
+def check_one_threat_model(runs: Iterable[Run]) -> None:
+    """AdvscaleError naming the mix when ``runs`` span more than one threat model (a norm, and
+    one radius per norm; an unknown radius matches any)."""
+    groups: dict[tuple[str, float | None], list[str]] = {}
+    for run in runs:
+        groups.setdefault(run.threat_model, []).append(run.run_id)
+    norms = {n for n, _ in groups}
+    radii = {e for _, e in groups if e is not None}
+    if len(norms) <= 1 and len(radii) <= 1:
+        return
+    parts = []
+    for (norm, eps), ids in groups.items():
+        shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+        parts.append(f"{norm} {_eps_text(eps)} ({len(ids)} run{'s' * (len(ids) != 1)}: "
+                     f"{shown})")
+    raise AdvscaleError("records mix threat models: " + "; ".join(parts) + ". Scaling laws, "
+                        "reports and tables compare one threat model: give the records of one "
+                        "norm and eps at a time")
 
 
 def read_runs(sources: Sources = "-", stdin: IO[str] | None = None,

@@ -5,7 +5,8 @@ Every default is the recipe of Bartoldson et al. (2024, section 3.1), which foll
 SGD with Nesterov momentum 0.9 and weight decay 5e-4 (not on norm/bias parameters), a one-cycle
 cosine learning-rate schedule, weight averaging (EMA) with decay 0.995, and batch size / peak
 learning rate chosen from the sample budget D (:func:`paper_batch_lr`). Units: ``eps`` and step
-sizes are fractions of the [0, 1] pixel range; ``samples``, ``eval_every`` and
+sizes are fractions of the [0, 1] pixel range (an L∞ radius, or a per-image L2 radius with
+``norm="l2"``); ``samples``, ``eval_every`` and
 ``checkpoint_every`` count training samples (the paper's D), never epochs.
 """
 
@@ -18,6 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advscale.attacks.norms import (
+    DEFAULT_EPS,
+    MAX_L2_EPS,
+    NORMS,
+    check_eps,
+    default_step_size,
+)
 from advscale.core.fileio import atomic_write, file_sha256
 from advscale.core.options import option
 from advscale.errors import AdvscaleError
@@ -85,8 +93,14 @@ class TrainConfig:
     loss: str = "trades"
     beta: float = 5.0
     pgd_steps: int = 10
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
+    eps: float | None = None
+    """Radius of the threat model; None = 8/255 (linf) or 0.5 (l2)."""
+    step_size: float | None = None
+    """Training attack step; None = 2/255 (linf) or 2.5·eps/pgd_steps (l2)."""
+    norm: str = option("linf", help="Threat model of the training attack and the evaluation: "
+                       "linf (the papers') or l2 (TRADES/PGD-AT with L2 PGD; default step "
+                       "2.5·eps/steps, Madry et al. 2018, = eps/4 for 10 steps).",
+                       metavar="linf|l2")
     label_smoothing: float = 0.1
     attack_bn: str = "train-no-update"
     """Batch norm during the training attack: ``train-no-update`` (the reference's: batch
@@ -119,7 +133,8 @@ class TrainConfig:
     eval_loss: str = "cw"
     """The evaluation PGD's loss: ``cw`` (the reference's clamped CW loss), ``cw-margin``
     (unclamped) or ``ce``."""
-    eval_step_size: float = 2 / 255
+    eval_step_size: float | None = None
+    """The evaluation PGD's step; None = 2/255 (linf) or 2.5·eps/eval_steps (l2)."""
     eval_batch_size: int = 256
     checkpoint_every: int | None = None
     """Samples between checkpoints; None = at every evaluation."""
@@ -153,8 +168,26 @@ class TrainConfig:
             cfg.checkpoint_every = cfg.eval_every
         if cfg.loss == "standard":
             cfg.pgd_steps = 0
+        cfg._resolve_threat_model()
         cfg.validate()
         return cfg
+
+    def _resolve_threat_model(self) -> None:
+        """Fill ``eps`` and the step sizes from ``norm`` (:mod:`advscale.attacks.norms`)."""
+        if self.norm not in NORMS:
+            raise AdvscaleError(f"norm {self.norm!r} is not a threat model; choose from "
+                                f"{', '.join(NORMS)}", field="norm")
+        self.eps = check_eps(DEFAULT_EPS[self.norm] if self.eps is None else self.eps,
+                             self.norm)
+        if self.step_size is None:
+            self.step_size = default_step_size(self.norm, self.eps, max(self.pgd_steps, 1))
+        if self.eval_step_size is None:
+            self.eval_step_size = default_step_size(self.norm, self.eps, self.eval_steps)
+
+    @property
+    def _top(self) -> float:
+        """Largest radius and step of the threat model: 1 (L∞), 64 (L2)."""
+        return 1.0 if self.norm == "linf" else MAX_L2_EPS
 
     @property
     def total_steps(self) -> int:
@@ -180,10 +213,13 @@ class TrainConfig:
             (not self.eval_data, "--eval-data is required (the test-set HDF5 file)"),
             (self.samples < 1, f"--samples must be a positive number of training samples, got "
                                f"{self.samples}"),
-            (not (0 < self.eps <= 1), f"--eps {self.eps:g} must lie in (0, 1] (a fraction of the "
-                                      "pixel range, e.g. 8/255)"),
-            (not (0 < self.step_size <= 1) or not (0 < self.eval_step_size <= 1),
-             "PGD step sizes must lie in (0, 1]"),
+            (self.eps is None or not (0 < self.eps <= self._top),
+             f"--eps {self.eps} must lie in (0, 1] (a fraction of the pixel range, e.g. 8/255)"
+             if self.norm == "linf" else f"--eps {self.eps} must lie in (0, 64] (an L2 radius, "
+             "e.g. 0.5)"),
+            (not (0 < (self.step_size or 0) <= self._top) or not (
+                0 < (self.eval_step_size or 0) <= self._top),
+             f"PGD step sizes must lie in (0, {self._top:g}]"),
             (self.pgd_steps < 0 or self.eval_steps < 0, "PGD step counts must be >= 0"),
             (self.beta < 0, f"--beta must be >= 0, got {self.beta:g}"),
             (not (0 <= self.label_smoothing < 1), "--label-smoothing must lie in [0, 1)"),

@@ -257,7 +257,7 @@ class TrainingSession:
         loader = torch_loader(self.mixture, sampler, num_workers=workers, pin_memory=self.cuda)
         step_fn = LOSSES[cfg.loss]
         attack = AttackConfig(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps,
-                              bn=cfg.attack_bn)
+                              bn=cfg.attack_bn, norm=cfg.norm)
         bns = [m for m in self.raw.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
         count_acc = 0
@@ -355,7 +355,7 @@ class TrainingSession:
             self.ema.module, self.eval_images, self.eval_labels, eps=cfg.eps,
             step_size=cfg.eval_step_size, steps=cfg.eval_steps, batch_size=cfg.eval_batch_size,
             seed=0, loss=cfg.eval_loss, device=self.device, channels_last=self.channels_last,
-            dist=self.dist)
+            dist=self.dist, norm=cfg.norm)
 
         tot = all_reduce_sum(torch.tensor([c.loss_sum, float(c.loss_count)],
                                           dtype=torch.float64, device=self.device), self.dist)
@@ -372,6 +372,7 @@ class TrainingSession:
             "beta": cfg.beta if cfg.loss == "trades" else 0.0,
             "pgd_steps": cfg.pgd_steps,
             "eps": cfg.eps,
+            "norm": cfg.norm,
             "ema_decay": cfg.ema_decay,
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
@@ -426,7 +427,7 @@ class TrainingSession:
                     "num_classes": cfg.num_classes, "run_id": cfg.run_id,
                     "samples_seen": c.samples_seen, "step": c.step, "loss": cfg.loss,
                     "eps": cfg.eps, "pgd_steps": cfg.pgd_steps, "weights": "ema",
-                    "attack_bn": cfg.attack_bn}
+                    "attack_bn": cfg.attack_bn, "norm": cfg.norm}
             try:
                 save_model_checkpoint(self.run_dir.last, self.ema.module, meta)
             except AdvscaleError:
