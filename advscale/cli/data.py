@@ -124,6 +124,7 @@ def mix_cmd(
     spec = parse_mixture(sources)
     refuse_existing(out, force, list(spec.paths))
     mixture = ImageMixture(spec.paths)  # validates every source
+    mixture.check_labels()
     doc = spec.to_json()
     for s, n in zip(doc["sources"], mixture.sizes, strict=True):
         s["n"] = n

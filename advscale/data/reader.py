@@ -34,7 +34,7 @@ from advscale.data.layout import (
     summarize,
     valid_count,
 )
-from advscale.data.validate import LABEL_CHUNK_ROWS, labels_problem
+from advscale.data.validate import LABEL_CHUNK_ROWS, label_counts, labels_problem
 from advscale.errors import AdvscaleError
 
 
@@ -68,6 +68,12 @@ class H5ImageSource:
         self._pid: int | None = None
         self._maps: dict[str, Any] = {}
 
+    def check_labels(self) -> None:
+        """Check every label against the class names in bounded blocks, keeping none."""
+        if self._labels is None:
+            with open_image_file(self.path) as f:
+                label_counts(f[LABEL_KEY], self.n, len(self.class_names), self.path)
+
     @property
     def labels(self) -> np.ndarray:
         """Labels of the source's rows (file dtype), read once, in blocks, range-checked."""
@@ -99,8 +105,11 @@ class H5ImageSource:
             f = h5py.File(file, "r")
             d = f[IMAGE_KEY]
             offset = d.id.get_offset() if d.chunks is None and d.compression is None else None
-            if offset is not None:
-                arr = np.memmap(file, dtype=np.uint8, mode="r", offset=offset, shape=d.shape)
+            rows = max(s.src_start + s.n for s in self.segments if s.file == file)
+            if offset is not None and rows > 0 and not d.external:
+                # map only the rows this source reads (max_rows), not the declared size
+                arr = np.memmap(file, dtype=np.uint8, mode="r", offset=offset,
+                                shape=(min(rows, d.shape[0]), *d.shape[1:]))
                 f.close()
             else:
                 arr = d  # keep the file open for h5py reads
@@ -232,6 +241,11 @@ class ImageMixture:
             parts = [s.labels for s in self.sources]
             self._labels = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return self._labels
+
+    def check_labels(self) -> None:
+        """Every source's labels in range of its class names (bounded memory)."""
+        for s in self.sources:
+            s.check_labels()
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
