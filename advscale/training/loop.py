@@ -146,18 +146,7 @@ class TrainingSession:
             self.log(f"advscale train: starting from the weights of {cfg.init}")
         self.params = count_parameters(raw)
 
-        # -- data ------------------------------------------------------------------------------
-        self.mixture = ImageMixture(spec.paths)
-        self._check_images(self.mixture, cfg.data)
-        check_model_accepts(raw, self.mixture.image_shape, cfg.model, cfg.data)
-        self.stream = MixtureStream(self.mixture.sizes, spec.weights, seed=cfg.seed)
-        self.sources = describe_sources(spec.paths, self.mixture.sizes, spec.weights,
-                                        [s.attrs for s in self.mixture.sources])
-        self.fid = mixture_fid(self.sources)
-        test = ImageMixture([cfg.eval_data], max_rows=cfg.eval_n)  # reads eval_n rows only
-        self._check_images(test, cfg.eval_data)
-        n_eval = min(cfg.eval_n, len(test))
-        self.eval_images, self.eval_labels = test[np.arange(n_eval)]
+        self._load_data(spec, raw)
 
         # -- FLOPs (same counter as count-flops) --------------------------------------------
         self.flops_per_sample = self._count_flops()
@@ -198,6 +187,22 @@ class TrainingSession:
                               else self.attack_net)
 
     # -- setup helpers -------------------------------------------------------------------------
+    def _load_data(self, spec: Any, raw: nn.Module) -> None:
+        """The training mixture, its sampling stream and sources; the fixed evaluation subset
+        (only its ``eval_n`` rows are read)."""
+        cfg = self.cfg
+        self.mixture = ImageMixture(spec.paths)
+        self._check_images(self.mixture, cfg.data)
+        check_model_accepts(raw, self.mixture.image_shape, cfg.model, cfg.data)
+        self.stream = MixtureStream(self.mixture.sizes, spec.weights, seed=cfg.seed)
+        self.sources = describe_sources(spec.paths, self.mixture.sizes, spec.weights,
+                                        [s.attrs for s in self.mixture.sources])
+        self.fid = mixture_fid(self.sources)
+        test = ImageMixture([cfg.eval_data], max_rows=cfg.eval_n)
+        self._check_images(test, cfg.eval_data)
+        n_eval = min(cfg.eval_n, len(test))
+        self.eval_images, self.eval_labels = test[np.arange(n_eval)]
+
     def _check_images(self, mixture: Any, what: str) -> None:
         want = getattr(self, "mixture", None)
         want = tuple(want.image_shape) if want is not None and want is not mixture else None
