@@ -217,3 +217,52 @@ def test_cli_coarse_option(tmp_path):
     rec = json.loads(r.stdout)
     assert rec["class_names"] == COARSE and rec["n"] == 12
     assert "--labels coarse" in rec["provenance"]["command"]
+
+
+def test_cifar100_trains_with_its_class_count_and_mean_std_then_attacks(tmp_path):
+    """train builds the model with the file's 100 classes and its mean/std and records them in
+    the checkpoint; attack evaluates it on the test split; gen-synthetic fits 100 classes."""
+    from typer.testing import CliRunner
+
+    from advscale.cli.main import app
+    from advscale.models.checkpoint import load_for_eval, read_checkpoint_metadata
+
+    tar = make_cifar100_tar(tmp_path / "cifar-100-python.tar.gz", n_train=200, n_test=16)
+    import_dataset(tar, tmp_path / "train.h5")
+    import_dataset(tar, tmp_path / "test.h5", split="test")
+    attrs = read_attrs(tmp_path / "train.h5")
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--data",
+                            str(tmp_path / "train.h5"), "--eval-data", str(tmp_path / "test.h5"),
+                            "--model", "wrn-10-1", "--samples", "16", "--batch-size", "8",
+                            "--pgd-steps", "1", "--eval-n", "8", "--eval-steps", "1",
+                            "--no-progress", "--device", "cpu"])
+    assert r.exit_code == 0, r.stderr
+    meta = read_checkpoint_metadata(tmp_path / "run")
+    assert meta["num_classes"] == 100
+    assert meta["mean"] == attrs["mean"] and meta["std"] == attrs["std"]
+    model, _ = load_for_eval(tmp_path / "run")
+    np.testing.assert_allclose(model.mean.flatten().tolist(), attrs["mean"], atol=1e-6)
+    np.testing.assert_allclose(model.std.flatten().tolist(), attrs["std"], atol=1e-6)
+    r = runner.invoke(app, ["attack", str(tmp_path / "run"), "--data", str(tmp_path / "test.h5"),
+                            "--attack", "pgd-cw", "--steps", "1", "--n", "8", "--device", "cpu"])
+    assert r.exit_code == 0, r.stderr
+    rec = json.loads(r.stdout.splitlines()[-1])
+    assert rec["kind"] == "attack" and 0 <= rec["robust_acc"] <= 1
+    r = runner.invoke(app, ["gen-synthetic", "fit-gaussian", str(tmp_path / "train.h5"), "-o",
+                            str(tmp_path / "g.safetensors"), "--components", "2"])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["gen-synthetic", "--model", str(tmp_path / "g.safetensors"), "-o",
+                            str(tmp_path / "syn.h5"), "-n", "120", "--steps", "2"])
+    assert r.exit_code == 0, r.stderr
+    with h5py.File(tmp_path / "syn.h5") as f:
+        assert json.loads(f.attrs["class_names"]) == FINE and f["label"][:].max() >= 99
+
+
+def test_validity_prompt_names_the_files_classes():
+    from advscale.data import CIFAR10_CLASSES
+    from advscale.validity.machine_rater import PROMPT, prompt_for
+
+    assert prompt_for(CIFAR10_CLASSES) == PROMPT
+    p = prompt_for(FINE)
+    assert "one of 100 classes" in p and "fine00, fine01" in p and "airplane" not in p
