@@ -87,6 +87,7 @@ BAD_H5 = {
     "attr-compound": lambda p: _h5(p, _img(8), np.zeros(8, int),
                                    {"weird": np.zeros(2, dtype=[("a", "i4"), ("b", "f4")])}),
     "never-written": lambda p: _never_written(p),
+    "chunks-missing": lambda p: _never_written(p, chunked=True),
     "stitched-part-missing": lambda p: _stitched(p, "missing"),
     "stitched-part-short": lambda p: _stitched(p, "short"),
     "external-missing": lambda p: _external(p, "missing"),
@@ -97,10 +98,14 @@ BAD_H5 = {
 """Malformed HDF5 image files (``data/layout.py`` must name each problem, file still open)."""
 
 
-def _never_written(p: Path) -> Path:
-    """Rows declared valid (``count``) in a contiguous dataset that was never written."""
+def _never_written(p: Path, chunked: bool = False) -> Path:
+    """Rows declared valid (``count``) in a contiguous dataset that was never written, or in a
+    chunked one of which only the first row's chunk was."""
     with h5py.File(p, "w") as f:
-        f.create_dataset("image", shape=(8, 32, 32, 3), dtype=np.uint8)
+        img = f.create_dataset("image", shape=(8, 32, 32, 3), dtype=np.uint8,
+                               chunks=(1, 32, 32, 3) if chunked else None)
+        if chunked:
+            img[0] = 1
         f.create_dataset("label", data=np.zeros(8, np.int64))
         f.attrs["count"] = 8
     return p

@@ -32,7 +32,7 @@ from advscale.errors import AdvscaleError
 DATA_CASES = sorted(
     ["label-negative", "label-past-names", "zero-by-zero", "not-square", "class-names-object",
      "class-names-corrupt", "class-names-numbers", "num-classes-disagrees", "mean-corrupt",
-     "std-zero", "attr-compound", "never-written", "stitched-part-missing",
+     "std-zero", "attr-compound", "never-written", "chunks-missing", "stitched-part-missing",
      "stitched-part-short", "external-missing", "external-short"])
 TINY = ["--model", "wrn-10-1", "--pgd-steps", "1", "--eval-n", "4", "--eval-steps", "1",
         "--batch-size", "8", "--samples", "16", "--no-progress", "--device", "cpu"]
@@ -172,6 +172,11 @@ def test_eval_n_reads_only_its_rows_of_a_billion_row_file_under_rlimit_as(tmp_pa
     r = _run_limited(["data", "mix", f"{huge}:1", "-o", str(tmp_path / "m.json")], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "m.json").read_text())["sources"][0]["n"] == 10**9
+    r = _run_limited(["data", "info", str(huge)], tmp_path)  # labels counted in bounded blocks
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads(r.stdout)
+    assert info["n"] == 10**9 and sum(info["class_counts"]) == 10**9
+    assert info["class_counts"][1] == 2 and info["pixel_stats_rows"] == 10_000
 
 
 def test_a_model_that_cannot_take_the_image_size_is_one_line(tmp_path):

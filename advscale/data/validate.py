@@ -99,6 +99,10 @@ def _plain_problem(d: Any, path: str, rows: int) -> str | None:
         return None
     name = d.name.lstrip("/")
     row_bytes = int(np.prod(d.shape[1:], dtype=np.int64)) * d.dtype.itemsize
+    import h5py
+
+    if d.id.get_create_plist().get_layout() == h5py.h5d.COMPACT:
+        return None  # stored in the object header itself
     if d.chunks is None:
         offset = d.id.get_offset()
         if offset is None:
