@@ -32,8 +32,8 @@ from advscale.errors import AdvscaleError
 DATA_CASES = sorted(
     ["label-negative", "label-past-names", "zero-by-zero", "not-square", "class-names-object",
      "class-names-corrupt", "class-names-numbers", "num-classes-disagrees", "mean-corrupt",
-     "std-zero", "attr-compound", "never-written", "chunks-missing", "stitched-part-missing",
-     "stitched-part-short", "external-missing", "external-short"])
+     "std-zero", "attr-compound", "count-empty", "never-written", "chunks-missing",
+     "stitched-part-missing", "stitched-part-short", "external-missing", "external-short"])
 TINY = ["--model", "wrn-10-1", "--pgd-steps", "1", "--eval-n", "4", "--eval-steps", "1",
         "--batch-size", "8", "--samples", "16", "--no-progress", "--device", "cpu"]
 
@@ -194,3 +194,14 @@ def test_declared_rows_past_the_end_of_the_file_are_refused_before_reading(tmp_p
     with pytest.raises(AdvscaleError, match=r"h\.h5: .*(truncated|file ends)") as e:
         summarize(path)  # HDF5's own end-of-file check, else the declared-rows check
     assert "\n" not in str(e.value)
+
+
+def test_an_unknown_undecodable_attribute_reads_as_null(tmp_path):
+    """Readers ignore fields they do not know (docs/formats.md): data info shows it as null."""
+    make_h5(tmp_path / "x.h5", 8)
+    with h5py.File(tmp_path / "x.h5", "a") as f:
+        f.attrs["vendor_blob"] = np.zeros(2, dtype=[("a", "i4"), ("b", "f4")])
+        f.attrs["vendor_empty"] = h5py.Empty("f")
+    s = summarize(tmp_path / "x.h5")
+    assert s["attrs"]["vendor_blob"] is None and s["attrs"]["vendor_empty"] is None
+    json.dumps(s)

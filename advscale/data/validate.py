@@ -173,9 +173,15 @@ def _vector_problem(key: str, v: Any) -> str | None:
     return None
 
 
+KNOWN_ATTRS = frozenset({"format_version", "source", "class_names", "num_classes", "count",
+                         "origin", "label_set", "mean", "std", "image_size", "parts"})
+"""Attributes readers use (docs/formats.md §1): one that cannot be decoded is an error. Any
+other undecodable attribute reads as null (readers ignore fields they do not know)."""
+
+
 def decoded_attrs(f: Any) -> dict[str, Any]:
-    """Every attribute of an open file, decoded to JSON-able values; AdvscaleError naming the
-    attribute that cannot be read or decoded."""
+    """Every attribute of an open file, decoded to JSON-able values; AdvscaleError naming a
+    known attribute (:data:`KNOWN_ATTRS`) that cannot be read or decoded."""
     from advscale.data.layout import decode_attr
 
     out: dict[str, Any] = {}
@@ -185,11 +191,16 @@ def decoded_attrs(f: Any) -> dict[str, Any]:
         raise AdvscaleError(f"{f.filename}: attributes cannot be read ({e})") from None
     for k in keys:
         try:
-            v = decode_attr(f.attrs[k])
+            out[str(k)] = _jsonable(decode_attr(f.attrs[k]), f.filename, k)
         except (OSError, RuntimeError, ValueError, TypeError, UnicodeError) as e:
-            raise AdvscaleError(f"{f.filename}: attribute {k!r} cannot be decoded "
-                                f"({type(e).__name__}: {e})") from None
-        out[str(k)] = _jsonable(v, f.filename, k)
+            if k in KNOWN_ATTRS:
+                raise AdvscaleError(f"{f.filename}: attribute {k!r} cannot be decoded "
+                                    f"({type(e).__name__}: {e})") from None
+            out[str(k)] = None
+        except AdvscaleError:
+            if k in KNOWN_ATTRS:
+                raise
+            out[str(k)] = None
     return out
 
 
