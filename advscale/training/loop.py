@@ -66,8 +66,6 @@ from advscale.training.sources import (
 )
 from advscale.training.state import collect_state, read_state, restore_state, save_state
 
-IMAGE_SHAPE = (32, 32, 3)
-
 
 def _log(msg: str) -> None:
     sys.stderr.write(msg.rstrip("\n") + "\n")
