@@ -50,13 +50,19 @@ def _human(summary: dict) -> None:
 def import_cmd(
     src: str = typer.Argument(
         ...,
-        help="cifar-10-python.tar.gz, an extracted cifar-10-batches-py/ folder, a DM-Improves-AT "
-        ".npz, an image folder ROOT/<class>/*.png, or 'cifar10' to download.",
+        help="cifar-10-python.tar.gz or cifar-100-python.tar.gz (or the extracted folder), an "
+        "SVHN train/test/extra_32x32.mat, a DM-Improves-AT .npz, an image folder "
+        "ROOT/<class>/*.png of square images, or 'cifar10' to download.",
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Output HDF5 file (written atomically)."),
-    split: str = typer.Option("train", help="CIFAR-10 split: train or test."),
+    split: str = typer.Option(
+        "train", help="CIFAR-10/100 split: train or test; SVHN (a folder of .mat files): train, "
+        "test or extra."),
+    labels: str = typer.Option("fine", help="CIFAR-100 labels: fine (100 classes) or coarse "
+                               "(20 superclasses)."),
     fmt: str = typer.Option(
-        None, "--format", help="Force the input format: cifar10-python, npz, folder."
+        None, "--format", help="Force the input format: cifar10-python, cifar100-python, "
+        "svhn-mat, npz, folder."
     ),
     num_classes: int = typer.Option(10, help="Labels must lie in [0, num_classes)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
@@ -75,10 +81,12 @@ def import_cmd(
             bar.update(task, completed=done, total=total)
 
         summary = import_dataset(
-            src, out, split=split, fmt=fmt, num_classes=num_classes, progress=progress
+            src, out, split=split, fmt=fmt, num_classes=num_classes, labels=labels,
+            progress=progress
         )
     _human(summary)
     argv = ["import", src, "--split", split, "-o", str(out), "--num-classes", str(num_classes)]
+    argv += ["--labels", labels] if labels != "fine" else []
     _emit_summary(summary, argv + (["--format", fmt] if fmt else []) + ["--force"] * force)
 
 
@@ -116,6 +124,7 @@ def mix_cmd(
     spec = parse_mixture(sources)
     refuse_existing(out, force, list(spec.paths))
     mixture = ImageMixture(spec.paths)  # validates every source
+    mixture.check_labels()
     doc = spec.to_json()
     for s, n in zip(doc["sources"], mixture.sizes, strict=True):
         s["n"] = n
