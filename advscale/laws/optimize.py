@@ -80,9 +80,10 @@ rows however many starts or rows there are. Every start's path is independent of
 so the blocking changes no result."""
 
 
-def block_size(n_rows: int, n_free: int, limit: int = BLOCK_ELEMENTS) -> int:
-    """How many starts one screening block holds (at least 1)."""
-    return max(1, limit // max(1, n_rows * max(1, n_free)))
+def block_size(n_rows: int, n_free: int, limit: int | None = None) -> int:
+    """How many starts one screening block holds (at least 1; ``limit``: Jacobian entries,
+    default :data:`BLOCK_ELEMENTS`)."""
+    return max(1, (limit or BLOCK_ELEMENTS) // max(1, n_rows * max(1, n_free)))
 
 
 def screen(problem: Problem, starts: np.ndarray, iters: int = 30, tol: float | None = None,
