@@ -242,7 +242,7 @@ def test_fit_protocol_options_reach_the_record(runner, records_file):
     assert rec["provenance"]["config"]["protocol"] == "bartoldson2024"
     assert rec["provenance"]["config"]["protocol_options"]["anchor"] == "fid0"
     res = runner.invoke(app, ["fit", str(records_file), "--approach", "2", "--protocol", "x"])
-    assert res.exit_code == 2 and "--protocol 'x': choose from advscale, bartoldson2024" in \
+    assert res.exit_code == 2 and "protocol 'x': choose from advscale, bartoldson2024" in \
         res.output
 
 

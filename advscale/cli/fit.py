@@ -64,6 +64,11 @@ _P = {
         help="Backtest: fit on the runs where EXPR is false, predict those where it is true "
         "(e.g. 'train_flops > 1e19'); per-run errors and band coverage go in the record's "
         "backtest."),
+    "optimizer": typer.Option(
+        None, "--optimizer", help="Approaches 2 and 3: advscale (screened grid, tight polish: "
+        "the objective's minimum; default) or notebook (the authors' L-BFGS-B with SciPy's "
+        "defaults, finite differences, their parameterisation and grids: their constants; "
+        "docs/fidelity.md)."),
     "bins": typer.Option(None, "--bins",
                          help="power-law: log-spaced bins of the x range.",
                          show_default="19"),
@@ -123,6 +128,7 @@ def fit_cmd(
     accuracy_runs: str = _P["accuracy_runs"],
     grids: str = _P["grids"],
     holdout: str = _P["holdout"],
+    optimizer: str = _P["optimizer"],
     output: Path = typer.Option(None, "--output", "-o",
                                 help="Write the fit record here (atomically) instead of stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -146,7 +152,7 @@ def fit_cmd(
                    exclusion_size=exclusion_size, anchor=anchor, joint_polish=joint_polish,
                    base_dataset=base_dataset, stage2_datasets=stage2_dataset or None,
                    flops_floor=flops_floor, envelope=envelope, accuracy_runs=accuracy_runs,
-                   grids=grids),
+                   grids=grids, optimizer=optimizer),
                "log": (lambda m: None) if quiet else err}
     check_output(output, files or [], force=force)
     log_to_stderr(verbose, quiet)

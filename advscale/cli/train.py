@@ -94,6 +94,10 @@ def train(
     bn_momentum: float = typer.Option(None, help="Batch-norm momentum after its warm-up.",
                                       show_default="0.01",
                                       rich_help_panel=H_RECIPE),
+    bn_schedule: str = typer.Option(None, help="Batch-norm momentum schedule: advscale (1, then "
+                                    "max(bn-momentum, 9/(10+t))) or reference (1, then "
+                                    "bn-momentum; DM-Improves-AT).", show_default="advscale",
+                                    rich_help_panel=H_RECIPE),
     augment: bool = typer.Option(None, "--augment/--no-augment", help="Random crop (pad 4) + flip.",
                                  show_default="--augment", rich_help_panel=H_RECIPE),
     eval_n: int = typer.Option(None, help="Evaluation images.", show_default="1024",
@@ -156,7 +160,8 @@ def train(
         "lr": lr,
         "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
         "warmup": warmup, "ema_decay": ema_decay, "ema_warmup": ema_warmup,
-        "bn_momentum": bn_momentum, "augment": augment, "eval_n": eval_n,
+        "bn_momentum": bn_momentum, "bn_schedule": bn_schedule, "augment": augment,
+        "eval_n": eval_n,
         "eval_every": eval_every, "eval_steps": eval_steps,
         "eval_loss": eval_loss, "eval_batch_size": eval_batch_size,
         "checkpoint_every": checkpoint_every, "seed": seed, "run_id": run_id, "device": device,

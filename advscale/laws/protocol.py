@@ -47,7 +47,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from advscale.core.options import option
 from advscale.errors import AdvscaleError
+from advscale.laws.notebook import OPTIMIZERS
 
 NOTEBOOK_FLOPS_FLOOR = 1.9e17
 """The notebook's ``approach_1_flop_floor``: Approach 1 uses evaluations above it only."""
@@ -70,6 +72,10 @@ class Protocol:
     envelope: str = "advscale"
     accuracy_runs: str = "fitted"
     grids: str = "appendix"
+    optimizer: str = option(
+        "advscale", help="Approaches 2 and 3: advscale (screened grid, tight polish: the "
+        "objective's minimum) or notebook (the authors' L-BFGS-B with SciPy's defaults, "
+        "finite differences, their parameterisation and grids: their constants).")
 
     def record(self) -> dict[str, Any]:
         """The fit record's ``protocol`` block."""
@@ -95,6 +101,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "envelope": ("advscale", "bartoldson2024"),
     "accuracy_runs": ("fitted", "base"),
     "grids": ("appendix", "code"),
+    "optimizer": OPTIMIZERS,
 }
 """The allowed values of the choices that are names."""
 
@@ -110,7 +117,8 @@ def resolve_protocol(name: str | Protocol = "advscale",
     """
     base = name if isinstance(name, Protocol) else PROTOCOLS.get(name)
     if base is None:
-        raise AdvscaleError(f"--protocol {name!r}: choose from {', '.join(PROTOCOLS)}")
+        raise AdvscaleError(f"protocol {name!r}: choose from {', '.join(PROTOCOLS)}",
+                            field="protocol")
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = set(changes) - set(_FIELDS)
     if unknown:
@@ -126,10 +134,11 @@ def _check(p: Protocol) -> None:
     for key, allowed in CHOICES.items():
         value = getattr(p, key)
         if value not in allowed:
-            raise AdvscaleError(f"--{key.replace('_', '-')} {value!r}: choose from "
-                                f"{', '.join(allowed)}")
+            raise AdvscaleError(f"{key} {value!r}: choose from {', '.join(allowed)}",
+                                field=key)
     if not 0.0 <= p.min_train_fraction <= 1.0:
-        raise AdvscaleError(f"--min-train-fraction must be in [0, 1], got "
-                            f"{p.min_train_fraction!r}")
+        raise AdvscaleError(f"min_train_fraction must be in [0, 1], got "
+                            f"{p.min_train_fraction!r}", field="min_train_fraction")
     if p.flops_floor is not None and p.flops_floor < 0:
-        raise AdvscaleError(f"--flops-floor must be >= 0, got {p.flops_floor!r}")
+        raise AdvscaleError(f"flops_floor must be >= 0, got {p.flops_floor!r}",
+                            field="flops_floor")

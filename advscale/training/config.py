@@ -62,6 +62,10 @@ def paper_batch_lr(samples: int) -> tuple[int, float]:
     return 2048, 0.1
 
 
+BN_SCHEDULES = ("advscale", "reference")
+"""Batch-norm momentum schedules (``advscale.training.loop.bn_momentum_at``)."""
+
+
 @dataclass
 class TrainConfig:
     """All settings of one training run (see the module docstring for units and defaults)."""
@@ -124,6 +128,10 @@ class TrainConfig:
     bn_momentum: float = 0.01
     """Batch-norm running-statistics momentum (Haiku's 0.99 decay), reached after a warm-up
     (see ``advscale.training.loop.bn_momentum_at``)."""
+    bn_schedule: str = option(
+        "advscale", help="Batch-norm momentum schedule: advscale (1 on the first batch, then "
+        "max(bn_momentum, 9/(10+t)), fading early statistics in short runs) or reference "
+        "(DM-Improves-AT's watrain.py: 1 at step 0, then bn_momentum).", panel="Recipe")
     augment: bool = True
     """Random crop (zero padding 4) + horizontal flip, on the device."""
     eval_n: int = 1024
@@ -234,6 +242,8 @@ class TrainConfig:
              "--lr-start-div and --lr-final-div must be >= 1"),
             (not (0 <= self.ema_decay < 1), "--ema-decay must lie in [0, 1)"),
             (not (0 < self.bn_momentum <= 1), "--bn-momentum must lie in (0, 1]"),
+            (self.bn_schedule not in BN_SCHEDULES,
+             f"bn_schedule must be one of {', '.join(BN_SCHEDULES)}, got {self.bn_schedule!r}"),
             (self.eval_n < 1 or self.eval_batch_size < 1,
              "--eval-n and --eval-batch-size must be >= 1"),
             ((self.eval_every or 0) < 0 or (self.checkpoint_every or 0) < 0,
