@@ -9,6 +9,7 @@ import errno
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from fractions import Fraction
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from advscale import api
 from advscale.errors import AdvscaleError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,10 +52,32 @@ def os_error_message(e: OSError) -> str:
     return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
+def flag_for(field: str) -> str:
+    """The command-line flag of a request field: the one field → flag map of the CLI.
+
+    The flag a field declares (``option(flag=...)``) in any request class of the API, else
+    ``--`` + the name with ``_`` → ``-`` (``eval_data`` → ``--eval-data``).
+    """
+    for cls in api.REQUESTS:
+        spec = api.options.field_spec(cls, field)
+        if spec is not None and spec.flag:
+            return spec.flag
+    return "--" + field.replace("_", "-")
+
+
+def flag_message(message: str, field: str | None) -> str:
+    """``message`` with the first mention of each field it names (``eps``; ``data,samples``)
+    written as that field's flag (``--eps``): library errors name fields, users typed flags."""
+    for name in filter(None, (field or "").split(",")):
+        pattern = rf"(?<![\w.\-/]){re.escape(name)}(?![\w\-/])"
+        message = re.sub(pattern, flag_for(name).replace("\\", "\\\\"), message, count=1)
+    return message
+
+
 def error_message(e: BaseException) -> str | None:
     """The one-line message of an error the boundary reports, or None for a real bug."""
     if isinstance(e, AdvscaleError):
-        return str(e)
+        return flag_message(str(e), e.field)
     if isinstance(e, OSError):
         return os_error_message(e)
     if isinstance(e, UnicodeError):

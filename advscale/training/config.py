@@ -14,15 +14,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from advscale.core.fileio import atomic_write, file_sha256
-from advscale.core.options import option
+from advscale.core.options import device_option, internal, option, progress_option, seed_option
 from advscale.errors import AdvscaleError
-from advscale.models.checkpoint import read_checkpoint_metadata, resolve_checkpoint
-from advscale.models.registry import recorded_kwargs, takes_option
+
+RECIPE = "Recipe"
+DATA = "Data and evaluation"
+RUN = "Run"
 
 LOSS_NAMES = ("trades", "pgd-at", "standard")
 ATTACK_BN_MODES = ("train-no-update", "eval")
@@ -58,85 +60,87 @@ def paper_batch_lr(samples: int) -> tuple[int, float]:
 class TrainConfig:
     """All settings of one training run (see the module docstring for units and defaults)."""
 
-    data: str = ""
-    """Training mixture: ``train.h5``, ``real.h5:1,syn.h5:7`` or a mixture ``.json``."""
-    eval_data: str = ""
-    """Test-set HDF5 file; the first ``eval_n`` rows are the fixed evaluation subset."""
-    samples: int = 0
-    """Training samples to draw (D), with replacement only once a source is exhausted."""
-    model: str = "wrn-28-10"
-    activation: str | None = None
-    """The model's activation where its family takes one (WRN: silu by default; CIFAR ResNets:
-    relu); None = the family's default. A model that takes none refuses a value."""
-    padding: str | None = None
-    """WRN stride-2 padding: ``dm`` (DeepMind's (0,1,0,1), TF SAME; the default) or
-    ``symmetric`` (1 each side); None = the family's default. Other models refuse a value."""
+    data: str = option("", help="Training data: train.h5, real.h5:1,syn.h5:7 or a mixture "
+                       ".json.", panel=DATA)
+    eval_data: str = option("", help="Test-set HDF5; its first eval_n rows are the fixed "
+                            "evaluation subset.", panel=DATA)
+    samples: int = option(0, help="Training samples to draw, D (not epochs), e.g. 20000 or 5e6;"
+                          " required for a new run.", parse="count", metavar="N", panel=DATA,
+                          default_text="")
+    model: str = option("wrn-28-10", help="A name from `advscale model list` (wrn-DEPTH-WIDTH, "
+                        "resnet18, preactresnet18, ...) or a timm model name.", panel=RECIPE)
+    activation: str | None = option(None, help="Activation (silu, relu, gelu) where the model "
+                                    "family takes one; an error otherwise.", panel=RECIPE,
+                                    default_text="the family's: silu for WRNs, relu for ResNets")
+    padding: str | None = option(None, help="WRN stride-2 padding: dm (DeepMind's (0,1,0,1), TF "
+                                 "SAME) or symmetric (1 each side); other models refuse a value.",
+                                 panel=RECIPE, default_text="dm for WRNs")
     model_kwargs: dict[str, Any] = option(
-        default_factory=dict, parse="kwargs", metavar="KEY=VALUE[,KEY=VALUE]",
+        default_factory=dict, parse="kwargs", metavar="KEY=VALUE[,KEY=VALUE]", panel=RECIPE,
         help="Options of the model family (JSON values), e.g. img_size=32,patch_size=4 for a "
              "timm ViT or width=32 for a CIFAR ResNet; recorded in the checkpoint.")
-    num_classes: int = 10
-    init: str | None = None
-    """Start from these weights instead of a random initialisation (fine-tuning or continuing
-    a model): an advscale checkpoint, a run directory, or a published ``.pt`` imported on the
-    fly (``advscale model import``). The architecture comes from the checkpoint."""
-    init_sha256: str | None = None
-    """SHA-256 of the ``init`` file (filled in by :func:`apply_init`)."""
-    loss: str = "trades"
-    beta: float = 5.0
-    pgd_steps: int = 10
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    label_smoothing: float = 0.1
-    attack_bn: str = "train-no-update"
-    """Batch norm during the training attack: ``train-no-update`` (the reference's: batch
-    statistics, running statistics untouched) or ``eval`` (Zhang et al.: running statistics)."""
-    batch_size: int | None = None
-    """Global batch (all ranks together); None = the paper's choice for D."""
-    lr: float | None = None
-    """Peak learning rate; None = the paper's choice for D."""
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    warmup: float = 0.25
-    """Fraction of the optimizer steps spent rising to the peak learning rate (one-cycle)."""
-    lr_start_div: float = 25.0
-    """The schedule starts at lr / lr_start_div ..."""
-    lr_final_div: float = 1e4
-    """... and ends at lr / (lr_start_div · lr_final_div), as torch's OneCycleLR."""
-    ema_decay: float = 0.995
-    ema_warmup: float = 0.025
-    """Fraction of the steps during which the EMA simply copies the weights."""
-    bn_momentum: float = 0.01
-    """Batch-norm running-statistics momentum (Haiku's 0.99 decay), reached after a warm-up
-    (see ``advscale.training.loop.bn_momentum_at``)."""
-    augment: bool = True
-    """Random crop (zero padding 4) + horizontal flip, on the device."""
-    eval_n: int = 1024
-    eval_every: int | None = None
-    """Samples between evaluations; None = 10 evaluations per run; 0 = only at the end."""
-    eval_steps: int = 40
-    eval_loss: str = "cw"
-    """The evaluation PGD's loss: ``cw`` (the reference's clamped CW loss), ``cw-margin``
-    (unclamped) or ``ce``."""
-    eval_step_size: float = 2 / 255
-    eval_batch_size: int = 256
-    checkpoint_every: int | None = None
-    """Samples between checkpoints; None = at every evaluation."""
-    seed: int = 0
-    run_id: str | None = None
-    device: str = "auto"
-    amp: bool | None = None
-    """bf16 autocast for training; None = on for CUDA, off for CPU."""
-    channels_last: bool | None = None
-    """None = on (cuDNN, and oneDNN on CPU, run WRN convolutions faster channels-last)."""
-    compile: bool = False
-    workers: int | None = None
-    """DataLoader worker processes; None = 0 on CPU, 4 on CUDA."""
-    log_every: int = 20
-    """Optimizer steps between non-finite-loss checks and progress updates."""
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    num_classes: int = option(10, help="Classes.", panel=DATA)
+    init: str | None = option(None, help="Start from these weights: an advscale checkpoint, a "
+                              "run directory or a published .pt (imported on the fly); the "
+                              "architecture comes from it.", panel=RECIPE)
+    init_sha256: str | None = internal(None, help="SHA-256 of the init file (apply_init).")
+    loss: str = option("trades", help="trades, pgd-at or standard.", panel=RECIPE)
+    beta: float = option(5.0, help="TRADES β.", panel=RECIPE)
+    pgd_steps: int = option(10, help="Training attack steps.", panel=RECIPE)
+    eps: float = option(8 / 255, help="L∞ radius.", unit="[0,1] pixel units", parse="fraction",
+                        default_text="8/255", panel=RECIPE)
+    step_size: float = option(2 / 255, help="Training attack step.", unit="[0,1] pixel units",
+                              parse="fraction", default_text="2/255", panel=RECIPE)
+    label_smoothing: float = option(0.1, help="On the clean CE term.", panel=RECIPE)
+    attack_bn: str = option("train-no-update", help="Batch norm in the training attack: "
+                            "train-no-update (batch statistics, running ones untouched, as the "
+                            "reference) or eval (Zhang et al.: running statistics).",
+                            panel=RECIPE)
+    batch_size: int | None = option(None, help="Global batch (all ranks together).",
+                                    unit="images", default_text="1024 for D ≤ 10M, else 2048",
+                                    panel=RECIPE)
+    lr: float | None = option(None, help="Peak learning rate.", panel=RECIPE,
+                              default_text="0.3 for D ≤ 10M, 0.2 ≤ 200M, else 0.1")
+    momentum: float = option(0.9, help="SGD momentum.", panel=RECIPE)
+    nesterov: bool = option(True, help="Nesterov momentum.", panel=RECIPE)
+    weight_decay: float = option(5e-4, help="Weight decay, not on norms/biases.", panel=RECIPE)
+    warmup: float = option(0.25, help="One-cycle rise to the peak learning rate, fraction of "
+                           "the optimizer steps.", panel=RECIPE)
+    lr_start_div: float = internal(25.0, help="The schedule starts at lr / lr_start_div ...")
+    lr_final_div: float = internal(1e4, help="... and ends at lr / (lr_start_div · "
+                                   "lr_final_div), as torch's OneCycleLR.")
+    ema_decay: float = option(0.995, help="Weight-averaging (EMA) decay per step.", panel=RECIPE)
+    ema_warmup: float = option(0.025, help="Fraction of steps the EMA copies the weights.",
+                               panel=RECIPE)
+    bn_momentum: float = option(0.01, help="Batch-norm running-statistics momentum (Haiku's "
+                                "0.99 decay) after its warm-up (training.loop.bn_momentum_at).",
+                                panel=RECIPE)
+    augment: bool = option(True, help="Random crop (zero padding 4) + flip, on the device.",
+                           panel=RECIPE)
+    eval_n: int = option(1024, help="Evaluation images.", panel=DATA)
+    eval_every: int | None = option(None, help="Samples between evaluations (0: only at the "
+                                    "end).", default_text="D/10", panel=DATA)
+    eval_steps: int = option(40, help="PGD steps of the evaluation.", panel=DATA)
+    eval_loss: str = option("cw", help="Evaluation PGD loss: cw (clamped CW, the reference's), "
+                            "cw-margin (unclamped) or ce.", panel=DATA)
+    eval_step_size: float = internal(2 / 255, help="Evaluation PGD step, [0,1] pixel units.")
+    eval_batch_size: int = option(256, help="Evaluation batch.", unit="images", panel=DATA)
+    checkpoint_every: int | None = option(None, help="Samples between checkpoints.",
+                                          default_text="at each evaluation", panel=RUN)
+    seed: int = seed_option("data order, init and attack noise")
+    run_id: str | None = option(None, help="Run id in the records.", default_text="generated",
+                                panel=RUN)
+    device: str = device_option()
+    amp: bool | None = option(None, help="bf16 autocast.", default_text="on CUDA", panel=RUN)
+    channels_last: bool | None = option(None, help="Channels-last memory.",
+                                        default_text="--channels-last", panel=RUN)
+    compile: bool = option(False, help="torch.compile the model.", panel=RUN)
+    workers: int | None = option(None, help="DataLoader workers.",
+                                 default_text="0 on CPU, 4 on CUDA", panel=RUN)
+    log_every: int = internal(20, help="Optimizer steps between non-finite-loss checks and "
+                              "progress updates.")
+    progress: bool = progress_option()
+    extra: dict[str, Any] = internal(default_factory=dict, help="Free-form notes.")
 
     # -- derived -----------------------------------------------------------------------------
     def resolved(self) -> TrainConfig:
@@ -248,6 +252,8 @@ class TrainConfig:
 def _migrate(saved: dict[str, Any]) -> dict[str, Any]:
     """An older ``config.json``: ``init_model_kwargs`` became ``model_kwargs``; ``activation``
     and ``padding`` were written for every model and stay only where the model takes them."""
+    from advscale.models.registry import takes_option  # torch: only when a run is loaded
+
     out = dict(saved)
     out["model_kwargs"] = {**out.pop("init_model_kwargs", {}), **out.get("model_kwargs", {})}
     model = str(out.get("model", "wrn-28-10"))
@@ -274,7 +280,8 @@ def merge_for_resume(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConf
                    if k not in RUNTIME_KEYS and k in current and current[k] != v)
     if clash:
         detail = ", ".join(f"{k}={overrides[k]!r} (run has {current[k]!r})" for k in clash)
-        raise AdvscaleError(f"--resume with different settings than the run: {detail}")
+        raise AdvscaleError(f"resume with different settings than the run: {detail}",
+                            field=clash[0])
     runtime = {k: v for k, v in overrides.items() if k in RUNTIME_KEYS}
     return dataclasses.replace(saved, **runtime)
 
@@ -292,6 +299,9 @@ def apply_init(settings: dict[str, Any]) -> dict[str, Any]:
     """
     if not settings.get("init"):
         return settings
+    from advscale.models.checkpoint import read_checkpoint_metadata, resolve_checkpoint
+    from advscale.models.registry import recorded_kwargs
+
     path = resolve_checkpoint(settings["init"])
     meta = read_checkpoint_metadata(path)
     out = dict(settings)

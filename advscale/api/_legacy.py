@@ -21,38 +21,13 @@ function           does                                   library underneath
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from advscale.errors import AdvscaleError
-
 PathLike = str | os.PathLike[str]
 Records = Iterable[Mapping[str, Any]] | PathLike | Sequence[PathLike]
-
-
-def train(data: PathLike, out: PathLike, *, resume: bool = False,
-          **options: Any) -> list[dict[str, Any]]:
-    """Train (or with ``resume`` continue) one run into directory ``out``; its records.
-
-    ``options`` are :class:`advscale.training.config.TrainConfig` fields: ``model``
-    (``wrn-28-10``), ``samples`` (D, training samples seen), ``loss`` (``trades``),
-    ``pgd_steps``, ``eval_data``, ``eval_n``, ``batch_size``, ``lr``, ``seed``, ``init`` (start
-    from a checkpoint, published ``.pt`` files included), ... The
-    records (``train.eval``, one per evaluation) are also in ``out/records.jsonl``; the EMA
-    checkpoint is ``out/last.safetensors``.
-    """
-    from advscale.training.config import TrainConfig, apply_init
-    from advscale.training.loop import train as run_training
-
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise AdvscaleError(f"train: unknown option(s) {', '.join(unknown)}; see TrainConfig")
-    cfg = TrainConfig(data=os.fspath(data), **apply_init(options))
-    return run_training(cfg, out, resume=resume, stdout=io.StringIO())
 
 
 def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
