@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from advscale.api import options
 from advscale.api._legacy import (
-    attack,
     count_flops,
     fit,
     measure_energy,
@@ -21,10 +20,13 @@ from advscale.api._legacy import (
     read_records,
     report,
 )
+from advscale.api.attacks import AttackSettings, attack
 from advscale.api.training import TrainConfig, train
+from advscale.core.options import CommonOptions
 
-REQUESTS: tuple[type, ...] = (TrainConfig,)
+REQUESTS: tuple[type, ...] = (TrainConfig, AttackSettings)
 """The request dataclasses, whose fields the command line's options are generated from."""
 
-__all__ = ["REQUESTS", "TrainConfig", "attack", "count_flops", "fit", "measure_energy",
-           "options", "predict", "read_records", "report", "train"]
+__all__ = ["REQUESTS", "AttackSettings", "CommonOptions", "TrainConfig", "attack",
+           "count_flops", "fit", "measure_energy", "options", "predict", "read_records",
+           "report", "train"]

@@ -30,31 +30,6 @@ PathLike = str | os.PathLike[str]
 Records = Iterable[Mapping[str, Any]] | PathLike | Sequence[PathLike]
 
 
-def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
-           attack: str = "aa-standard", eps: float = 8 / 255, steps: int | None = None,
-           step_size: float | None = None, n: int | None = None, batch_size: int = 250,
-           chunk_size: int = 1000, seed: int = 0, device: str = "auto",
-           state: PathLike | None = None, results: PathLike | None = None,
-           save_adv: PathLike | None = None) -> list[dict[str, Any]]:
-    """Evaluate checkpoints (files, run directories or globs); one ``attack`` record each.
-
-    ``attack``: ``aa-standard``, ``aa-rand``, ``apgd-ce`` (AutoAttack) or ``pgd-cw`` (the
-    clamped CW loss of the papers' evaluation), ``pgd-cw-margin`` (unclamped), ``pgd-ce``
-    (advscale's PGD; ``steps`` default 40, ``step_size`` 2/255). ``n`` images of
-    ``data`` in file order. ``state``/``results`` make the evaluation resumable and skip
-    checkpoints already evaluated; ``save_adv`` writes the adversarial images (HDF5).
-    """
-    from advscale.attacks.evaluate import attack_checkpoints
-    from advscale.attacks.settings import AttackSettings
-
-    specs = [checkpoints] if isinstance(checkpoints, str | os.PathLike) else list(checkpoints)
-    settings = AttackSettings(attack=attack.strip().lower(), eps=eps, steps=steps,
-                              step_size=step_size, n=n, batch_size=batch_size,
-                              chunk_size=chunk_size, seed=seed)
-    return list(attack_checkpoints(specs, data, settings, device=device, state=state,
-                                   results=results, save_adv=save_adv))
-
-
 def count_flops(model: str, *, loss: str = "trades", pgd_steps: int = 10,
                 samples: int | None = None, method: str = "auto",
                 check_constant: float | None = None, **options: Any) -> dict[str, Any]:

@@ -12,10 +12,17 @@ from advscale.core.options import (
     field_spec,
     flag_of,
     option,
+    parse_count,
     parse_fields,
+    parse_fraction,
+    parse_kwargs,
+    parse_shard,
     parse_value,
+    seed_option,
     spec_of,
 )
 
 __all__ = ["PARSERS", "OptionSpec", "cli_fields", "field_spec", "flag_of", "option",
-           "parse_fields", "parse_value", "spec_of"]
+           "parse_count", "parse_fields", "parse_fraction",
+           "parse_kwargs", "parse_shard", "parse_value", "seed_option",
+           "spec_of"]

@@ -13,8 +13,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from advscale.attacks.autoattack import find_backend
-from advscale.attacks.robustness import START_RULE
+from advscale.core.options import option, seed_option
 from advscale.errors import AdvscaleError
 from advscale.version import __version__
 
@@ -87,14 +86,22 @@ class AttackSettings:
     results are reproducible for fixed ``seed``, ``batch_size`` and ``chunk_size``.
     """
 
-    attack: str = "aa-standard"
-    eps: float = 8 / 255
-    steps: int | None = None
-    step_size: float | None = None
-    n: int | None = None
-    batch_size: int = 250
-    chunk_size: int = 1000
-    seed: int = 0
+    attack: str = option("aa-standard", help="aa-standard | aa-rand | apgd-ce (AutoAttack) | "
+                         "pgd-cw (clamped CW loss, the papers' PGD-40) | pgd-cw-margin "
+                         "(unclamped CW margin) | pgd-ce (advscale PGD).")
+    eps: float = option(8 / 255, help="L∞ radius.", unit="[0,1] pixel units", parse="fraction",
+                        default_text="8/255")
+    steps: int | None = option(None, help="PGD steps or APGD iterations for apgd-ce; AA "
+                               "versions are fixed.", default_text="40 for PGD, 100 for apgd-ce")
+    step_size: float | None = option(None, help="PGD step.", unit="[0,1] pixel units",
+                                     parse="fraction", default_text="2/255")
+    n: int | None = option(None, help="Images to attack (the first n of the test file).",
+                           default_text="10000, or all if fewer")
+    batch_size: int = option(250, help="Images per attack batch.")
+    chunk_size: int = option(1000, help="Images per resumable chunk (one state record each).")
+    seed: int = seed_option("the attack: PGD's image i starts from a point seeded by (seed, i), "
+                            "whatever the batch and chunk size; AutoAttack's chunk c uses seed+c",
+                            panel=None)
 
     def resolved(self, available: int | None = None) -> AttackSettings:
         """Validated settings with defaults filled in; AdvscaleError on bad values.
@@ -142,6 +149,8 @@ def package_of(attack: str) -> tuple[str, str]:
     """(package, version) that implements ``attack``: AutoAttack's distribution or advscale."""
     if attack in PGD_ATTACKS:
         return "advscale", __version__
+    from advscale.attacks.autoattack import find_backend
+
     b = find_backend()
     return b.package, b.version
 
@@ -161,6 +170,8 @@ def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
         "batch_size": s.batch_size, "chunk_size": s.chunk_size, "seed": s.seed,
         "package": package, "package_version": package_version}
     if s.attack in PGD_ATTACKS:
+        from advscale.attacks.robustness import START_RULE
+
         doc["pgd_start"] = START_RULE
         rule = PGD_LOSS_RULES.get(PGD_ATTACKS[s.attack])
         if rule is not None:

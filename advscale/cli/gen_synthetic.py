@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors, parse_shard
+from advscale.api.options import parse_shard
+from advscale.cli.common import err, handle_errors
 from advscale.cli.help import App
 from advscale.data.records import info_record
 from advscale.errors import AdvscaleError

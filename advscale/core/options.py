@@ -134,14 +134,14 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
-def parse_kwargs(text: str, field: str = "value") -> dict[str, Any]:
+def parse_kwargs(text: str | None, field: str = "value") -> dict[str, Any]:
     """``KEY=VALUE[,KEY=VALUE]`` → a dict; each VALUE is JSON when it parses (``32``, ``true``,
     ``[1,2]``), else a string. A JSON object (``{"img_size": 32}``) is accepted as is.
 
     >>> parse_kwargs("img_size=32,patch_size=4,act=gelu")
     {'img_size': 32, 'patch_size': 4, 'act': 'gelu'}
     """
-    text = str(text).strip()
+    text = "" if text is None else str(text).strip()
     if not text:
         return {}
     if text.startswith("{"):
@@ -176,8 +176,22 @@ def _split_top(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def parse_shard(text: str, field: str = "shard") -> tuple[int, int]:
+    """``i/k`` (0-based i < k) → ``(i, k)``: this worker's share of a job split k ways."""
+    try:
+        i_s, k_s = str(text).split("/")
+        i, k = int(i_s), int(k_s)
+    except ValueError:
+        raise AdvscaleError(f"{field} {text!r} must look like i/k, e.g. 0/4",
+                            field=field) from None
+    if not (k >= 1 and 0 <= i < k):
+        raise AdvscaleError(f"{field} {text!r} needs 0 <= i < k", field=field)
+    return i, k
+
+
 PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "fraction": parse_fraction, "count": parse_count, "kwargs": parse_kwargs}
+    "fraction": parse_fraction, "count": parse_count, "kwargs": parse_kwargs,
+    "shard": parse_shard}
 """The named parsers of :attr:`OptionSpec.parse`."""
 
 
@@ -214,3 +228,20 @@ def progress_option(**spec: Any) -> Any:
     """The ``--progress/--no-progress`` field: a progress bar on stderr."""
     return option(True, help="Progress bar on stderr.", panel=spec.pop("panel", RUN_PANEL),
                   **spec)
+
+
+@dataclass
+class CommonOptions:
+    """Options many commands share, declared once each with one meaning."""
+
+    device: str = device_option(panel=None)
+    output: str | None = option(None, short="-o", metavar="PATH",
+                                help="Write the output here (atomically) instead of stdout.")
+    force: bool = option(False, negatable=False,
+                         help="Replace an existing output, or redo work already recorded (never "
+                         "touches a command's input).")
+    quiet: bool = option(False, short="-q", negatable=False,
+                         help="Only warnings and errors on stderr.")
+    verbose: bool = option(False, short="-v", negatable=False,
+                           help="Debug messages on stderr (e.g. AutoAttack's log).")
+    progress: bool = progress_option(panel=None)
