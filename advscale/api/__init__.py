@@ -3,30 +3,53 @@
 Each function resolves its request (defaults, named parsers such as ``"8/255"`` or ``"5e6"``),
 validates it and runs it, and returns what the command prints: JSONL records as dicts
 (``kind``, ``schema``, ``provenance`` and the payload; docs/formats.md). Nothing is printed on
-stdout; progress and notes go to the ``advscale`` logger (the command line shows them on
+stdout; progress and notes go to the ``advscale`` loggers (the command line shows them on
 stderr). Errors raise :class:`advscale.AdvscaleError` with a one-line message that names the
 request field at fault (``e.field``). Torch-free at import: each function imports its layer
 when called. The command line (``advscale.cli``) calls only this package.
+
+==================  ====================================  ==================================
+function            command                               library underneath
+==================  ====================================  ==================================
+``data``            ``data import|info|mix|stitch``       ``data``
+``gen_synthetic``   ``gen-synthetic`` (and subcommands)   ``synthetic``
+``train``           ``train``                             ``training.loop``, ``.rundir``
+``attack``          ``attack``                            ``attacks.evaluate``, ``.merge``
+``count_flops``     ``count-flops``                       ``training.flops``
+``measure_energy``  ``energy``                            ``energy.measure``
+``fit``             ``fit``                               ``laws.fit``
+``predict``         ``predict``                           ``laws.predict``
+``report``          ``report``                            ``report.command``
+``validity``        ``validity serve|score|...``          ``validity``
+``model``           ``model list|import|info``            ``models``
+``records``         ``records import|table``              ``records.tables``
+``read_records``    (reading JSONL)                       ``records``
+==================  ====================================  ==================================
 """
 
 from __future__ import annotations
 
 from advscale.api import options
-from advscale.api._legacy import (
-    count_flops,
-    fit,
-    measure_energy,
-    predict,
-    read_records,
-    report,
-)
 from advscale.api.attacks import AttackSettings, attack
+from advscale.api.datasets import data
+from advscale.api.energy import EnergyConstants, measure_energy
+from advscale.api.flops import count_flops
+from advscale.api.laws import PAPER_FLOPS_PER_PARAM_SAMPLE, FitRequest, fit, predict
+from advscale.api.models import model
+from advscale.api.recordio import builtin_maps, read_records, records, save_records
+from advscale.api.reports import report
 from advscale.api.training import TrainConfig, train
 from advscale.core.options import CommonOptions
 
-REQUESTS: tuple[type, ...] = (TrainConfig, AttackSettings)
+REQUESTS: tuple[type, ...] = (TrainConfig, AttackSettings, FitRequest, EnergyConstants,
+                              CommonOptions)
 """The request dataclasses, whose fields the command line's options are generated from."""
 
-__all__ = ["REQUESTS", "AttackSettings", "CommonOptions", "TrainConfig", "attack",
-           "count_flops", "fit", "measure_energy", "options", "predict", "read_records",
-           "report", "train"]
+FAMILIES = ("data", "gen_synthetic", "train", "attack", "count_flops", "measure_energy", "fit",
+            "predict", "report", "validity", "model", "records")
+"""One function per command family (``read_records`` reads what they write)."""
+
+__all__ = ["FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS", "AttackSettings",
+           "CommonOptions", "EnergyConstants", "FitRequest", "TrainConfig", "attack",
+           "builtin_maps", "count_flops", "data", "fit", "measure_energy", "model", "options",
+           "predict", "read_records", "records", "report", "save_records", "train"]

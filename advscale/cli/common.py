@@ -76,7 +76,7 @@ def flag_message(message: str, field: str | None) -> str:
     """``message`` with the first mention of each field it names (``eps``; ``data,samples``)
     written as that field's flag (``--eps``): library errors name fields, users typed flags."""
     for name in filter(None, (field or "").split(",")):
-        pattern = rf"(?<![\w.\-/]){re.escape(name)}(?![\w\-/])"
+        pattern = rf"(?<![\w.\-/]){re.escape(name)}(?![\w\-]|\.\w)"
         message = re.sub(pattern, flag_for(name).replace("\\", "\\\\"), message, count=1)
     return message
 
@@ -116,7 +116,7 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         quiet = kwargs["quiet"] if "quiet" in own else kwargs.pop("quiet", False)
         verbose = kwargs["verbose"] if "verbose" in own else kwargs.pop("verbose", False)
-        logs.install(_command_name(), quiet=bool(quiet), verbose=bool(verbose))
+        handler = logs.install(_command_name(), quiet=bool(quiet), verbose=bool(verbose))
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -126,6 +126,8 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(0) from None
         except (AdvscaleError, OSError, UnicodeError, RecursionError, MemoryError) as e:
             raise fail(error_message(e) or str(e), getattr(e, "exit_code", 2)) from None
+        finally:
+            logs.uninstall(handler)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
               if p.kind == inspect.Parameter.VAR_KEYWORD else p for p in sig.parameters.values()]

@@ -21,7 +21,7 @@ class _Stderr(logging.StreamHandler):
         super().__init__(sys.stderr)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
+        self.stream = sys.stderr  # not setStream: that flushes the old one, maybe closed
         super().emit(record)
 
 
@@ -40,6 +40,20 @@ def install(command: str, *, quiet: bool = False, verbose: bool = False) -> logg
     return handler
 
 
+def uninstall(handler: logging.Handler) -> None:
+    """Remove the handler :func:`install` returned (the command is over)."""
+    logger = logging.getLogger(ROOT)
+    logger.removeHandler(handler)
+    if not any(getattr(h, _HANDLER_FLAG, False) for h in logger.handlers):
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+
+
 def note(message: str) -> None:
     """A CLI note at info level (hidden by ``-q``), through the same handler."""
     logging.getLogger(ROOT + ".cli").info(message)
+
+
+def warn(message: str) -> None:
+    """A CLI warning (shown even with ``-q``), through the same handler."""
+    logging.getLogger(ROOT + ".cli").warning(message)

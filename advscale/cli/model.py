@@ -1,4 +1,7 @@
-"""``advscale model``: the model registry, importing published checkpoints, checkpoint info."""
+"""``advscale model``: the model registry, importing published checkpoints, checkpoint info.
+
+A thin adapter over :func:`advscale.api.model`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,10 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors, parse_kwargs
+from advscale import api
+from advscale.cli.common import handle_errors
 from advscale.cli.help import App
-from advscale.errors import AdvscaleError
-from advscale.records import make_record, write_record
+from advscale.records import write_record
 
 app = App(help="Models: registered names, importing published checkpoints, info.",
                   no_args_is_help=True)
@@ -30,31 +33,11 @@ def list_cmd(
     print(timm.list_models())"`.
     """
     if params:
-        from advscale.models.summary import describe_all  # torch: only when the command runs
-
-        for payload in describe_all(pattern):
-            err(f"{payload['model']:<16} N={payload['params']:>13,}  "
-                f"{payload['forward_flops_per_image'] / 1e9:10.3f} GFLOPs/image")
-            write_record(make_record("model.arch", payload,
-                                     command=f"advscale model list {pattern} --params"))
+        for rec in api.model("list", pattern, params=True):
+            write_record(rec)
         return
-    from advscale.models import list_models  # torch: only when the command runs
-
-    for name in list_models(pattern):
+    for name in api.model("list", pattern):
         typer.echo(name)
-
-
-def _triple(text: str | None, what: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 3:
-        raise AdvscaleError(f"{what} {text!r}: give three comma-separated numbers, e.g. "
-                            "0.4914,0.4822,0.4465")
-    return values
 
 
 @app.command("import")
@@ -77,15 +60,8 @@ def import_cmd(
 ) -> None:
     """Convert a published WRN checkpoint to an advscale one (docs/models.md); prints a
     model.info record on stdout. Nothing is unpickled but tensors and plain containers."""
-    from advscale.models.checkpoint import checkpoint_info, import_checkpoint
-
-    path, meta = import_checkpoint(src, out, format=fmt, arch=arch, activation=activation,
-                                   weights=weights, mean=_triple(mean, "--mean"),
-                                   std=_triple(std, "--std"))
-    err(f"{src} ({meta['source_format']}) → {path}: {meta['model']}, {meta['params']:,} "
-        f"parameters, activation {meta['activation']}, padding {meta['padding']}")
-    write_record(make_record("model.info", checkpoint_info(path),
-                             command=f"advscale model import {src} -o {out}"))
+    write_record(api.model("import", src, out, fmt=fmt, arch=arch, activation=activation,
+                           weights=weights, mean=mean, std=std))
 
 
 @app.command("info")
@@ -100,17 +76,4 @@ def info_cmd(
     """Print one model.info record (a checkpoint: architecture, parameters, activation,
     source, padding, whether the weights are EMA) or, for a model name, one model.arch record
     (N and forward FLOPs per 32×32 image)."""
-    if not ckpt.exists() and ckpt.suffix not in (".pt", ".pth", ".safetensors"):
-        from advscale.models.summary import describe
-
-        kwargs = parse_kwargs(model_kwargs)
-        payload = describe(str(ckpt), kwargs, num_classes=num_classes)
-        command = f"advscale model info {ckpt} --num-classes {num_classes}" + (
-            f" --model-kwargs {model_kwargs}" if model_kwargs else "")
-        write_record(make_record("model.arch", payload, command=command,
-                                 config={"model_kwargs": kwargs, "num_classes": num_classes}))
-        return
-    from advscale.models.checkpoint import checkpoint_info
-
-    write_record(make_record("model.info", checkpoint_info(ckpt),
-                             command=f"advscale model info {ckpt}"))
+    write_record(api.model("info", ckpt, model_kwargs=model_kwargs, num_classes=num_classes))

@@ -1,17 +1,16 @@
-"""``advscale records``: results tables in (``import``), one row per run out (``table``)."""
+"""``advscale records``: results tables in (``import``), one row per run out (``table``).
+
+A thin adapter over :func:`advscale.api.records`.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
-from advscale.cli.common import err, handle_errors
+from advscale import api
+from advscale.cli.common import handle_errors
 from advscale.cli.help import App
-from advscale.core.fileio import atomic_write
 from advscale.records import write_record
-from advscale.records.rows import run_rows, write_rows
-from advscale.records.tables import BUILTIN_MAPS, import_table
 
 app = App(help="Results tables → records (import) and records → a runs table (table).",
                   no_args_is_help=True)
@@ -23,7 +22,7 @@ def import_cmd(
     table: str = typer.Argument(..., help="CSV, TSV, Parquet or JSON-lines table ('-': CSV on "
                                 "stdin)."),
     map_: str = typer.Option("timm-adv-training", "--map", "-m",
-                             help=f"Built-in map ({', '.join(BUILTIN_MAPS)}) or a MAP.toml "
+                             help=f"Built-in map ({', '.join(api.builtin_maps())}) or a MAP.toml "
                              "(docs/records.md)."),
     output: str = typer.Option("-", "--output", "-o",
                                help="Write the records here (atomically); '-' = stdout."),
@@ -33,16 +32,10 @@ def import_cmd(
     Units are converted as the map says; ambiguous columns (percent vs fraction, FLOPs units)
     are refused with the fix. Every record names its table row in its provenance.
     """
-    records = import_table(table, map_)
-    runs = sum(1 for r in records if r["kind"] == "train.eval")
+    records = api.records("import", table, map_, output=None if output == "-" else output)
     if output == "-":
         for rec in records:
             write_record(rec)
-    else:
-        with atomic_write(Path(output)) as f:
-            for rec in records:
-                write_record(rec, f)
-    err(f"{table}: {runs} rows → {len(records)} records (map {map_})")
 
 
 @app.command("table")
@@ -53,7 +46,4 @@ def table_cmd(
                                help="runs.csv, runs.tsv or runs.jsonl; '-' = CSV on stdout."),
 ) -> None:
     """One row per run: model, N, recipe, D, FLOPs, accuracies per attack, energy, source."""
-    rows = run_rows(records or ["-"])
-    write_rows(rows, output)
-    if output != "-":
-        err(f"{output}: {len(rows)} runs")
+    api.records("table", records or ["-"], output=output)

@@ -1,4 +1,7 @@
-"""``advscale report``: figures and a self-contained HTML page from records and laws."""
+"""``advscale report``: figures and a self-contained HTML page from records and laws.
+
+A thin adapter over :func:`advscale.api.report`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,9 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors
-from advscale.laws.published import builtin_runs, load_runs
+from advscale import api
+from advscale.cli.common import handle_errors
 from advscale.records import write_record
-from advscale.report.command import held_out_note, report_record
 
 
 @handle_errors
@@ -34,10 +36,5 @@ def report(
                              "name, params, samples_seen [, fid])."),
 ) -> None:
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
-    table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
-    rec = report_record(records, out, laws=law, held_out=held_out, title=title,
-                        published=table)
-    for e in rec["held_out"]:
-        err(held_out_note(e))
-    err(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs")
-    write_record(rec)
+    write_record(api.report(records, out, laws=law, held_out=held_out, title=title,
+                            published=published, runs=runs))

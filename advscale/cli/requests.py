@@ -98,15 +98,19 @@ def typer_option(f: dataclasses.Field, spec: opts.OptionSpec) -> tuple[Any, Any]
     return typ, typer.Option(default, *names, **kwargs)
 
 
-def request_params(classes: Iterable[type], exclude: Iterable[str] = ()) -> list[
-        inspect.Parameter]:
-    """One keyword parameter per exposed field of ``classes`` (first declaration wins)."""
+def request_params(classes: Iterable[type], exclude: Iterable[str] = (),
+                   include: Iterable[str] | None = None) -> list[inspect.Parameter]:
+    """One keyword parameter per exposed field of ``classes`` (first declaration wins), only
+    those named in ``include`` when given (names no class has are ignored)."""
     skip, params = set(exclude), []
+    wanted = None if include is None else set(include)
     for cls in classes:
         for f, spec in opts.cli_fields(cls):
-            if f.name in skip:
+            if f.name in skip or (wanted is not None and f.name not in wanted):
                 continue
             skip.add(f.name)
+            if wanted is not None:  # a borrowed field goes to the command's own Options
+                spec = dataclasses.replace(spec, panel=None)
             typ, option = typer_option(f, spec)
             params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                             default=option, annotation=typ))
@@ -130,14 +134,17 @@ def parse_given(classes: Iterable[type], values: dict[str, Any]) -> dict[str, An
     return given
 
 
-def request_command(*classes: type, exclude: Iterable[str] = ()) -> Callable[[Callable], Any]:
-    """Decorate ``fn(own params..., *, given)``: add ``classes``' options to its signature."""
+def request_command(*classes: type, exclude: Iterable[str] = (),
+                    include: Iterable[str] | None = None) -> Callable[[Callable], Any]:
+    """Decorate ``fn(own params..., *, given)``: add ``classes``' options to its signature
+    (only the fields in ``include`` when given, never those in ``exclude``)."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         hints = typing.get_type_hints(fn)
         own = [p.replace(annotation=hints.get(p.name, p.annotation))
                for p in inspect.signature(fn).parameters.values() if p.name != "given"]
-        generated = request_params(classes, exclude=[*exclude, *(p.name for p in own)])
+        generated = request_params(classes, exclude=[*exclude, *(p.name for p in own)],
+                                   include=include)
         names = {p.name for p in generated}
 
         @functools.wraps(fn)

@@ -64,9 +64,8 @@ class TrainConfig:
                        ".json.", panel=DATA)
     eval_data: str = option("", help="Test-set HDF5; its first eval_n rows are the fixed "
                             "evaluation subset.", panel=DATA)
-    samples: int = option(0, help="Training samples to draw, D (not epochs), e.g. 20000 or 5e6;"
-                          " required for a new run.", parse="count", metavar="N", panel=DATA,
-                          default_text="")
+    samples: int = option(0, help="Training samples D (not epochs), e.g. 20000 or 5e6.",
+                          parse="count", metavar="N", panel=DATA, default_text="")
     model: str = option("wrn-28-10", help="A name from `advscale model list` (wrn-DEPTH-WIDTH, "
                         "resnet18, preactresnet18, ...) or a timm model name.", panel=RECIPE)
     activation: str | None = option(None, help="Activation (silu, relu, gelu) where the model "
