@@ -38,6 +38,7 @@ from advscale.api.laws import PAPER_FLOPS_PER_PARAM_SAMPLE, FitRequest, fit, pre
 from advscale.api.models import model
 from advscale.api.recordio import builtin_maps, read_records, records, save_records
 from advscale.api.reports import report
+from advscale.api.synthetic import gen_synthetic
 from advscale.api.training import TrainConfig, train
 from advscale.core.options import CommonOptions
 
@@ -51,5 +52,6 @@ FAMILIES = ("data", "gen_synthetic", "train", "attack", "count_flops", "measure_
 
 __all__ = ["FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS", "AttackSettings",
            "CommonOptions", "EnergyConstants", "FitRequest", "TrainConfig", "attack",
-           "builtin_maps", "count_flops", "data", "fit", "measure_energy", "model", "options",
-           "predict", "read_records", "records", "report", "save_records", "train"]
+           "builtin_maps", "count_flops", "data", "fit", "gen_synthetic", "measure_energy",
+           "model", "options", "predict", "read_records", "records", "report", "save_records",
+           "train"]

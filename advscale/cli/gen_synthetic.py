@@ -10,18 +10,12 @@ from pathlib import Path
 
 import typer
 
-from advscale.api.options import parse_shard
-from advscale.cli.common import err, handle_errors
+from advscale import api
+from advscale.cli.common import handle_errors
 from advscale.cli.help import App
-from advscale.data.records import info_record
+from advscale.cli.shared import common
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
-from advscale.synthetic.records import (
-    export_record,
-    gaussian_fit_record,
-    generation_record,
-    quality_record,
-)
 
 app = App(
     help="Generate synthetic CIFAR-style data with the EDM sampler (Karras et al. 2022) into "
@@ -77,7 +71,7 @@ def generate_cmd(
     s_max: float = typer.Option(None, help="S_max: churn only at sigma <= this."),
     s_noise: float = typer.Option(None, help="S_noise: churn noise inflation.", show_default="1"),
     solver: str = typer.Option(None, help="heun or euler.", show_default="heun"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    device: str = common("device"),
     dtype: str = typer.Option("fp32", help="Network compute dtype: fp32 or bf16."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
 ) -> None:
@@ -89,21 +83,6 @@ def generate_cmd(
                             "train-denoiser)")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from advscale.synthetic.generators import load_generator
-    from advscale.synthetic.jobs import generate
-
-    shard_ik = parse_shard(shard)
-    if out.exists() and not resume:
-        raise AdvscaleError(f"{out} already exists; remove it or choose another --out")
-    gen = load_generator(generator, data=data, model=model, device=device, dtype=dtype,
-                         components=components, residual=residual,
-                         fit_per_class=fit_per_class, prediction_type=prediction_type,
-                         compile=compile)
-    if not gen.is_trained_diffusion_model:
-        err(f"advscale: note: {getattr(gen, 'name', generator)} is NOT a trained diffusion "
-            "model; its samples exercise the pipeline (see docs/synthetic.md)")
-    overrides = {"sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho, "s_churn": churn,
-                 "s_min": s_min, "s_max": s_max, "s_noise": s_noise, "solver": solver}
     cols = (*Progress.get_default_columns()[:2], BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn())
     with Progress(*cols, console=_console(), transient=True) as bar:
@@ -112,14 +91,13 @@ def generate_cmd(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = generate(gen, out, num=num, steps=steps, seed=seed, batch_size=batch_size,
-                           shard=shard_ik, resume=resume, sampler_overrides=overrides,
-                           progress=progress, log=err)
-    err(f"{out}: {summary['n']:,} images ({summary['rows_generated']:,} new), "
-        f"{generator} {steps} steps (NFE {summary['nfe']}), {summary['wall_s']:.1f} s")
-    config = {"generator": generator, "steps": steps, "num": num, "shard": shard,
-              "batch_size": batch_size, "data": data, "model": model, **overrides}
-    write_record(generation_record(summary, config=config, seed=seed))
+        write_record(api.gen_synthetic(
+            "generate", out, generator=generator, steps=steps, num=num, shard=shard, seed=seed,
+            batch_size=batch_size, resume=resume, data=data, model=model,
+            components=components, residual=residual, fit_per_class=fit_per_class,
+            prediction_type=prediction_type, device=device, dtype=dtype, compile=compile,
+            progress=progress, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+            s_churn=churn, s_min=s_min, s_max=s_max, s_noise=s_noise, solver=solver))
 
 
 @app.command("fit-gaussian")
@@ -133,13 +111,8 @@ def fit_gaussian_cmd(
     fit_per_class: int = typer.Option(None, help="Use the first N images of each class."),
 ) -> None:
     """Fit the builtin-gaussian once and save it (then generate with --model FILE)."""
-    from advscale.synthetic.builtin_gaussian import gaussian_from_file
-    gen = gaussian_from_file(data, components=components, residual=residual,
-                             max_per_class=fit_per_class)
-    gen.save(out)
-    err(f"{out}: class-conditional Gaussian ({gen.components} components) fitted to {data}; "
-        "NOT a trained diffusion model")
-    write_record(gaussian_fit_record(str(out), str(data), gen.attrs()))
+    write_record(api.gen_synthetic("fit-gaussian", data, out, components=components,
+                                   residual=residual, fit_per_class=fit_per_class))
 
 
 @app.command("stitch")
@@ -151,14 +124,7 @@ def stitch_cmd(
         None, "--real", help="Real data to put first (e.g. train.h5); repeatable."),
 ) -> None:
     """Check a job's shards are complete and stitch them (after --real files) into one file."""
-    from advscale.synthetic.jobs import stitch_synthetic
-
-    if out.resolve() in {p.resolve() for p in [*shards, *(real or [])]}:
-        raise AdvscaleError(f"{out}: the output must not be one of the inputs")
-    summary = stitch_synthetic(shards, out, real=real or [])
-    err(f"{out}: {summary['n']:,} images from {len(shards)} shard(s)"
-        + (f" and {len(real)} real file(s)" if real else ""))
-    write_record(info_record(summary))
+    write_record(api.gen_synthetic("stitch", shards, out, real=real or []))
 
 
 @app.command("fid")
@@ -185,30 +151,24 @@ def fid_cmd(
     annotate: bool = typer.Option(
         False, "--annotate", help="Also store the result in GEN's attributes."),
     batch_size: int = typer.Option(100, help="Feature-extraction batch size."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    device: str = common("device"),
     seed: int = typer.Option(0, help="Seed of the image subsets (n < all) and KID subsets."),
 ) -> None:
     """FID/KID of GEN against a reference, honestly named (prints a `synthetic.quality` record)."""
     from rich.progress import Progress
 
-    from advscale.synthetic.quality import measure_quality
+
     with Progress(console=_console(), transient=True) as bar:
         task = bar.add_task("features", total=None)
 
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        result = measure_quality(
-            gen, ref, n=n, ref_n=ref_n, extractor=extractor,
+        write_record(api.gen_synthetic(
+            "fid", gen, ref, n=n, ref_n=ref_n, extractor=extractor,
             inception_weights=inception_weights, pca_dim=pca_dim, classifier=classifier,
             save_ref_stats=save_ref_stats, annotate=annotate, batch_size=batch_size,
-            device=device, seed=seed, progress=progress,
-        )
-    err(f"{gen}: {result['quality_metric']} = {result['quality_value']:.4g}, "
-        f"{result['kid_metric']} = {result['kid_value']:.4g}"
-        + ("" if result["comparable_to_published"]
-           else " (not comparable to published FIDs)"))
-    write_record(quality_record(result, seed=seed))
+            device=device, seed=seed, progress=progress))
 
 
 @app.command("export")
@@ -223,11 +183,8 @@ def export_cmd(
     num_classes: int = typer.Option(None, help="Override the network's label count."),
 ) -> None:
     """Export an NVlabs EDM network once with torch.export (run in a trusted environment)."""
-    from advscale.synthetic.edm_export import export_edm_pickle
-    info = export_edm_pickle(pkl, edm_code, out, key=key, num_classes=num_classes)
-    err(f"{out}: exported {info['source_name']} ({info['num_classes']} classes); it loads "
-        "without unpickling code")
-    write_record(export_record(info))
+    write_record(api.gen_synthetic("export", pkl, edm_code, out, key=key,
+                                   num_classes=num_classes))
 
 
 @app.command("train-denoiser")
@@ -246,20 +203,14 @@ def train_denoiser_cmd(
     ema_kimg: float = typer.Option(500.0, help="EMA half-life in thousands of images."),
     save_every_kimg: float = typer.Option(500.0, help="Checkpoint interval (thousand images)."),
     seed: int = typer.Option(0, help="Training seed."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    device: str = common("device"),
     dtype: str = typer.Option("fp32", help="Autocast dtype on GPU: fp32 or bf16."),
     resume: bool = typer.Option(True, help="Continue from RUN_DIR's state when present."),
 ) -> None:
     """Train the small class-conditional EDM U-Net (resumable); prints progress records."""
-    from advscale.synthetic.builtin_unet import UNetConfig, train_denoiser
-    try:
-        mult = tuple(int(c) for c in channel_mult.split(","))
-    except ValueError:
-        raise AdvscaleError(f"--channel-mult {channel_mult!r} must look like 1,2,2") from None
-    cfg = UNetConfig(channels=channels, channel_mult=mult, blocks=blocks, dropout=dropout)
-    for rec in train_denoiser(
-        data, run_dir, config=cfg, kimg=kimg, batch_size=batch_size, lr=lr, ema_kimg=ema_kimg,
-        save_every_kimg=save_every_kimg, seed=seed, device=device, dtype=dtype,
-        resume=resume, log=err,
-    ):
+    for rec in api.gen_synthetic(
+            "train-denoiser", data, run_dir, channels=channels, channel_mult=channel_mult,
+            blocks=blocks, dropout=dropout, kimg=kimg, batch_size=batch_size, lr=lr,
+            ema_kimg=ema_kimg, save_every_kimg=save_every_kimg, seed=seed, device=device,
+            dtype=dtype, resume=resume):
         write_record(rec)
