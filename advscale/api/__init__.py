@@ -36,6 +36,7 @@ from advscale.api.energy import EnergyConstants, measure_energy
 from advscale.api.flops import count_flops
 from advscale.api.laws import PAPER_FLOPS_PER_PARAM_SAMPLE, FitRequest, fit, predict
 from advscale.api.models import model
+from advscale.api.raters import validity
 from advscale.api.recordio import builtin_maps, read_records, records, save_records
 from advscale.api.reports import report
 from advscale.api.synthetic import gen_synthetic
@@ -54,4 +55,4 @@ __all__ = ["FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS", "AttackSettin
            "CommonOptions", "EnergyConstants", "FitRequest", "TrainConfig", "attack",
            "builtin_maps", "count_flops", "data", "fit", "gen_synthetic", "measure_energy",
            "model", "options", "predict", "read_records", "records", "report", "save_records",
-           "train"]
+           "train", "validity"]
