@@ -11,7 +11,7 @@ when called. The command line (``advscale.cli``) calls only this package.
 ==================  ====================================  ==================================
 function            command                               library underneath
 ==================  ====================================  ==================================
-``data``            ``data import|info|mix|stitch``       ``data``
+``dataset``         ``data import|info|mix|stitch``       ``data``
 ``gen_synthetic``   ``gen-synthetic`` (and subcommands)   ``synthetic``
 ``train``           ``train``                             ``training.loop``, ``.rundir``
 ``attack``          ``attack``                            ``attacks.evaluate``, ``.merge``
@@ -20,9 +20,9 @@ function            command                               library underneath
 ``fit``             ``fit``                               ``laws.fit``
 ``predict``         ``predict``                           ``laws.predict``
 ``report``          ``report``                            ``report.command``
-``validity``        ``validity serve|score|...``          ``validity``
+``validity_study``  ``validity serve|score|rate``         ``validity``
 ``model``           ``model list|import|info``            ``models``
-``records``         ``records import|table``              ``records.tables``
+``tables``          ``records import|table``              ``records.tables``
 ``read_records``    (reading JSONL)                       ``records``
 ==================  ====================================  ==================================
 """
@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from advscale.api import options
 from advscale.api.attacks import AttackSettings, attack
-from advscale.api.datasets import data
+from advscale.api.datasets import dataset
 from advscale.api.energy import EnergyConstants, measure_energy
 from advscale.api.flops import count_flops
 from advscale.api.laws import PAPER_FLOPS_PER_PARAM_SAMPLE, FitRequest, fit, predict
 from advscale.api.models import model
-from advscale.api.raters import validity
-from advscale.api.recordio import builtin_maps, read_records, records, save_records
+from advscale.api.raters import validity_study
+from advscale.api.recordio import builtin_maps, read_records, save_records, tables
 from advscale.api.reports import report
 from advscale.api.synthetic import gen_synthetic
 from advscale.api.training import TrainConfig, train
@@ -47,12 +47,12 @@ REQUESTS: tuple[type, ...] = (TrainConfig, AttackSettings, FitRequest, EnergyCon
                               CommonOptions)
 """The request dataclasses, whose fields the command line's options are generated from."""
 
-FAMILIES = ("data", "gen_synthetic", "train", "attack", "count_flops", "measure_energy", "fit",
-            "predict", "report", "validity", "model", "records")
+FAMILIES = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measure_energy",
+            "fit", "predict", "report", "validity_study", "model", "tables")
 """One function per command family (``read_records`` reads what they write)."""
 
 __all__ = ["FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS", "AttackSettings",
            "CommonOptions", "EnergyConstants", "FitRequest", "TrainConfig", "attack",
-           "builtin_maps", "count_flops", "data", "fit", "gen_synthetic", "measure_energy",
-           "model", "options", "predict", "read_records", "records", "report", "save_records",
-           "train", "validity"]
+           "builtin_maps", "count_flops", "dataset", "fit", "gen_synthetic", "measure_energy",
+           "model", "options", "predict", "read_records", "report", "save_records", "tables",
+           "train", "validity_study"]

@@ -16,26 +16,26 @@ PathLike = str | os.PathLike[str]
 Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 
-__all__ = ["data"]
+__all__ = ["dataset"]
 
 
-def data(action: str, *args: Any, **options: Any) -> list[dict[str, Any]]:
+def dataset(action: str, *args: Any, **options: Any) -> list[dict[str, Any]]:
     """One ``data`` action; its ``data.info`` records (the provenance command rebuilds the file).
 
-    * ``data("import", src, out, split="train", fmt=None, num_classes=10, force=False,
+    * ``dataset("import", src, out, split="train", fmt=None, num_classes=10, force=False,
       progress=None)``: a real dataset (``cifar-10-python.tar.gz``, an extracted
       ``cifar-10-batches-py/``, a DM-Improves-AT ``.npz``, an image folder
       ``ROOT/<class>/*.png``, or ``"cifar10"`` to download) into an HDF5 file.
-    * ``data("info", *files)``: rows, shape, class counts, pixel range, attributes.
-    * ``data("mix", sources, out, force=False)``: a mixture file of ``FILE.h5[:WEIGHT]`` items.
-    * ``data("stitch", files, out, force=False)``: files concatenated into one virtual HDF5.
+    * ``dataset("info", *files)``: rows, shape, class counts, pixel range, attributes.
+    * ``dataset("mix", sources, out, force=False)``: a mixture file of ``FILE.h5[:WEIGHT]`` items.
+    * ``dataset("stitch", files, out, force=False)``: files concatenated into one virtual HDF5.
 
     An existing ``out`` is replaced only with ``force``; an input never is.
     """
     actions: dict[str, Callable[..., list[dict[str, Any]]]] = {
         "import": import_data, "info": data_info, "mix": mix_data, "stitch": stitch_data}
     if action not in actions:
-        raise AdvscaleError(f"data: unknown action {action!r}; choose from "
+        raise AdvscaleError(f"dataset: unknown action {action!r}; choose from "
                             f"{', '.join(actions)}", field="action")
     return actions[action](*args, **options)
 
@@ -65,7 +65,7 @@ def _note(summary: dict[str, Any]) -> None:
 def import_data(src: str, out: PathLike, *, split: str = "train", fmt: str | None = None,
                 num_classes: int = 10, force: bool = False,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
-    """``data("import", ...)``: see :func:`data`."""
+    """``dataset("import", ...)``: see :func:`dataset`."""
     from advscale.data.importers import import_dataset
 
     _refuse_existing(out, force, [src])
@@ -78,8 +78,8 @@ def import_data(src: str, out: PathLike, *, split: str = "train", fmt: str | Non
 
 
 def data_info(*files: PathLike) -> list[dict[str, Any]]:
-    """``data("info", ...)``: see :func:`data`; adversarial-image files (``attack --save-adv``)
-    are summarised by their clean images."""
+    """``dataset("info", ...)``: see :func:`dataset`; adversarial-image files (``attack
+    --save-adv``) are summarised by their clean images."""
     from advscale.attacks.advfile import adv_file_summary, is_adv_file
     from advscale.data.layout import summarize
 
@@ -93,7 +93,7 @@ def data_info(*files: PathLike) -> list[dict[str, Any]]:
 
 def mix_data(sources: Sequence[str], out: PathLike, *, force: bool = False
              ) -> list[dict[str, Any]]:
-    """``data("mix", ...)``: see :func:`data`; nothing is copied."""
+    """``dataset("mix", ...)``: see :func:`dataset`; nothing is copied."""
     from advscale.core.fileio import atomic_write
     from advscale.data.reader import ImageMixture, parse_mixture
 
@@ -114,7 +114,7 @@ def mix_data(sources: Sequence[str], out: PathLike, *, force: bool = False
 
 def stitch_data(files: Sequence[PathLike], out: PathLike, *, force: bool = False
                 ) -> list[dict[str, Any]]:
-    """``data("stitch", ...)``: see :func:`data`; no pixels are copied."""
+    """``dataset("stitch", ...)``: see :func:`dataset`; no pixels are copied."""
     from advscale.core.fileio import refuse_overwrite_of_inputs
     from advscale.data.reader import stitch
 

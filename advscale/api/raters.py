@@ -13,7 +13,7 @@ from advscale.errors import AdvscaleError
 PathLike = str | os.PathLike[str]
 log = logging.getLogger(__name__)
 
-__all__ = ["validity"]
+__all__ = ["validity_study"]
 
 
 def _note(message: str) -> None:
@@ -26,21 +26,21 @@ def default_labels_dir(adv: PathLike) -> Path:
     return Path(adv).with_suffix(".labels")
 
 
-def validity(action: str, *args: Any, **options: Any) -> Any:
+def validity_study(action: str, *args: Any, **options: Any) -> Any:
     """One ``validity`` action (Bartoldson et al. 2024, appendix G; docs/validity.md).
 
-    * ``validity("serve", adv, port=8000, host="127.0.0.1", batch=100, out=None, rater=(),
+    * ``validity_study("serve", adv, port=8000, host="127.0.0.1", batch=100, out=None, rater=(),
       join=True, include_unfooled=False, scale=8, quiet=False, announce=None)``: serve the
       rating web page until interrupted; every answer is appended to ``out/<rater>.jsonl``.
-    * ``validity("score", labels, adv, n_eval=None, min_correct=2, min_raters=1,
+    * ``validity_study("score", labels, adv, n_eval=None, min_correct=2, min_raters=1,
       majority_of="humans", summary_only=False, output=None)``: per-image ``validity.image``
       records, then a summary (written to ``output`` too when given).
-    * ``validity("rate", adv, command, rater, out=None, ...)``: a command (e.g. a
+    * ``validity_study("rate", adv, command, rater, out=None, ...)``: a command (e.g. a
       vision-language model) rates the images as a machine rater; its ``validity.rate`` record.
     """
     actions: dict[str, Callable[..., Any]] = {"serve": serve, "score": score, "rate": rate}
     if action not in actions:
-        raise AdvscaleError(f"validity: unknown action {action!r}; choose from "
+        raise AdvscaleError(f"validity_study: unknown action {action!r}; choose from "
                             f"{', '.join(actions)}", field="action")
     return actions[action](*args, **options)
 
@@ -49,9 +49,9 @@ def serve(adv: PathLike, *, port: int = 8000, host: str = "127.0.0.1", batch: in
           out: PathLike | None = None, rater: Sequence[str] = (), join: bool = True,
           include_unfooled: bool = False, scale: int = 8, quiet: bool = False,
           announce: Callable[[str], None] | None = None) -> None:
-    """``validity("serve", ...)``: see :func:`validity`. ``announce`` gets the lines a person
-    needs (the page's address, the raters' links; default: logged); ``quiet``: no request
-    log."""
+    """``validity_study("serve", ...)``: see :func:`validity_study`. ``announce`` gets the
+    lines a person needs (the page's address, the raters' links; default: logged);
+    ``quiet``: no request log."""
     say = announce or log.info
     import signal
 
@@ -92,7 +92,7 @@ def serve(adv: PathLike, *, port: int = 8000, host: str = "127.0.0.1", batch: in
 def score(labels: Sequence[PathLike], adv: PathLike, *, n_eval: int | None = None,
           min_correct: int = 2, min_raters: int = 1, majority_of: str = "humans",
           summary_only: bool = False, output: PathLike | None = None) -> list[dict[str, Any]]:
-    """``validity("score", ...)``: see :func:`validity`."""
+    """``validity_study("score", ...)``: see :func:`validity_study`."""
     from advscale.api.recordio import save_records
     from advscale.validity.advset import load_adv_set
     from advscale.validity.records import score_records
@@ -124,7 +124,7 @@ def rate(adv: PathLike, command: str, rater: str, *, out: PathLike | None = None
          timeout_s: float = 300.0, on_bad_reply: str = "error",
          prompt_file: PathLike | None = None, include_unfooled: bool = False,
          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """``validity("rate", ...)``: see :func:`validity`."""
+    """``validity_study("rate", ...)``: see :func:`validity_study`."""
     from advscale.validity.advset import load_adv_set
     from advscale.validity.machine_rater import PROMPT, CommandRater, rate_images
     from advscale.validity.records import rate_record

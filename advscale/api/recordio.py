@@ -12,7 +12,7 @@ from advscale.errors import AdvscaleError
 PathLike = str | os.PathLike[str]
 log = logging.getLogger(__name__)
 
-__all__ = ["builtin_maps", "read_records", "records", "save_records"]
+__all__ = ["builtin_maps", "read_records", "save_records", "tables"]
 
 
 def read_records(sources: PathLike | Sequence[PathLike] = "-",
@@ -36,27 +36,27 @@ def save_records(records: Mapping[str, Any] | Iterable[Mapping[str, Any]],
             write_record(rec, f)
 
 
-def records(action: str, *args: Any, **options: Any) -> Any:
+def tables(action: str, *args: Any, **options: Any) -> Any:
     """One ``records`` action.
 
-    * ``records("import", table, map="timm-adv-training", output=None)``: each row of a results
+    * ``tables("import", table, map="timm-adv-training", output=None)``: each row of a results
       table (CSV, TSV, Parquet, JSON lines) as ``train.eval``, ``attack`` and ``energy`` records
       through a built-in map or a ``MAP.toml`` (docs/records.md); written to ``output`` when
       given, and returned.
-    * ``records("table", sources="-", output=None)``: one row per run (model, N, recipe, D,
+    * ``tables("table", sources="-", output=None)``: one row per run (model, N, recipe, D,
       FLOPs, accuracies per attack, energy, source) as dicts; written to ``output`` (``.csv``,
       ``.tsv``, ``.jsonl``; ``-`` is CSV on stdout) when given.
     """
     actions: dict[str, Callable[..., Any]] = {"import": import_records, "table": runs_table}
     if action not in actions:
-        raise AdvscaleError(f"records: unknown action {action!r}; choose from "
+        raise AdvscaleError(f"tables: unknown action {action!r}; choose from "
                             f"{', '.join(actions)}", field="action")
     return actions[action](*args, **options)
 
 
 def import_records(table: str, map: str = "timm-adv-training",  # noqa: A002
                    output: PathLike | None = None) -> list[dict[str, Any]]:
-    """``records("import", ...)``: see :func:`records`."""
+    """``tables("import", ...)``: see :func:`tables`."""
     from advscale.records.tables import import_table
 
     recs = import_table(table, map)
@@ -69,7 +69,7 @@ def import_records(table: str, map: str = "timm-adv-training",  # noqa: A002
 
 def runs_table(sources: PathLike | Sequence[PathLike] = "-",
                output: PathLike | None = None) -> list[dict[str, Any]]:
-    """``records("table", ...)``: see :func:`records`."""
+    """``tables("table", ...)``: see :func:`tables`."""
     from advscale.records.rows import run_rows, write_rows
 
     rows = run_rows(sources)

@@ -52,7 +52,7 @@ def import_cmd(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        _emit(api.data("import", src, out, split=split, fmt=fmt, num_classes=num_classes,
+        _emit(api.dataset("import", src, out, split=split, fmt=fmt, num_classes=num_classes,
                        force=force, progress=progress))
 
 
@@ -64,7 +64,7 @@ def info_cmd(
     """Summarise image files: rows, shape, class counts, pixel range, attributes (JSONL).
 
     Adversarial-image files (`attack --save-adv`) are summarised by their clean images."""
-    _emit(api.data("info", *files))
+    _emit(api.dataset("info", *files))
 
 
 @app.command("mix")
@@ -78,7 +78,7 @@ def mix_cmd(
 ) -> None:
     """Write a mixture file naming sources and sampling weights (nothing is copied); prints a
     data.info record of the mixture."""
-    _emit(api.data("mix", sources, out, force=force))
+    _emit(api.dataset("mix", sources, out, force=force))
 
 
 @app.command("stitch")
@@ -89,4 +89,4 @@ def stitch_cmd(
     force: bool = common("force"),
 ) -> None:
     """Concatenate files into one HDF5 virtual dataset (no pixels copied)."""
-    _emit(api.data("stitch", files, out, force=force))
+    _emit(api.dataset("stitch", files, out, force=force))

@@ -32,7 +32,7 @@ def import_cmd(
     Units are converted as the map says; ambiguous columns (percent vs fraction, FLOPs units)
     are refused with the fix. Every record names its table row in its provenance.
     """
-    records = api.records("import", table, map_, output=None if output == "-" else output)
+    records = api.tables("import", table, map_, output=None if output == "-" else output)
     if output == "-":
         for rec in records:
             write_record(rec)
@@ -46,4 +46,4 @@ def table_cmd(
                                help="runs.csv, runs.tsv or runs.jsonl; '-' = CSV on stdout."),
 ) -> None:
     """One row per run: model, N, recipe, D, FLOPs, accuracies per attack, energy, source."""
-    api.records("table", records or ["-"], output=output)
+    api.tables("table", records or ["-"], output=output)

@@ -44,7 +44,7 @@ def serve_cmd(
     quiet: bool = common("quiet"),
 ) -> None:
     """Serve the rating web page; every answer is appended to the rater's labels file."""
-    api.validity("serve", adv, port=port, host=host, batch=batch, out=out, rater=rater,
+    api.validity_study("serve", adv, port=port, host=host, batch=batch, out=out, rater=rater,
                  join=join, include_unfooled=include_unfooled, scale=scale, quiet=quiet,
                  announce=lambda line: err(f"advscale validity: {line}"))
 
@@ -69,7 +69,7 @@ def score_cmd(
     out: str = typer.Option("-", "--out", "-o", help="Output JSONL file ('-' = stdout)."),
 ) -> None:
     """Judge each image valid/deceptive/ambiguous; per-image records, then a summary (JSONL)."""
-    recs = api.validity("score", labels, adv, n_eval=n_eval, min_correct=min_correct,
+    recs = api.validity_study("score", labels, adv, n_eval=n_eval, min_correct=min_correct,
                         min_raters=min_raters, majority_of=majority_of,
                         summary_only=summary_only, output=None if out == "-" else out)
     if out == "-":
@@ -114,7 +114,7 @@ def rate_cmd(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        write_record(api.validity(
+        write_record(api.validity_study(
             "rate", adv, command, rater, out=out, per_image=per_image, versions=versions,
             scale=scale, timeout_s=timeout_s, on_bad_reply=on_bad_reply,
             prompt_file=prompt_file, include_unfooled=include_unfooled, progress=progress))
