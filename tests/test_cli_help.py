@@ -83,3 +83,17 @@ def test_defaults_use_one_format_everywhere() -> None:
 def test_root_help_offers_completion() -> None:
     text = _render(())
     assert "--install-completion" in text and "--show-completion" in text
+
+
+def test_no_show_default_restates_a_default():
+    """Defaults are written once, in the request dataclasses' fields: a hand-written
+    ``show_default`` only describes a computed default (``"all"``, ``"D/10"``), never a
+    number, a fraction or a flag that a field already holds."""
+    import re
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[1] / "advscale" / "cli"
+    literal = re.compile(r"^(-?[\d.]+(e-?\d+)?|\d+/\d+|--[\w-]+)$")
+    for path in sorted(cli.glob("*.py")):
+        for text in re.findall(r'show_default\s*=\s*f?"([^"]*)"', path.read_text()):
+            assert not literal.match(text), f"{path.name}: show_default={text!r} restates a default"

@@ -39,12 +39,12 @@ from advscale.api.models import model
 from advscale.api.raters import validity_study
 from advscale.api.recordio import builtin_maps, read_records, save_records, tables
 from advscale.api.reports import report
-from advscale.api.synthetic import gen_synthetic
+from advscale.api.synthetic import SamplerConfig, gen_synthetic
 from advscale.api.training import TrainConfig, train
 from advscale.core.options import CommonOptions
 
 REQUESTS: tuple[type, ...] = (TrainConfig, AttackSettings, FitRequest, EnergyConstants,
-                              CommonOptions)
+                              SamplerConfig, CommonOptions)
 """The request dataclasses, whose fields the command line's options are generated from."""
 
 FAMILIES = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measure_energy",
@@ -52,7 +52,7 @@ FAMILIES = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measu
 """One function per command family (``read_records`` reads what they write)."""
 
 __all__ = ["FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS", "AttackSettings",
-           "CommonOptions", "EnergyConstants", "FitRequest", "TrainConfig", "attack",
-           "builtin_maps", "count_flops", "dataset", "fit", "gen_synthetic", "measure_energy",
-           "model", "options", "predict", "read_records", "report", "save_records", "tables",
-           "train", "validity_study"]
+           "CommonOptions", "EnergyConstants", "FitRequest", "SamplerConfig", "TrainConfig",
+           "attack", "builtin_maps", "count_flops", "dataset", "fit", "gen_synthetic",
+           "measure_energy", "model", "options", "predict", "read_records", "report",
+           "save_records", "tables", "train", "validity_study"]

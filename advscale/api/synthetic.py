@@ -10,11 +10,12 @@ from typing import Any
 
 from advscale.core.options import parse_shard
 from advscale.errors import AdvscaleError
+from advscale.synthetic.sampler import SamplerConfig
 
 PathLike = str | os.PathLike[str]
 log = logging.getLogger(__name__)
 
-__all__ = ["gen_synthetic"]
+__all__ = ["SamplerConfig", "gen_synthetic"]
 
 SAMPLER_FIELDS = ("sigma_min", "sigma_max", "rho", "s_churn", "s_min", "s_max", "s_noise",
                   "solver")

@@ -7,12 +7,14 @@ generates; the subcommands ``stitch``, ``fid``, ``export`` and ``train-denoiser`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from advscale import api
 from advscale.cli.common import handle_errors
 from advscale.cli.help import App
+from advscale.cli.requests import request_command
 from advscale.cli.shared import common
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
@@ -34,6 +36,7 @@ def _console():
 
 @app.callback()
 @handle_errors
+@request_command(api.SamplerConfig)
 def generate_cmd(
     ctx: typer.Context,
     generator: str = typer.Option(
@@ -42,7 +45,6 @@ def generate_cmd(
         "edm-export, diffusers.",
     ),
     out: Path = typer.Option(None, "-o", "--out", help="Output HDF5 file (this shard's rows)."),
-    steps: int = typer.Option(18, help="EDM sampler steps N (NFE = 2N-1). Paper: 5,6,7,10,20."),
     num: int = typer.Option(50_000, "--num", "-n", help="Images in the whole job (all shards)."),
     shard: str = typer.Option(None, help="i/k: write only shard i (0-based) of k."),
     seed: int = typer.Option(0, help="Job seed: labels and per-image noise derive from it."),
@@ -63,17 +65,11 @@ def generate_cmd(
         show_default="all"),
     prediction_type: str = typer.Option(
         None, help="diffusers: epsilon, sample or v_prediction (what the network outputs)."),
-    sigma_min: float = typer.Option(None, help="Smallest noise level σ.", show_default="0.002"),
-    sigma_max: float = typer.Option(None, help="Largest noise level σ.", show_default="80"),
-    rho: float = typer.Option(None, help="Schedule exponent ρ.", show_default="7"),
-    churn: float = typer.Option(None, help="S_churn (0: deterministic).", show_default="0"),
-    s_min: float = typer.Option(None, help="S_min: churn only at sigma >= this."),
-    s_max: float = typer.Option(None, help="S_max: churn only at sigma <= this."),
-    s_noise: float = typer.Option(None, help="S_noise: churn noise inflation.", show_default="1"),
-    solver: str = typer.Option(None, help="heun or euler.", show_default="heun"),
     device: str = common("device"),
     dtype: str = typer.Option("fp32", help="Network compute dtype: fp32 or bf16."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+    *,
+    given: dict[str, Any],
 ) -> None:
     """Generate a synthetic dataset shard (prints one `synthetic` JSONL record on stdout)."""
     if ctx.invoked_subcommand is not None:
@@ -86,6 +82,7 @@ def generate_cmd(
     cols = (*Progress.get_default_columns()[:2], BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn())
     with Progress(*cols, console=_console(), transient=True) as bar:
+        steps = given.pop("steps", api.SamplerConfig.steps)
         task = bar.add_task(f"{generator} {steps} steps", total=None)
 
         def progress(done: int, total: int) -> None:
@@ -96,8 +93,7 @@ def generate_cmd(
             batch_size=batch_size, resume=resume, data=data, model=model,
             components=components, residual=residual, fit_per_class=fit_per_class,
             prediction_type=prediction_type, device=device, dtype=dtype, compile=compile,
-            progress=progress, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
-            s_churn=churn, s_min=s_min, s_max=s_max, s_noise=s_noise, solver=solver))
+            progress=progress, **given))
 
 
 @app.command("fit-gaussian")
