@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from advscale.core.logs import log_line
 from advscale.errors import AdvscaleError
 
 PathLike = str | os.PathLike[str]
@@ -18,7 +19,7 @@ __all__ = ["validity_study"]
 
 def _note(message: str) -> None:
     """A validity-library log line, without the prefix the command line adds itself."""
-    log.info(message.removeprefix("advscale validity: "))
+    log_line(log, message)
 
 
 def default_labels_dir(adv: PathLike) -> Path:

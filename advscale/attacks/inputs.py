@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from advscale.core.fileio import file_sha256
+from advscale.core.logs import log_line
 from advscale.core.tensors import to_nchw
 from advscale.data.layout import IMAGE_KEY, LABEL_KEY, class_names_of, open_image_file, valid_count
 from advscale.errors import AdvscaleError
@@ -24,9 +25,9 @@ Log = Callable[[str], None]
 
 
 def stderr_log(message: str) -> None:
-    """The default log of ``advscale attack``: one line to stderr, flushed."""
-    sys.stderr.write(message.rstrip("\n") + "\n")
-    sys.stderr.flush()
+    """The default log of ``advscale attack``: one line to the ``advscale.attacks`` logger
+    (the command line shows it on stderr)."""
+    log_line(logging.getLogger("advscale.attacks"), message)
 
 
 @dataclass

@@ -17,6 +17,7 @@ would have, given the same hardware and thread count.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -30,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from advscale.core.logs import log_line
 from advscale.data.reader import ImageMixture, parse_mixture, torch_loader
 from advscale.data.sampler import MixtureStream, ResumableBatchSampler
 from advscale.errors import AdvscaleError
@@ -62,11 +64,12 @@ from advscale.training.sources import describe_sources, mixture_fid
 from advscale.training.state import collect_state, read_state, restore_state, save_state
 
 IMAGE_SHAPE = (32, 32, 3)
+logger = logging.getLogger(__name__)
 
 
 def _log(msg: str) -> None:
-    sys.stderr.write(msg.rstrip("\n") + "\n")
-    sys.stderr.flush()
+    """A human line to this module's logger (the command line shows it on stderr)."""
+    log_line(logger, msg)
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
