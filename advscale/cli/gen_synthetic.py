@@ -16,6 +16,7 @@ from advscale.cli.common import handle_errors
 from advscale.cli.help import App
 from advscale.cli.requests import request_command
 from advscale.cli.shared import common
+from advscale.cli.shared import seed as seed_option
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
 
@@ -47,7 +48,7 @@ def generate_cmd(
     out: Path = typer.Option(None, "-o", "--out", help="Output HDF5 file (this shard's rows)."),
     num: int = typer.Option(50_000, "--num", "-n", help="Images in the whole job (all shards)."),
     shard: str = typer.Option(None, help="i/k: write only shard i (0-based) of k."),
-    seed: int = typer.Option(0, help="Job seed: labels and per-image noise derive from it."),
+    seed: int = seed_option("the job: labels and per-image noise derive from it"),
     batch_size: int = typer.Option(
         500, help="Images per batch and per commit; part of the job's identity (keep it fixed "
         "across shards and resumes)."),
@@ -148,7 +149,7 @@ def fid_cmd(
         False, "--annotate", help="Also store the result in GEN's attributes."),
     batch_size: int = typer.Option(100, help="Feature-extraction batch size."),
     device: str = common("device"),
-    seed: int = typer.Option(0, help="Seed of the image subsets (n < all) and KID subsets."),
+    seed: int = seed_option("the image subsets (n < all) and KID subsets"),
 ) -> None:
     """FID/KID of GEN against a reference, honestly named (prints a `synthetic.quality` record)."""
     from rich.progress import Progress
@@ -198,7 +199,7 @@ def train_denoiser_cmd(
     dropout: float = typer.Option(0.1, help="Dropout in residual blocks."),
     ema_kimg: float = typer.Option(500.0, help="EMA half-life in thousands of images."),
     save_every_kimg: float = typer.Option(500.0, help="Checkpoint interval (thousand images)."),
-    seed: int = typer.Option(0, help="Training seed."),
+    seed: int = seed_option("training"),
     device: str = common("device"),
     dtype: str = typer.Option("fp32", help="Autocast dtype on GPU: fp32 or bf16."),
     resume: bool = typer.Option(True, help="Continue from RUN_DIR's state when present."),

@@ -165,53 +165,59 @@ class TrainConfig:
         return -(-int(self.samples) // int(self.batch_size or 1))
 
     def validate(self) -> None:
-        """Raise AdvscaleError naming the first bad setting."""
-        for flag, value, names in (("--loss", self.loss, LOSS_NAMES),
-                                   ("--attack-bn", self.attack_bn, ATTACK_BN_MODES),
-                                   ("--eval-loss", self.eval_loss, EVAL_LOSSES)):
+        """Raise AdvscaleError naming the first bad setting (its field: ``e.field``)."""
+        for name, value, names in (("loss", self.loss, LOSS_NAMES),
+                                   ("attack_bn", self.attack_bn, ATTACK_BN_MODES),
+                                   ("eval_loss", self.eval_loss, EVAL_LOSSES)):
             if value not in names:
-                raise AdvscaleError(f"unknown {flag} {value!r}; choose from {', '.join(names)}")
-        for broken, msg in self._rules():
+                raise AdvscaleError(f"unknown {name} {value!r}; choose from {', '.join(names)}",
+                                    field=name)
+        for broken, msg, fields in self._rules():
             if broken:
-                raise AdvscaleError(msg)
+                raise AdvscaleError(msg, field=fields)
 
-    def _rules(self) -> list[tuple[bool, str]]:
-        """(setting is bad, message) for every numeric and required setting, in check order."""
+    def _rules(self) -> list[tuple[bool, str, str]]:
+        """(setting is bad, message, the fields at fault) for every numeric and required
+        setting, in check order."""
         return [
-            (not self.data, "--data is required (a train.h5, a.h5:1,b.h5:7 mixture or mixture "
-                            ".json)"),
-            (not self.eval_data, "--eval-data is required (the test-set HDF5 file)"),
-            (self.samples < 1, f"--samples must be a positive number of training samples, got "
-                               f"{self.samples}"),
-            (not (0 < self.eps <= 1), f"--eps {self.eps:g} must lie in (0, 1] (a fraction of the "
-                                      "pixel range, e.g. 8/255)"),
+            (not self.data, "data is required (a train.h5, a.h5:1,b.h5:7 mixture or mixture "
+                            ".json)", "data"),
+            (not self.eval_data, "eval_data is required (the test-set HDF5 file)", "eval_data"),
+            (self.samples < 1, f"samples must be a positive number of training samples, got "
+                               f"{self.samples}", "samples"),
+            (not (0 < self.eps <= 1), f"eps {self.eps:g} must lie in (0, 1] (a fraction of the "
+                                      "pixel range, e.g. 8/255)", "eps"),
             (not (0 < self.step_size <= 1) or not (0 < self.eval_step_size <= 1),
-             "PGD step sizes must lie in (0, 1]"),
-            (self.pgd_steps < 0 or self.eval_steps < 0, "PGD step counts must be >= 0"),
-            (self.beta < 0, f"--beta must be >= 0, got {self.beta:g}"),
-            (not (0 <= self.label_smoothing < 1), "--label-smoothing must lie in [0, 1)"),
-            (self.batch_size is not None and self.batch_size < 1, "--batch-size must be >= 1"),
+             "PGD step sizes (step_size, eval_step_size) must lie in (0, 1]",
+             "step_size,eval_step_size"),
+            (self.pgd_steps < 0 or self.eval_steps < 0,
+             "PGD step counts (pgd_steps, eval_steps) must be >= 0", "pgd_steps,eval_steps"),
+            (self.beta < 0, f"beta must be >= 0, got {self.beta:g}", "beta"),
+            (not (0 <= self.label_smoothing < 1), "label_smoothing must lie in [0, 1)",
+             "label_smoothing"),
+            (self.batch_size is not None and self.batch_size < 1, "batch_size must be >= 1",
+             "batch_size"),
             (self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)),
-             "--lr must be a positive number"),
+             "lr must be a positive number", "lr"),
             (not (0 <= self.momentum < 1) or self.weight_decay < 0,
-             "--momentum must lie in [0, 1) and --weight-decay be >= 0"),
+             "momentum must lie in [0, 1) and weight_decay be >= 0", "momentum,weight_decay"),
             (not (0 <= self.warmup < 1) or not (0 <= self.ema_warmup < 1),
-             "--warmup and --ema-warmup are fractions of the run in [0, 1)"),
+             "warmup and ema_warmup are fractions of the run in [0, 1)", "warmup,ema_warmup"),
             (self.lr_start_div < 1 or self.lr_final_div < 1,
-             "--lr-start-div and --lr-final-div must be >= 1"),
-            (not (0 <= self.ema_decay < 1), "--ema-decay must lie in [0, 1)"),
-            (not (0 < self.bn_momentum <= 1), "--bn-momentum must lie in (0, 1]"),
+             "lr_start_div and lr_final_div must be >= 1", "lr_start_div,lr_final_div"),
+            (not (0 <= self.ema_decay < 1), "ema_decay must lie in [0, 1)", "ema_decay"),
+            (not (0 < self.bn_momentum <= 1), "bn_momentum must lie in (0, 1]", "bn_momentum"),
             (self.eval_n < 1 or self.eval_batch_size < 1,
-             "--eval-n and --eval-batch-size must be >= 1"),
+             "eval_n and eval_batch_size must be >= 1", "eval_n,eval_batch_size"),
             ((self.eval_every or 0) < 0 or (self.checkpoint_every or 0) < 0,
-             "--eval-every and --checkpoint-every must be >= 0"),
-            (self.num_classes < 2, "--num-classes must be >= 2"),
+             "eval_every and checkpoint_every must be >= 0", "eval_every,checkpoint_every"),
+            (self.num_classes < 2, "num_classes must be >= 2", "num_classes"),
             (not isinstance(self.model_kwargs, dict)
              or not all(isinstance(k, str) for k in self.model_kwargs),
-             "model_kwargs must map option names to values"),
-            (self.log_every < 1, "--log-every must be >= 1"),
+             "model_kwargs must map option names to values", "model_kwargs"),
+            (self.log_every < 1, "log_every must be >= 1", "log_every"),
             (self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"),
-             f"--device {self.device!r}: use auto, cpu, cuda or cuda:N"),
+             f"device {self.device!r}: use auto, cpu, cuda or cuda:N", "device"),
         ]
 
     # -- (de)serialisation -------------------------------------------------------------------
@@ -223,7 +229,8 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise AdvscaleError(f"unknown training settings: {', '.join(unknown)}")
+            raise AdvscaleError(f"unknown training settings: {', '.join(unknown)}",
+                                field=unknown[0])
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
@@ -309,8 +316,8 @@ def apply_init(settings: dict[str, Any]) -> dict[str, Any]:
         if have is None:
             continue
         if key in settings and settings[key] is not None and settings[key] != have:
-            raise AdvscaleError(f"--{key.replace('_', '-')} {settings[key]} contradicts --init "
-                                f"{settings['init']} ({key} {have}); leave it out")
+            raise AdvscaleError(f"{key} {settings[key]} contradicts init {settings['init']} "
+                                f"({key} {have}); leave it out", field=f"{key},init")
         out[key] = have
     out["init_sha256"] = file_sha256(path)
     recorded = {k: list(v) if isinstance(v, tuple) else v
