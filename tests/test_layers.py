@@ -191,3 +191,31 @@ def test_import_advscale_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][\w-]*")
+
+
+def flag_texts(files: dict[str, str]) -> list[str]:
+    """``--flag`` text in the literal parts of ``AdvscaleError(...)`` messages outside
+    ``advscale/cli/`` (and in the message column of ``TrainConfig._rules``-style tables)."""
+    bad = []
+    for rel, src in files.items():
+        if rel.startswith("advscale/cli/"):
+            continue
+        for node in ast.walk(ast.parse(src)):
+            if not (isinstance(node, ast.Call) and node.args and getattr(
+                    node.func, "id", getattr(node.func, "attr", None)) == "AdvscaleError"):
+                continue
+            text = "".join(sub.value for sub in ast.walk(node.args[0])
+                           if isinstance(sub, ast.Constant) and isinstance(sub.value, str))
+            bad += [f"{rel}:{node.lineno}: {m}" for m in FLAG.findall(text)]
+    return bad
+
+
+def test_library_errors_name_fields_not_flags():
+    """A notebook caller never typed ``--eps``: library errors name the field (``eps``, with
+    ``field="eps"``) and the CLI's error boundary writes the flag."""
+    bad = flag_texts(package_files())
+    assert not bad, "AdvscaleError messages with --flag text:\n" + "\n".join(bad)
+    assert flag_texts({"advscale/x.py": 'raise AdvscaleError(f"--eps {e} is bad")'})
