@@ -42,7 +42,8 @@ def test_doc_examples_run(tmp_path, monkeypatch):
 
 
 def test_import_advscale_imports_no_torch():
-    code = ("import sys, advscale; advscale.fit, advscale.predict, advscale.read_records; "
+    code = ("import sys, advscale, advscale.api, advscale.cli.main; "
+            "[getattr(advscale, name) for name in advscale.API]; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
