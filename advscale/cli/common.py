@@ -59,6 +59,11 @@ def os_error_message(e: OSError) -> str:
     return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
+FLAGS = {"laws": "--law", "filters": "--filter", "stage2_datasets": "--stage2-dataset",
+         "interval_s": "--interval"}
+"""API parameters whose flag is not ``--`` + the name (request fields declare their own)."""
+
+
 def flag_for(field: str) -> str:
     """The command-line flag of a request field: the one field → flag map of the CLI.
 
@@ -69,7 +74,7 @@ def flag_for(field: str) -> str:
         spec = api.options.field_spec(cls, field)
         if spec is not None and spec.flag:
             return spec.flag
-    return "--" + field.replace("_", "-")
+    return FLAGS.get(field) or "--" + field.replace("_", "-")
 
 
 def flag_message(message: str, field: str | None) -> str:
