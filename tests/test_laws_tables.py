@@ -73,7 +73,7 @@ def test_zero_targets_counted_with_a_hint():
     acc = 0.5 * (np.geomspace(1e15, 1e19, 24) / 1e12) ** 0.02
     acc[:5] = 0.0
     with pytest.raises(AdvscaleError, match=r"5 of 24 points have robust_acc <= 0 .*"
-                                            r"--filter 'robust_acc > 0'"):
+                                            r"filters 'robust_acc > 0'"):
         fit_law(records=_table_runs(acc=acc), approach="power-law", target="robust_acc")
     doc = fit_law(records=_table_runs(acc=acc), approach="power-law", target="robust_acc",
                   filters=["robust_acc > 0"], n_boot=0)
