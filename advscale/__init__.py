@@ -15,10 +15,11 @@ public too; ``ARCHITECTURE.md`` maps them.
 
 from __future__ import annotations
 
-from typing import Any
+from advscale.errors import AdvscaleError, install_interrupt_hook
 
-from advscale.errors import AdvscaleError
-from advscale.version import __version__
+install_interrupt_hook()  # only in the `advscale` command: a Ctrl-C while importing is one line
+
+from advscale.version import __version__  # noqa: E402
 
 API = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measure_energy", "fit",
        "predict", "report", "validity_study", "model", "tables", "read_records")
@@ -28,7 +29,7 @@ re-exported here on first use."""
 __all__ = ["AdvscaleError", "__version__", *API]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in API:
         from advscale import api
 

@@ -241,6 +241,7 @@ def test_bad_npz_import(corpus, bad):
 
 def _env_cases(o: Path) -> list[tuple[list[str], tuple[Path, ...]]]:
     good, npz, afile = str(o / "good.h5"), str(o / "good.npz"), o / "a-file"
+    rec, adv = str(o / "jsonl" / "no-kind.jsonl"), str(o / "adv.h5")
     cases = [
         (["data", "import", npz, "-o", npz], ()),
         (["data", "import", npz, "-o", str(afile / "x.h5")], ()),
@@ -258,6 +259,12 @@ def _env_cases(o: Path) -> list[tuple[list[str], tuple[Path, ...]]]:
         (["validity", "score", str(o / "jsonl"), "--adv", str(o / "adv.h5")], ()),
         (["data", "info", str(o / "missing.h5")], ()),
         (["data", "info", str(o / "h5")], ()),
+        # issue 28: commands that overwrote their input, and an existing output without --force
+        (["data", "mix", f"{good}:1", "-o", good, "--force"], ()),
+        (["fit", rec, "-a", "1", "-o", rec, "--force"], ()),
+        (["records", "table", rec, "-o", rec, "--force"], ()),
+        (["validity", "score", str(o / "jsonl"), "--adv", adv, "-o", adv, "--force"], ()),
+        (["records", "import", str(afile), "-o", good], ()),
     ]
     if Path("/sys/kernel").is_dir() and not os.access("/sys/kernel", os.W_OK | os.X_OK) or (
             Path("/sys/kernel").is_dir() and not _can_create("/sys/kernel")):
@@ -298,6 +305,6 @@ def test_usage_errors_are_one_line(corpus, argv):
 
 def test_corpus_size():
     n = (len(BAD_JSONL) * len(JSONL_COMMANDS) - 2 + len(BAD_H5) * len(H5_COMMANDS)
-         + len(BAD_NPZ) + 15 + len(USAGE))
+         + len(BAD_NPZ) + len(_env_cases(Path("/nonexistent"))) + len(USAGE))
     assert n >= 100, n
     json.dumps({"cases": n})

@@ -240,8 +240,8 @@ def test_store_refuses_labels_of_another_file_and_a_second_writer(adv_h5, tmp_pa
     adv = load_adv_set(adv_h5)
     with LabelStore(out, adv) as st:
         st.add("alice", 0, "adv", 0, "high")
-        with LabelStore(out, adv) as other, pytest.raises(AdvscaleError, match="another"):
-            other.add("alice", 1, "adv", 0, "high")
+        with pytest.raises(AdvscaleError, match=r"labels directory .* in use by pid \d+"):
+            LabelStore(out, adv)  # a second writer of the directory is refused at once
     other_adv = load_adv_set(make_adv_h5(tmp_path / "other.h5", seed=1))
     with LabelStore(out, other_adv) as st, pytest.raises(AdvscaleError, match="different"):
         st.answers("alice")
@@ -292,3 +292,86 @@ def test_answers_accept_class_names(served, tmp_path):
     assert status == 200, resp
     labels = (tmp_path / "labels" / "alice.jsonl").read_text().splitlines()
     assert json.loads(labels[-1])["choice"] == 3
+
+
+# -- issue 28: a lab's burst of requests, early disconnects, one Host, no repeated keys ---------
+
+
+def test_listen_backlog_is_sized_for_a_lab(served):
+    assert served.httpd.request_queue_size >= 128
+
+
+def test_300_concurrent_requests_are_all_answered(served):
+    """300 clients connect at once (bounded: 300 threads, 60 s socket timeouts, 127.0.0.1)."""
+    n, statuses, errors = 300, [], []
+    start = threading.Barrier(n)
+
+    def one() -> None:
+        try:
+            start.wait(timeout=60)
+            conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            statuses.append(resp.status)
+        except Exception as e:  # noqa: BLE001 - counted
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and statuses == [200] * n, (errors[:3], len(statuses))
+
+
+def test_client_disconnects_are_one_log_line_not_a_traceback(adv_h5, tmp_path, capfd):
+    import socket
+
+    logs: list[str] = []
+    app = RatingApp(load_adv_set(adv_h5), tmp_path / "labels", raters=["alice"],
+                    log=logs.append)
+    httpd = make_server(app, "127.0.0.1", 0, quiet=False)
+    port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        for _ in range(5):  # ask for the page, then hang up at once (with a reset)
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.sendall(b"GET /app.js HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+            s.close()
+        status, _ = Served.request(type("S", (), {"port": port})(), "GET", "/")
+        assert status == 200  # the server keeps serving
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        app.close()
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "BrokenPipe" not in captured.err
+    assert any("disconnected" in m for m in logs), logs
+    assert all("\n" not in m for m in logs)
+    assert not [m for m in logs if "Error" in m and "disconnected" not in m], logs
+
+
+def test_a_second_host_header_is_refused(served):
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+    conn.putrequest("GET", "/", skip_host=True)
+    conn.putheader("Host", f"127.0.0.1:{served.port}")
+    conn.putheader("Host", "evil.example")
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 400 and "Host" in body["error"]
+
+
+def test_repeated_json_keys_are_refused(served):
+    tok = served.token("alice")
+    raw = ('{"rater": "alice", "token": "TOK", "item": 0, "version": "adv", "class": 1, '
+           '"confidence": "high", "rater": "bob"}').replace("TOK", tok)
+    status, body = served.request("POST", "/api/answer", raw=raw.encode())
+    assert status == 400 and "repeated JSON key 'rater'" in body["error"]
+    status, _ = served.request("POST", "/api/join", raw=b'{"rater": "x", "rater": "y"}')
+    assert status == 400

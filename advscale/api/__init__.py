@@ -37,10 +37,10 @@ from advscale.api.flops import count_flops
 from advscale.api.laws import PAPER_FLOPS_PER_PARAM_SAMPLE, FitRequest, fit, predict
 from advscale.api.models import model
 from advscale.api.raters import validity_study
-from advscale.api.recordio import builtin_maps, read_records, save_records, tables
+from advscale.api.recordio import builtin_maps, check_output, read_records, save_records, tables
 from advscale.api.reports import report
 from advscale.api.synthetic import SamplerConfig, gen_synthetic
-from advscale.api.training import TrainConfig, train
+from advscale.api.training import TrainConfig, has_run, train
 from advscale.core.options import CommonOptions
 
 REQUESTS: tuple[type, ...] = (TrainConfig, AttackSettings, FitRequest, EnergyConstants,
@@ -53,6 +53,6 @@ FAMILIES = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measu
 
 __all__ = ["FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS", "AttackSettings",
            "CommonOptions", "EnergyConstants", "FitRequest", "SamplerConfig", "TrainConfig",
-           "attack", "builtin_maps", "count_flops", "dataset", "fit", "gen_synthetic",
-           "measure_energy", "model", "options", "predict", "read_records", "report",
-           "save_records", "tables", "train", "validity_study"]
+           "attack", "builtin_maps", "check_output", "count_flops", "dataset", "fit",
+           "gen_synthetic", "has_run", "measure_energy", "model", "options", "predict",
+           "read_records", "report", "save_records", "tables", "train", "validity_study"]

@@ -47,11 +47,9 @@ def _info(summary: dict[str, Any], argv: list[str]) -> dict[str, Any]:
 
 
 def _refuse_existing(out: PathLike, force: bool, inputs: Sequence[PathLike] = ()) -> None:
-    from advscale.core.fileio import refuse_overwrite_of_inputs
+    from advscale.core.outputs import check_output
 
-    refuse_overwrite_of_inputs([out], [p for p in inputs if os.path.exists(p)])
-    if not force and os.path.lexists(out):
-        raise AdvscaleError(f"{out} already exists; pass force to overwrite it", field="force")
+    check_output(out, list(inputs), force=force)
 
 
 def _note(summary: dict[str, Any]) -> None:
@@ -98,8 +96,8 @@ def mix_data(sources: Sequence[str], out: PathLike, *, force: bool = False
     from advscale.data.reader import ImageMixture, parse_mixture
 
     out = Path(out)
-    _refuse_existing(out, force)
     spec = parse_mixture(list(sources))
+    _refuse_existing(out, force, list(spec.paths))
     mixture = ImageMixture(spec.paths)  # validates every source
     doc = spec.to_json()
     for s, n in zip(doc["sources"], mixture.sizes, strict=True):
@@ -115,14 +113,12 @@ def mix_data(sources: Sequence[str], out: PathLike, *, force: bool = False
 def stitch_data(files: Sequence[PathLike], out: PathLike, *, force: bool = False
                 ) -> list[dict[str, Any]]:
     """``dataset("stitch", ...)``: see :func:`dataset`; no pixels are copied."""
-    from advscale.core.fileio import refuse_overwrite_of_inputs
     from advscale.data.reader import stitch
 
     files, out = [Path(f) for f in files], Path(out)
     if out.resolve() in {f.resolve() for f in files}:
         raise AdvscaleError(f"{out}: the output must not be one of the inputs", field="out")
-    refuse_overwrite_of_inputs([out], files)  # also a hard link to an input
-    _refuse_existing(out, force)
+    _refuse_existing(out, force, files)  # also a hard link to an input
     summary = stitch(files, out)
     _note(summary)
     return [_info(summary, ["stitch", *map(str, files), "-o", str(out),

@@ -72,11 +72,14 @@ def _triple(value: str | Sequence[float] | None, field: str) -> list[float] | No
 def import_model(src: PathLike, out: PathLike, *, fmt: str = "auto", arch: str | None = None,
                  activation: str | None = None, weights: str = "averaged",
                  mean: str | Sequence[float] | None = None,
-                 std: str | Sequence[float] | None = None) -> dict[str, Any]:
-    """``model("import", ...)``: see :func:`model`."""
+                 std: str | Sequence[float] | None = None, force: bool = False
+                 ) -> dict[str, Any]:
+    """``model("import", ...)``: see :func:`model` (an existing ``out`` only with ``force``)."""
+    from advscale.core.outputs import check_output
     from advscale.models.checkpoint import checkpoint_info, import_checkpoint
     from advscale.records import make_record
 
+    check_output(out, [src], force=force)
     path, meta = import_checkpoint(src, out, format=fmt, arch=arch, activation=activation,
                                    weights=weights, mean=_triple(mean, "mean"),
                                    std=_triple(std, "std"))

@@ -92,8 +92,12 @@ def serve(adv: PathLike, *, port: int = 8000, host: str = "127.0.0.1", batch: in
 
 def score(labels: Sequence[PathLike], adv: PathLike, *, n_eval: int | None = None,
           min_correct: int = 2, min_raters: int = 1, majority_of: str = "humans",
-          summary_only: bool = False, output: PathLike | None = None) -> list[dict[str, Any]]:
+          summary_only: bool = False, output: PathLike | None = None,
+          force: bool = False) -> list[dict[str, Any]]:
     """``validity_study("score", ...)``: see :func:`validity_study`."""
+    from advscale.core.outputs import check_output
+
+    check_output(output, [adv, *labels], force=force)
     from advscale.api.recordio import save_records
     from advscale.validity.advset import load_adv_set
     from advscale.validity.records import score_records

@@ -12,7 +12,16 @@ from advscale.errors import AdvscaleError
 PathLike = str | os.PathLike[str]
 log = logging.getLogger(__name__)
 
-__all__ = ["builtin_maps", "read_records", "save_records", "tables"]
+__all__ = ["builtin_maps", "check_output", "read_records", "save_records", "tables"]
+
+
+def check_output(output: PathLike | None, inputs: Sequence[PathLike | None] = (), *,
+                 force: bool = False) -> None:
+    """Refuse ``output`` when it is one of ``inputs`` or exists without ``force`` (``None``
+    and ``-``, stdout, pass): the one output rule of every writing command."""
+    from advscale.core.outputs import check_output as check
+
+    check(output, inputs, force=force)
 
 
 def read_records(sources: PathLike | Sequence[PathLike] = "-",
@@ -55,10 +64,11 @@ def tables(action: str, *args: Any, **options: Any) -> Any:
 
 
 def import_records(table: str, map: str = "timm-adv-training",  # noqa: A002
-                   output: PathLike | None = None) -> list[dict[str, Any]]:
+                   output: PathLike | None = None, force: bool = False) -> list[dict[str, Any]]:
     """``tables("import", ...)``: see :func:`tables`."""
     from advscale.records.tables import import_table
 
+    check_output(output, [table, map], force=force)
     recs = import_table(table, map)
     if output is not None:
         save_records(recs, output)
@@ -68,10 +78,12 @@ def import_records(table: str, map: str = "timm-adv-training",  # noqa: A002
 
 
 def runs_table(sources: PathLike | Sequence[PathLike] = "-",
-               output: PathLike | None = None) -> list[dict[str, Any]]:
+               output: PathLike | None = None, force: bool = False) -> list[dict[str, Any]]:
     """``tables("table", ...)``: see :func:`tables`."""
     from advscale.records.rows import run_rows, write_rows
 
+    srcs = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    check_output(output, srcs, force=force)
     rows = run_rows(sources)
     if output is not None:
         write_rows(rows, output)

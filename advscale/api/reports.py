@@ -17,14 +17,16 @@ __all__ = ["report"]
 def report(records: Records, out: PathLike = "report", *,
            laws: Sequence[Mapping[str, Any] | str] = (), held_out: Sequence[str] = (),
            title: str = "advscale scaling study", published: bool = False,
-           runs: str | None = None) -> dict[str, Any]:
+           runs: str | None = None, force: bool = False) -> dict[str, Any]:
     """Write figures and ``report.html`` into ``out``; the ``report`` record.
 
     ``records``: record dicts or JSONL paths/globs (train.eval, attack, energy, fit);
     ``laws``: fit records, preset names or fit files; ``held_out``: run ids whose prediction
     error the report states (also logged, one line each); ``published`` places the built-in
     published runs on the first Approach 2/3 law (Figures 6 and 7), ``runs`` (JSONL or CSV:
-    name, params, samples_seen [, fid]) your own too.
+    name, params, samples_seen [, fid]) your own too. ``out`` is a folder the report owns;
+    an earlier report there is replaced only with ``force``, and a non-empty folder advscale
+    did not make is refused.
     """
     from advscale.laws.published import builtin_runs, load_runs
     from advscale.records.runs import expand_sources, is_sources
@@ -33,7 +35,7 @@ def report(records: Records, out: PathLike = "report", *,
     recs = expand_sources(records) if is_sources(records) else [dict(r) for r in records]
     table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
     rec = report_record(recs, out, laws=list(laws), held_out=held_out, title=title,
-                        published=table)
+                        published=table, force=force)
     for e in rec["held_out"]:
         log.info(held_out_note(e))
     log.info(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs")

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from advscale.api.recordio import check_output
 from advscale.core.options import parse_shard
 from advscale.errors import AdvscaleError
 from advscale.synthetic.sampler import SamplerConfig
@@ -55,7 +56,7 @@ def generate(out: PathLike, *, generator: str = "builtin-gaussian", steps: int =
              model: PathLike | None = None, components: int = 64, residual: str = "none",
              fit_per_class: int | None = None, prediction_type: str | None = None,
              device: str = "auto", dtype: str = "fp32", compile: bool = False,
-             progress: Callable[[int, int], None] | None = None,
+             progress: Callable[[int, int], None] | None = None, force: bool = False,
              **sampler: Any) -> dict[str, Any]:
     """``gen_synthetic("generate", ...)``: see :func:`gen_synthetic`."""
     from advscale.synthetic.generators import load_generator
@@ -67,9 +68,7 @@ def generate(out: PathLike, *, generator: str = "builtin-gaussian", steps: int =
         raise AdvscaleError(f"unknown sampler setting(s) {', '.join(unknown)}", field=unknown[0])
     out = Path(out)
     shard_ik = parse_shard(shard) if shard is not None else (0, 1)
-    if out.exists() and not resume:
-        raise AdvscaleError(f"{out} already exists; remove it or choose another out",
-                            field="out")
+    check_output(out, [data, model], force=force or resume)  # resume continues out
     gen = load_generator(generator, data=data, model=model, device=device, dtype=dtype,
                          components=components, residual=residual,
                          fit_per_class=fit_per_class, prediction_type=prediction_type,
@@ -89,8 +88,10 @@ def generate(out: PathLike, *, generator: str = "builtin-gaussian", steps: int =
 
 
 def fit_gaussian(data: PathLike, out: PathLike, *, components: int = 64,
-                 residual: str = "none", fit_per_class: int | None = None) -> dict[str, Any]:
+                 residual: str = "none", fit_per_class: int | None = None,
+                 force: bool = False) -> dict[str, Any]:
     """``gen_synthetic("fit-gaussian", ...)``: see :func:`gen_synthetic`."""
+    check_output(out, [data], force=force)
     from advscale.synthetic.builtin_gaussian import gaussian_from_file
     from advscale.synthetic.records import gaussian_fit_record
 
@@ -103,7 +104,7 @@ def fit_gaussian(data: PathLike, out: PathLike, *, components: int = 64,
 
 
 def stitch_shards(shards: Sequence[PathLike], out: PathLike, *,
-                  real: Sequence[PathLike] = ()) -> dict[str, Any]:
+                  real: Sequence[PathLike] = (), force: bool = False) -> dict[str, Any]:
     """``gen_synthetic("stitch", ...)``: see :func:`gen_synthetic`."""
     from advscale.data.records import info_record
     from advscale.synthetic.jobs import stitch_synthetic
@@ -111,13 +112,15 @@ def stitch_shards(shards: Sequence[PathLike], out: PathLike, *,
     out = Path(out)
     if out.resolve() in {Path(p).resolve() for p in [*shards, *real]}:
         raise AdvscaleError(f"{out}: the output must not be one of the inputs", field="out")
+    check_output(out, [*shards, *real], force=force)
     summary = stitch_synthetic(list(shards), out, real=list(real))
     log.info(f"{out}: {summary['n']:,} images from {len(shards)} shard(s)"
              + (f" and {len(real)} real file(s)" if real else ""))
     return info_record(summary)
 
 
-def quality(gen: PathLike, ref: PathLike, *, seed: int = 0, **options: Any) -> dict[str, Any]:
+def quality(gen: PathLike, ref: PathLike, *, seed: int = 0, force: bool = False,
+            **options: Any) -> dict[str, Any]:
     """``gen_synthetic("fid", ...)``: see :func:`gen_synthetic`; ``options`` are
     :func:`advscale.synthetic.quality.measure_quality`'s (``n``, ``ref_n``, ``extractor``,
     ``inception_weights``, ``pca_dim``, ``classifier``, ``save_ref_stats``, ``annotate``,
@@ -125,6 +128,7 @@ def quality(gen: PathLike, ref: PathLike, *, seed: int = 0, **options: Any) -> d
     from advscale.synthetic.quality import measure_quality
     from advscale.synthetic.records import quality_record
 
+    check_output(options.get("save_ref_stats"), [gen, ref], force=force)
     result = measure_quality(gen, ref, seed=seed, **options)
     log.info(f"{gen}: {result['quality_metric']} = {result['quality_value']:.4g}, "
              f"{result['kid_metric']} = {result['kid_value']:.4g}"
@@ -134,8 +138,9 @@ def quality(gen: PathLike, ref: PathLike, *, seed: int = 0, **options: Any) -> d
 
 
 def export(pkl: PathLike, edm_code: PathLike, out: PathLike, *, key: str = "ema",
-           num_classes: int | None = None) -> dict[str, Any]:
+           num_classes: int | None = None, force: bool = False) -> dict[str, Any]:
     """``gen_synthetic("export", ...)``: see :func:`gen_synthetic`."""
+    check_output(out, [pkl], force=force)
     from advscale.synthetic.edm_export import export_edm_pickle
     from advscale.synthetic.records import export_record
 

@@ -10,7 +10,7 @@ from advscale.training.config import TrainConfig
 
 PathLike = str | os.PathLike[str]
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "has_run", "train"]
 
 
 def train(data: PathLike | None, out: PathLike, *, resume: bool = False,
@@ -36,3 +36,10 @@ def train(data: PathLike | None, out: PathLike, *, resume: bool = False,
     cfg, resuming = resolve_run_config(out, given, resume)
     return run_training(cfg, out, resume=resuming,
                         stdout=io.StringIO() if stdout is None else stdout, command=command)
+
+
+def has_run(out: PathLike) -> bool:
+    """Whether directory ``out`` holds a training run (its ``config.json``) to resume."""
+    from advscale.training.rundir import RunDir
+
+    return RunDir(out).has_run()

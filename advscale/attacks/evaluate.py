@@ -52,6 +52,7 @@ from advscale.attacks.settings import AttackSettings, package_of, settings_confi
 from advscale.attacks.statefile import StateFile, find_result
 from advscale.core.devices import resolve_device
 from advscale.core.fileio import refuse_overwrite_of_inputs
+from advscale.core.locks import hold_locks
 from advscale.errors import AdvscaleError
 from advscale.models import count_parameters
 from advscale.models.checkpoint import load_for_eval
@@ -137,6 +138,20 @@ class _Job:
         return rec, (res if self.keep_arrays else None)
 
 
+def refuse_other_adv_file(save_adv: Any, key: str, force: bool) -> None:
+    """An existing adversarial-image file of another evaluation is replaced only with force
+    (the same evaluation's is rewritten: a re-run or a resume)."""
+    if save_adv is None or force or not os.path.lexists(save_adv):
+        return
+    try:
+        other = _adv_file_key(save_adv)
+    except (AdvscaleError, OSError):
+        other = None
+    if other != key:
+        raise AdvscaleError(f"{save_adv} already exists and holds other images than this "
+                            "evaluation's; overwrite it with force", field="force")
+
+
 def _adv_file_key(path: str | os.PathLike[str]) -> str | None:
     """The settings key an existing adversarial-image file was written for, if any."""
     return read_adv_settings(path).get("settings_key")
@@ -186,6 +201,7 @@ def evaluate_checkpoint(
     key = settings_key(target.sha256, data.sha256, s, package, package_version)
     name = target.meta.get("run_id") or str(target.path)
     ev = Evaluation(target, key)
+    refuse_other_adv_file(save_adv, key, force)
     prior = None if force else find_result(results, key)
     if prior is not None and (save_adv is None or _adv_file_key(save_adv) == key):
         log(f"advscale attack: {name}: already evaluated in {results} ({s.attack}, key "
@@ -268,11 +284,12 @@ def attack_checkpoints(
         raise AdvscaleError("--save-adv writes one file: give it one checkpoint at a time")
     dev = resolve_device(device)
     config = settings_config(resolved, device=str(dev), shard=f"{shard[0]}/{shard[1]}")
-    for t in targets:
-        ev = evaluate_checkpoint(t, data, resolved, device=dev, state=state, results=results,
-                                 force=force, shard=shard, save_adv=save_adv, verbose=verbose,
-                                 log=log, config=config)
-        if ev.record is not None:
-            yield ev.record
-        else:
-            yield from ev.chunk_records
+    with hold_locks([state, results, save_adv], "attack output"):  # one writer at a time
+        for t in targets:
+            ev = evaluate_checkpoint(t, data, resolved, device=dev, state=state,
+                                     results=results, force=force, shard=shard,
+                                     save_adv=save_adv, verbose=verbose, log=log, config=config)
+            if ev.record is not None:
+                yield ev.record
+            else:
+                yield from ev.chunk_records

@@ -5,13 +5,16 @@ Nothing here imports torch; subcommands import heavy modules inside their functi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
+import io
 import os
 import re
 import sys
 import typing
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,9 +39,19 @@ def err(message: str) -> None:
     sys.stderr.flush()
 
 
+REPORTED: list[str] = []
+"""The error lines printed by :func:`fail` in this process (the entry point prints one for an
+interrupt that no command reported)."""
+
+EXIT_STDOUT_CLOSED = 141
+"""Exit status when stdout is closed or its reader went away (128 + SIGPIPE, as a shell
+reports a program killed by a broken pipe); documented in README.md."""
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``advscale: error: MESSAGE`` on stderr and return a typer.Exit to raise."""
     first = " ".join(str(message).split("\n")[0].split())
+    REPORTED.append(first)
     err(f"advscale: error: {first}")
     return typer.Exit(code)
 
@@ -106,10 +119,12 @@ def handle_errors(fn: F) -> F:
 
     AdvscaleError (bad input), every OSError (permissions, not a directory, no space, too many
     open files, ...) and decoding errors become one line naming the path and the cause; Ctrl-C
-    exits 130 and a closed stdout pipe exits quietly. Anything else is a bug and keeps its
-    traceback. The command also gets the shared ``-q/--quiet`` and ``-v/--verbose`` options
-    (passed on when it declares them itself), which set the level of the one stderr handler of
-    the library's log messages (:mod:`advscale.cli.logs`).
+    exits 130; a closed stdout, or one whose reader went away (`advscale ... | head`), is one
+    line and exit 141. Numeric warnings (numpy overflow, ...) become one ``advscale: warning:``
+    line each. Anything else is a bug and keeps its traceback. The command also gets the shared
+    ``-q/--quiet`` and ``-v/--verbose`` options (passed on when it declares them itself), which
+    set the level of the one stderr handler of the library's log messages
+    (:mod:`advscale.cli.logs`).
     """
     sig = inspect.signature(fn)
     own = set(sig.parameters)
@@ -122,13 +137,14 @@ def handle_errors(fn: F) -> F:
         quiet = kwargs["quiet"] if "quiet" in own else kwargs.pop("quiet", False)
         verbose = kwargs["verbose"] if "verbose" in own else kwargs.pop("verbose", False)
         handler = logs.install(_command_name(), quiet=bool(quiet), verbose=bool(verbose))
+        guard_stdout()
         try:
-            return fn(*args, **kwargs)
+            with _warnings_as_lines():
+                return fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
-        except BrokenPipeError:  # e.g. `advscale ... | head`
-            _quiet_stdout()
-            raise typer.Exit(0) from None
+        except (StdoutClosed, BrokenPipeError) as e:  # e.g. `advscale ... | head`
+            raise stdout_failure(e) or fail(error_message(e) or str(e), 2) from None
         except (AdvscaleError, OSError, UnicodeError, RecursionError, MemoryError) as e:
             raise fail(error_message(e) or str(e), getattr(e, "exit_code", 2)) from None
         finally:
@@ -149,6 +165,75 @@ def _command_name() -> str:
         return ""
     words = ctx.command_path.split()
     return " ".join(words[words.index("advscale") + 1:] if "advscale" in words else words[1:])
+
+
+class StdoutClosed(AdvscaleError):
+    """Something was written to a stdout that is closed (``>&-``)."""
+
+    exit_code = EXIT_STDOUT_CLOSED
+
+
+def stdout_failure(e: BaseException) -> typer.Exit | None:
+    """One line and exit 141 when ``e`` is a closed stdout or a reader gone; else None."""
+    if isinstance(e, StdoutClosed):
+        return fail(str(e), EXIT_STDOUT_CLOSED)
+    if isinstance(e, BrokenPipeError) and _stdout_gone():
+        _quiet_stdout()
+        return fail("stdout was closed by its reader (broken pipe); the output is incomplete",
+                    EXIT_STDOUT_CLOSED)
+    return None
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Stands in for a closed stdout (``sys.stdout is None``): every write is StdoutClosed."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not s:
+            return 0
+        raise StdoutClosed("stdout is closed; nothing could be written (redirect it to a file "
+                           "or /dev/null, or write with -o FILE)")
+
+    def flush(self) -> None:
+        pass
+
+
+def guard_stdout() -> None:
+    """Make a closed stdout (``>&-``: Python sets sys.stdout to None) fail on first write."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+
+
+def _stdout_gone() -> bool:
+    """Whether fd 1 is a pipe whose reader has gone (so a BrokenPipeError was stdout's)."""
+    try:
+        fd = sys.stdout.fileno()
+        import select
+
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        events = poll.poll(0)
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return isinstance(sys.stdout, _ClosedStdout)
+    return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in events)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show each distinct warning once as ``advscale: warning: MESSAGE`` (no source line)."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            err(f"advscale: warning: {text} ({category.__name__})")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _quiet_stdout() -> None:

@@ -33,6 +33,7 @@ def fit_cmd(
                                  "approach2, approach3; docs/laws.md)."),
     output: Path = common("output"),
     quiet: bool = common("quiet"),
+    force: bool = common("force"),
     *,
     given: dict[str, Any],
 ) -> None:
@@ -44,6 +45,7 @@ def fit_cmd(
 
     Pipe it into `advscale predict --law -`. Methods and layouts: docs/laws.md, docs/formats.md.
     """
+    api.check_output(output, files or [], force=force)
     n_boot = given.get("n_boot", 1000)
     if not quiet and n_boot > 0 and sys.stderr.isatty():
         with _progress_bar(n_boot) as progress:

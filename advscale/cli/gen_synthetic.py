@@ -69,6 +69,7 @@ def generate_cmd(
     device: str = common("device"),
     dtype: str = typer.Option("fp32", help="Network compute dtype: fp32 or bf16."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+    force: bool = common("force"),
     *,
     given: dict[str, Any],
 ) -> None:
@@ -94,7 +95,7 @@ def generate_cmd(
             batch_size=batch_size, resume=resume, data=data, model=model,
             components=components, residual=residual, fit_per_class=fit_per_class,
             prediction_type=prediction_type, device=device, dtype=dtype, compile=compile,
-            progress=progress, **given))
+            progress=progress, force=force, **given))
 
 
 @app.command("fit-gaussian")
@@ -106,10 +107,12 @@ def fit_gaussian_cmd(
     residual: str = typer.Option("none", help="Variance off the components: none or "
                                  "isotropic."),
     fit_per_class: int = typer.Option(None, help="Use the first N images of each class."),
+    force: bool = common("force"),
 ) -> None:
     """Fit the builtin-gaussian once and save it (then generate with --model FILE)."""
     write_record(api.gen_synthetic("fit-gaussian", data, out, components=components,
-                                   residual=residual, fit_per_class=fit_per_class))
+                                   residual=residual, fit_per_class=fit_per_class,
+                                   force=force))
 
 
 @app.command("stitch")
@@ -119,9 +122,10 @@ def stitch_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Virtual HDF5 file to write."),
     real: list[Path] = typer.Option(
         None, "--real", help="Real data to put first (e.g. train.h5); repeatable."),
+    force: bool = common("force"),
 ) -> None:
     """Check a job's shards are complete and stitch them (after --real files) into one file."""
-    write_record(api.gen_synthetic("stitch", shards, out, real=real or []))
+    write_record(api.gen_synthetic("stitch", shards, out, real=real or [], force=force))
 
 
 @app.command("fid")
@@ -150,6 +154,7 @@ def fid_cmd(
     batch_size: int = typer.Option(100, help="Feature-extraction batch size."),
     device: str = common("device"),
     seed: int = seed_option("the image subsets (n < all) and KID subsets"),
+    force: bool = common("force"),
 ) -> None:
     """FID/KID of GEN against a reference, honestly named (prints a `synthetic.quality` record)."""
     from rich.progress import Progress
@@ -165,7 +170,7 @@ def fid_cmd(
             "fid", gen, ref, n=n, ref_n=ref_n, extractor=extractor,
             inception_weights=inception_weights, pca_dim=pca_dim, classifier=classifier,
             save_ref_stats=save_ref_stats, annotate=annotate, batch_size=batch_size,
-            device=device, seed=seed, progress=progress))
+            device=device, seed=seed, progress=progress, force=force))
 
 
 @app.command("export")
@@ -178,10 +183,11 @@ def export_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Exported program (.pt2) to write."),
     key: str = typer.Option("ema", help="Entry of the pickle holding the network."),
     num_classes: int = typer.Option(None, help="Override the network's label count."),
+    force: bool = common("force"),
 ) -> None:
     """Export an NVlabs EDM network once with torch.export (run in a trusted environment)."""
     write_record(api.gen_synthetic("export", pkl, edm_code, out, key=key,
-                                   num_classes=num_classes))
+                                   num_classes=num_classes, force=force))
 
 
 @app.command("train-denoiser")

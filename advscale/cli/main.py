@@ -6,6 +6,9 @@ torch at module level, so ``advscale --help`` starts fast.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 
 import typer
@@ -27,7 +30,7 @@ from advscale.cli import records as records_cmd
 from advscale.cli import report as report_cmd
 from advscale.cli import train as train_cmd
 from advscale.cli import validity as validity_cmd
-from advscale.cli.common import error_message, fail
+from advscale.cli.common import REPORTED, error_message, fail, guard_stdout, stdout_failure
 from advscale.cli.help import App
 from advscale.errors import AdvscaleError
 from advscale.version import __version__
@@ -86,6 +89,8 @@ def main() -> None:
     body come out as one ``advscale: error: ...`` line with a non-zero exit, like errors inside
     commands (:func:`advscale.cli.common.handle_errors`).
     """
+    REPORTED.clear()
+    guard_stdout()
     try:
         rv = app(standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as e:
@@ -94,14 +99,40 @@ def main() -> None:
     except click_exceptions.ClickException as e:
         fail(e.format_message(), e.exit_code)
         sys.exit(e.exit_code)
+    except SystemExit:  # click's own exit on a broken pipe (--help, --version)
+        if (closed := stdout_failure(BrokenPipeError())) is not None:
+            sys.exit(closed.exit_code)
+        raise
     except typer.Abort:
         fail("interrupted", 130)
-        sys.exit(130)
+        _exit(130)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-        sys.exit(130)
+        _exit(130)
     except (AdvscaleError, OSError, UnicodeError, RecursionError, MemoryError) as e:
+        if (closed := stdout_failure(e)) is not None:
+            sys.exit(closed.exit_code)
         code = getattr(e, "exit_code", 2)
         fail(error_message(e) or str(e), code)
         sys.exit(code)
-    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+    _exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code``; an interrupt that click turned into a silent 130 gets its line, and
+    a Ctrl-C during the exit itself changes nothing (the result is already reported)."""
+    if code == 130 and not REPORTED:
+        fail("interrupted", 130)
+    try:  # data still buffered for a reader that went away: said now, not at shutdown
+        sys.stdout.flush()
+    except (AdvscaleError, OSError) as e:
+        closed = stdout_failure(e)
+        code = closed.exit_code if closed is not None else code
+    if "pytest" not in sys.modules:  # in-process test runs keep their Ctrl-C
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if code == 130:  # a Ctrl-C inside an extension module's import can leave CPython set
+            with contextlib.suppress(Exception):  # to kill itself by SIGINT at exit: leave now
+                sys.stderr.flush()
+            os._exit(130)
+    sys.exit(code)

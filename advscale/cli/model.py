@@ -12,6 +12,7 @@ import typer
 from advscale import api
 from advscale.cli.common import handle_errors
 from advscale.cli.help import App
+from advscale.cli.shared import common
 from advscale.records import write_record
 
 app = App(help="Models: registered names, importing published checkpoints, info.",
@@ -57,11 +58,12 @@ def import_cmd(
                                 "holds both."),
     mean: str = typer.Option(None, "--mean", help="Override the input mean, 'R,G,B'."),
     std: str = typer.Option(None, "--std", help="Override the input std, 'R,G,B'."),
+    force: bool = common("force"),
 ) -> None:
     """Convert a published WRN checkpoint to an advscale one (docs/models.md); prints a
     model.info record on stdout. Nothing is unpickled but tensors and plain containers."""
     write_record(api.model("import", src, out, fmt=fmt, arch=arch, activation=activation,
-                           weights=weights, mean=mean, std=std))
+                           weights=weights, mean=mean, std=std, force=force))
 
 
 @app.command("info")

@@ -10,6 +10,7 @@ import typer
 from advscale import api
 from advscale.cli.common import handle_errors
 from advscale.cli.help import App
+from advscale.cli.shared import common
 from advscale.records import write_record
 
 app = App(help="Results tables → records (import) and records → a runs table (table).",
@@ -26,13 +27,15 @@ def import_cmd(
                              "(docs/records.md)."),
     output: str = typer.Option("-", "--output", "-o",
                                help="Write the records here (atomically); '-' = stdout."),
+    force: bool = common("force"),
 ) -> None:
     """Turn each row of a results table into train.eval, attack and energy records.
 
     Units are converted as the map says; ambiguous columns (percent vs fraction, FLOPs units)
     are refused with the fix. Every record names its table row in its provenance.
     """
-    records = api.tables("import", table, map_, output=None if output == "-" else output)
+    records = api.tables("import", table, map_, output=None if output == "-" else output,
+                         force=force)
     if output == "-":
         for rec in records:
             write_record(rec)
@@ -44,6 +47,7 @@ def table_cmd(
     records: list[str] = typer.Argument(None, help="JSONL records ('-' or nothing: stdin)."),
     output: str = typer.Option("-", "--output", "-o",
                                help="runs.csv, runs.tsv or runs.jsonl; '-' = CSV on stdout."),
+    force: bool = common("force"),
 ) -> None:
     """One row per run: model, N, recipe, D, FLOPs, accuracies per attack, energy, source."""
-    api.tables("table", records or ["-"], output=output)
+    api.tables("table", records or ["-"], output=output, force=force)

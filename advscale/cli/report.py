@@ -11,6 +11,7 @@ import typer
 
 from advscale import api
 from advscale.cli.common import handle_errors
+from advscale.cli.shared import common
 from advscale.records import write_record
 
 
@@ -24,7 +25,9 @@ def report(
         "Approach 3 law (and an Approach 2 law fitted across qualities) also draws the quality "
         "figures when the runs have two or more qualities."
     ),
-    out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder."),
+    out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder (made by the "
+                             "report; an earlier report there is replaced only with --force)."),
+    force: bool = common("force"),
     held_out: list[str] = typer.Option(
         [], "--held-out", help="Run id left out of the fit: its prediction error is reported."
     ),
@@ -37,4 +40,4 @@ def report(
 ) -> None:
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
     write_record(api.report(records, out, laws=law, held_out=held_out, title=title,
-                            published=published, runs=runs))
+                            published=published, runs=runs, force=force))

@@ -38,5 +38,8 @@ def train(
     try:
         api.train(given.pop("data", None), out, resume=resume, stdout=sys.stdout, **given)
     except KeyboardInterrupt:
+        if not api.has_run(out):
+            raise fail("interrupted before the first checkpoint; nothing was kept", 130) \
+                from None
         raise fail(f"interrupted; {out} keeps its last checkpoint, and `advscale train --out "
                    f"{out} --resume` continues from it", 130) from None

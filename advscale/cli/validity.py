@@ -67,11 +67,13 @@ def score_cmd(
     ),
     summary_only: bool = typer.Option(False, help="Write only the summary record."),
     out: str = typer.Option("-", "--out", "-o", help="Output JSONL file ('-' = stdout)."),
+    force: bool = common("force"),
 ) -> None:
     """Judge each image valid/deceptive/ambiguous; per-image records, then a summary (JSONL)."""
     recs = api.validity_study("score", labels, adv, n_eval=n_eval, min_correct=min_correct,
                         min_raters=min_raters, majority_of=majority_of,
-                        summary_only=summary_only, output=None if out == "-" else out)
+                        summary_only=summary_only, output=None if out == "-" else out,
+                        force=force)
     if out == "-":
         for r in recs:
             write_record(r)

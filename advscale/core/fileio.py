@@ -38,6 +38,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+pid_alive = _pid_alive
+"""Whether process ``pid`` is alive (a stale temp file's or build folder's writer is not)."""
+
+
 def remove_stale_temps(target: str | os.PathLike[str], suffix: str = ".tmp") -> list[Path]:
     """Delete temp files of earlier writes of ``target`` whose writing process is gone.
 

@@ -223,6 +223,7 @@ def append_line(path: str | os.PathLike[str], line: str, parse: Parser = parse_j
         raise ValueError("a JSONL line cannot contain a newline")
     path = Path(path)
     data = (line + "\n").encode("utf-8")
+    existed = os.path.lexists(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with locked(path, "ab+") as f:
@@ -237,5 +238,9 @@ def append_line(path: str | os.PathLike[str], line: str, parse: Parser = parse_j
                     f.truncate(size)
                 raise
     except OSError as e:
+        if not existed:  # a file made by this failed append (e.g. a full disk) is not kept
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
         raise AdvscaleError(f"{path}: cannot append ({e.strerror or e}); nothing was "
                             "written") from None

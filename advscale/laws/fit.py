@@ -37,6 +37,7 @@ from advscale.laws.data import (
     single_fid_metric,
 )
 from advscale.laws.filters import RecordFilter
+from advscale.laws.finite import check_finite_fit, check_finite_points
 from advscale.laws.objective import HUBER_DELTA
 from advscale.laws.protocol import Protocol, resolve_protocol
 from advscale.records import make_record
@@ -119,6 +120,7 @@ def fit_law(
     if not pts:
         raise AdvscaleError("no points left after filtering")
     check_target_values(pts, target, appr.log_space, appr.fitted_as_error)
+    check_finite_points(pts, target)
     common: dict[str, Any] = {
         "approach": appr.option, "target": target, "points": points, "filters": filters,
         "exclusion": {"rule": EXCLUSION_RULE, "applied": bool(applied), "dropped_runs": dropped,
@@ -129,6 +131,7 @@ def fit_law(
     common["fid_metric"] = _fid_metric(appr, common["fid_inputs"], log)
     body = appr.fit(FitData(pts, rs, target, n_boot, seed, full_grid, delta, list(also), log,
                             progress, proto, bins, x))
+    check_finite_fit({**_headline(pts, body), **body})
     return {**common, **_headline(pts, body), **body}
 
 

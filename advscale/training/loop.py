@@ -58,7 +58,7 @@ from advscale.training.ddp import (
 )
 from advscale.training.losses import LOSSES, AttackConfig
 from advscale.training.optim import make_sgd, set_lr
-from advscale.training.rundir import RunDir, check_resumable, new_run_id
+from advscale.training.rundir import RunDir, check_resumable, claim_run_dir, new_run_id
 from advscale.training.schedule import OneCycleCosine
 from advscale.training.sources import describe_sources, mixture_fid
 from advscale.training.state import collect_state, read_state, restore_state, save_state
@@ -535,15 +535,16 @@ def train(
     device = pick_device(cfg.device, dist)
     init_distributed(device, dist)
     try:
-        if cfg.run_id is None:
-            cfg.run_id = broadcast_object(new_run_id(cfg) if dist.is_main else None, dist)
-        barrier(dist)  # every rank has checked the directory before rank 0 writes to it
-        run = TrainingSession(cfg, run_dir.path, dist, device, resuming=resuming, stdout=stdout,
-                  command=command)
-        if dist.is_main and not resuming:
-            run_dir.path.mkdir(parents=True, exist_ok=True)
-            cfg.save(run_dir.config)
-        barrier(dist)
-        return run.run()
+        with claim_run_dir(run_dir, resuming, dist.is_main):  # locked; cleaned if it fails
+            if cfg.run_id is None:
+                cfg.run_id = broadcast_object(new_run_id(cfg) if dist.is_main else None, dist)
+            barrier(dist)  # every rank has checked the directory before rank 0 writes to it
+            run = TrainingSession(cfg, run_dir.path, dist, device, resuming=resuming,
+                                  stdout=stdout, command=command)
+            if dist.is_main and not resuming:
+                run_dir.path.mkdir(parents=True, exist_ok=True)
+                cfg.save(run_dir.config)
+            barrier(dist)
+            return run.run()
     finally:
         shutdown_distributed()

@@ -1,19 +1,26 @@
 """A run directory: ``config.json``, ``records.jsonl``, ``state.safetensors``, ``last.safetensors``.
 
-advscale never deletes or empties a run directory. A new run needs a missing or empty
-directory; ``--resume`` continues the run whose ``config.json`` is there (from its
-``state.safetensors`` when one exists, else from the start).
+advscale never deletes or empties a run directory that holds a checkpoint. A new run needs a
+missing or empty directory; ``--resume`` continues the run whose ``config.json`` is there (from
+its ``state.safetensors`` when one exists, else from the start). While a run is written its
+directory is locked (``.lock``, :mod:`advscale.core.locks`): a second ``train`` on it fails at
+once. A new run that fails before its first checkpoint removes what it wrote (and the directory
+if it made it), so the same command can simply be run again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from advscale.core.jsonl import repair_tail
+from advscale.core.locks import hold_lock
 from advscale.core.options import parse_fields
 from advscale.errors import AdvscaleError
 from advscale.models.checkpoint import LAST_NAME
@@ -27,6 +34,7 @@ from advscale.training.state import STATE_NAME
 
 CONFIG_NAME = "config.json"
 RECORDS_NAME = "records.jsonl"
+LOCK_NAME = ".lock"
 
 
 class RunDir:
@@ -52,7 +60,12 @@ class RunDir:
         return self.path / LAST_NAME
 
     def is_empty(self) -> bool:
-        return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
+        """Missing, or a directory holding nothing but (a stale) lock file."""
+        return not self.path.exists() or (
+            self.path.is_dir() and all(p.name == LOCK_NAME for p in self.path.iterdir()))
+
+    def has_checkpoint(self) -> bool:
+        return self.state.is_file() or self.last.is_file()
 
     def has_run(self) -> bool:
         return self.config.is_file()
@@ -67,6 +80,52 @@ class RunDir:
     def drop_torn_record(self) -> None:
         """Cut an incomplete last line (a crash mid-append) off ``records.jsonl``."""
         repair_tail(self.records, parse_line)
+
+
+def _not_empty_error(run: RunDir) -> AdvscaleError:
+    return AdvscaleError(
+        f"out {run.path} already exists and is not empty; resume its run, or choose a new "
+        "directory (advscale never deletes a run directory)", field="out")
+
+
+@contextlib.contextmanager
+def claim_run_dir(run: RunDir, resuming: bool, is_main: bool = True) -> Iterator[None]:
+    """Hold ``run``'s lock for the body (rank 0 only); a new run that fails before its first
+    checkpoint leaves the directory as it found it (removed when this call made it)."""
+    if not is_main:
+        yield
+        return
+    try:
+        run.path.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError as e:
+        raise AdvscaleError(f"run directory {run.path}: cannot create it ({e.strerror})",
+                            field="out") from None
+    try:
+        with hold_lock(run.path, f"run directory {run.path}", lock=run.path / LOCK_NAME):
+            if not resuming and not run.is_empty():
+                raise _not_empty_error(run)  # another run finished here since the check
+            try:
+                yield
+            except BaseException:
+                if not resuming and not run.has_checkpoint():
+                    _empty_out(run)
+                raise
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                run.path.rmdir()  # only when empty: a failed new run's, or a lock refusal's
+
+
+def _empty_out(run: RunDir) -> None:
+    """Remove what a failed new run wrote (the lock file stays until released)."""
+    for p in run.path.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def resolve_run_config(
@@ -95,9 +154,7 @@ def resolve_run_config(
         if resume:
             raise AdvscaleError(f"out {run.path}: not empty and holds no advscale run "
                                 f"({CONFIG_NAME}); nothing to resume", field="out")
-        raise AdvscaleError(
-            f"out {run.path} already exists and is not empty; resume its run, or choose a new "
-            "directory (advscale never deletes a run directory)", field="out")
+        raise _not_empty_error(run)
     _check_new(run.path, given, resume)
     return TrainConfig.from_dict(apply_init(given)).resolved(), False
 

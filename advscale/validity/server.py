@@ -59,6 +59,9 @@ from advscale.validity.png import MAX_SCALE, encode_png
 from advscale.validity.store import LabelError, LabelStore, check_rater_id
 
 MAX_BODY = 4096
+LISTEN_BACKLOG = 256
+"""Pending connections the kernel queues (socketserver's default is 5: a lab's burst of page
+loads got no answer)."""
 """Largest accepted request body, bytes."""
 MAX_QUERY_FIELDS = 10
 """Most query-string fields a request may carry (more: 400)."""
@@ -314,6 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message, "status": status})
 
     def _check_host(self) -> None:
+        if len(self.headers.get_all("Host") or []) > 1:
+            raise HttpError(400, "more than one Host header")
         if self.allowed_hosts is None:
             return
         host = (self.headers.get("Host") or "").strip().lower()
@@ -328,6 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(e.status, str(e))
         except AdvscaleError as e:  # e.g. a labels file locked by another process
             self._error(500, str(e))
+        except ConnectionError:  # the client left: nobody to answer (logged by the server)
+            self.close_connection = True
+            raise
         except (OSError, ValueError, RecursionError, MemoryError) as e:  # never a traceback
             self.app.log(f"advscale validity: {self.command} {urlsplit(self.path).path}: "
                          f"{type(e).__name__}: {' '.join(str(e).split())[:200]}")
@@ -397,9 +405,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(413, f"request body over {MAX_BODY} bytes")
         raw = self.rfile.read(length)
         try:
-            body = loads_bounded(raw.decode("utf-8"), "body")
+            text = raw.decode("utf-8")
+            body = loads_bounded(text, "body")
+            if isinstance(body, dict):  # bounded already: this parse only looks for repeats
+                json.loads(text, object_pairs_hook=_unique_keys)
         except (UnicodeDecodeError, AdvscaleError):
             raise HttpError(400, "body is not valid JSON") from None
+        except _DuplicateKey as e:
+            raise HttpError(400, f"repeated JSON key {e.args[0]!r}") from None
         if not isinstance(body, dict):
             raise HttpError(400, "body must be a JSON object")
         if url.path == "/api/join":
@@ -408,6 +421,42 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, self.app.join(body.get("rater")))
         else:
             self._json(200, self.app.answer(body))
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+class _Server(ThreadingHTTPServer):
+    """The threading server with a lab-sized listen backlog and one-line error logs."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line per failed connection (never a traceback on stderr)."""
+        import sys
+
+        e = sys.exc_info()[1]
+        handler = self.RequestHandlerClass
+        if getattr(handler, "quiet", False) or not hasattr(handler, "app"):
+            return
+        who = client_address[0] if isinstance(client_address, tuple) else client_address
+        if isinstance(e, ConnectionError | TimeoutError):
+            handler.app.log(f"advscale validity: {who}: client disconnected before the answer "
+                            "was sent")
+        else:
+            handler.app.log(f"advscale validity: {who}: {type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:200]}")
 
 
 def make_server(
@@ -420,10 +469,9 @@ def make_server(
     """
     allowed: frozenset[str] | None = None
     try:
-        httpd = ThreadingHTTPServer((host, port), _Handler)
+        httpd = _Server((host, port), _Handler)
     except OSError as e:
         raise AdvscaleError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
-    httpd.daemon_threads = True
     real_port = httpd.server_address[1]
     if host in LOOPBACK:
         allowed = frozenset(f"{h}:{real_port}" for h in LOOPBACK)

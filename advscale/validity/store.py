@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from advscale.core.jsonl import read_log, repair_open
+from advscale.core.locks import hold_lock
 from advscale.errors import AdvscaleError
 from advscale.records import dumps, make_record, parse_line
 from advscale.validity import CONFIDENCES, RATER_ID_PATTERN, RATER_KINDS, VERSIONS
@@ -124,7 +125,10 @@ class LabelStore:
         self.directory = Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
             raise AdvscaleError(f"{self.directory}: labels output must be a directory")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._held = contextlib.ExitStack()  # one writing process per kind of rater
+        self._held.enter_context(hold_lock(
+            self.directory, f"labels directory {self.directory} ({kind} raters)",
+            lock=self.directory / f".lock-{kind}"))
         self.adv = adv
         self.rows = set(int(r) for r in (adv.study_rows() if rows is None else rows))
         self.kind = kind
@@ -342,6 +346,7 @@ class LabelStore:
                     f.close()
             self._files.clear()
             self._answers.clear()
+            self._held.close()
 
     def __enter__(self) -> LabelStore:
         return self
