@@ -175,7 +175,7 @@ def test_fit_reports_exclusion_and_refuses_too_few_sizes(tmp_path):
     recs = simulate_runs(A2, n_values=[6e6, 2e7, 6e7], d_values=[5e6, 2e7, 5e7], fids=[2.0])
     with pytest.raises(AdvscaleError, match="at least 2 distinct nonzero FIDs"):
         fit_law(records=recs, approach="3", n_boot=0, exclusion=False)
-    with pytest.raises(AdvscaleError, match="--approach '4'"):
+    with pytest.raises(AdvscaleError, match="approach '4'"):
         fit_law(records=recs, approach="4")
     with pytest.raises(AdvscaleError, match="approach 1 needs training curves"):
         fit_law(records=recs, approach="1", n_boot=0)

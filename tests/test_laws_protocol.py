@@ -319,9 +319,9 @@ def test_protocol_choices_change_the_fit_and_each_is_its_own_option(records, fit
 
 
 def test_protocol_names_are_checked(records):
-    with pytest.raises(AdvscaleError, match="--protocol 'chinchilla': choose from"):
+    with pytest.raises(AdvscaleError, match="protocol 'chinchilla': choose from"):
         resolve_protocol("chinchilla")
-    with pytest.raises(AdvscaleError, match="--anchor 'middle': choose from fid0, base"):
+    with pytest.raises(AdvscaleError, match="anchor 'middle': choose from fid0, base"):
         resolve_protocol("advscale", {"anchor": "middle"})
     with pytest.raises(AdvscaleError, match=r"dataset\(s\) 'edm5' not in the records"):
         fit_law(records=records, approach="2", n_boot=0, protocol="bartoldson2024",

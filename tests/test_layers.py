@@ -193,7 +193,7 @@ def test_import_advscale_is_light():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-FLAG = re.compile(r"(?<![\w-])--[a-z][\w-]*")
+FLAG = re.compile(r"(?<![\w-])--([a-z][\w-]*|\{)")
 
 
 def flag_texts(files: dict[str, str]) -> list[str]:
@@ -207,9 +207,8 @@ def flag_texts(files: dict[str, str]) -> list[str]:
             if not (isinstance(node, ast.Call) and node.args and getattr(
                     node.func, "id", getattr(node.func, "attr", None)) == "AdvscaleError"):
                 continue
-            text = "".join(sub.value for sub in ast.walk(node.args[0])
-                           if isinstance(sub, ast.Constant) and isinstance(sub.value, str))
-            bad += [f"{rel}:{node.lineno}: {m}" for m in FLAG.findall(text)]
+            text = ast.unparse(node.args[0])  # the message as written, f-string fields too
+            bad += [f"{rel}:{node.lineno}: --{m}" for m in FLAG.findall(text)]
     return bad
 
 
@@ -219,3 +218,5 @@ def test_library_errors_name_fields_not_flags():
     bad = flag_texts(package_files())
     assert not bad, "AdvscaleError messages with --flag text:\n" + "\n".join(bad)
     assert flag_texts({"advscale/x.py": 'raise AdvscaleError(f"--eps {e} is bad")'})
+    assert flag_texts({"advscale/x.py": 'raise AdvscaleError(f"--{k} {v} is bad")'})
+    assert not flag_texts({"advscale/cli/x.py": 'raise AdvscaleError("--eps is bad")'})

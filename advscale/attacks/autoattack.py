@@ -237,7 +237,7 @@ class AutoAttackRunner:
     def run(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> AutoAttackResult:
         """Attack ``x`` (N, C, H, W) in [0, 1] with labels ``y`` (N,); see the module doc."""
         if batch_size < 1:
-            raise AdvscaleError("--batch-size must be >= 1")
+            raise AdvscaleError("batch_size must be >= 1", field="batch_size")
         # contiguous NCHW: AutoAttack views gradients with .view(), which fails on the
         # channels-last strides a permuted NHWC batch has
         x = x.detach().to(device=self.device, dtype=torch.float32).contiguous()

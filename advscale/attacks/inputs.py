@@ -57,7 +57,7 @@ def load_test_data(path: str | os.PathLike[str], n: int) -> TestData:
     with open_image_file(path) as f:
         available = valid_count(f)
         if n > available:
-            raise AdvscaleError(f"{path}: --n {n} exceeds its {available} valid images")
+            raise AdvscaleError(f"{path}: n {n} exceeds its {available} valid images", field="n")
         images = np.ascontiguousarray(f[IMAGE_KEY][:n])
         labels = np.asarray(f[LABEL_KEY][:n]).astype(np.int64)
         names = class_names_of(f)

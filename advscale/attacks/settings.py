@@ -36,7 +36,8 @@ DEFAULT_APGD_ITERS = 100
 
 def _check_eps(eps: Any) -> None:
     if not (isinstance(eps, int | float) and math.isfinite(eps) and 0 < eps <= 1):
-        raise AdvscaleError(f"--eps must lie in (0, 1] (pixel units, e.g. 8/255), got {eps}")
+        raise AdvscaleError(f"eps must lie in (0, 1] (pixel units, e.g. 8/255), got {eps}",
+                            field="eps")
 
 
 def _resolve_steps(attack: str, steps: int | None, step_size: float | None
@@ -46,19 +47,20 @@ def _resolve_steps(attack: str, steps: int | None, step_size: float | None
         steps = DEFAULT_PGD_STEPS if steps is None else steps
         step_size = DEFAULT_PGD_STEP_SIZE if step_size is None else step_size
         if steps < 1:
-            raise AdvscaleError(f"--steps must be >= 1, got {steps}")
+            raise AdvscaleError(f"steps must be >= 1, got {steps}", field="steps")
         if not (math.isfinite(step_size) and step_size > 0):
-            raise AdvscaleError(f"--step-size must be > 0, got {step_size}")
+            raise AdvscaleError(f"step_size must be > 0, got {step_size}", field="step_size")
     elif attack == "apgd-ce":
         steps = DEFAULT_APGD_ITERS if steps is None else steps
         if steps < 1:
-            raise AdvscaleError(f"--steps must be >= 1, got {steps}")
+            raise AdvscaleError(f"steps must be >= 1, got {steps}", field="steps")
         if step_size is not None:
-            raise AdvscaleError("--step-size applies to the pgd-* attacks only (APGD adapts "
-                                "it)")
+            raise AdvscaleError("step_size applies to the pgd-* attacks only (APGD adapts "
+                                "it)", field="step_size")
     elif steps is not None or step_size is not None:
-        raise AdvscaleError(f"{attack} has AutoAttack's fixed settings: --steps and "
-                            "--step-size apply to the pgd-* attacks and apgd-ce")
+        raise AdvscaleError(f"{attack} has AutoAttack's fixed settings: steps and "
+                            "step_size apply to the pgd-* attacks and apgd-ce",
+                            field="steps,step_size")
     return (None if steps is None else int(steps),
             None if step_size is None else float(step_size))
 
@@ -67,9 +69,9 @@ def _resolve_n(n: int | None, available: int | None) -> int:
     if n is None:
         n = DEFAULT_N if available is None else min(DEFAULT_N, available)
     if n < 1:
-        raise AdvscaleError(f"--n must be >= 1, got {n}")
+        raise AdvscaleError(f"n must be >= 1, got {n}", field="n")
     if available is not None and n > available:
-        raise AdvscaleError(f"--n {n} exceeds the {available} images in the test file")
+        raise AdvscaleError(f"n {n} exceeds the {available} images in the test file", field="n")
     return int(n)
 
 
@@ -116,10 +118,10 @@ class AttackSettings:
         _check_eps(self.eps)
         steps, step_size = _resolve_steps(self.attack, self.steps, self.step_size)
         n = _resolve_n(self.n, available)
-        for flag, value, low in (("--batch-size", self.batch_size, 1),
-                                 ("--chunk-size", self.chunk_size, 1), ("--seed", self.seed, 0)):
+        for name, value, low in (("batch_size", self.batch_size, 1),
+                                 ("chunk_size", self.chunk_size, 1), ("seed", self.seed, 0)):
             if value < low:
-                raise AdvscaleError(f"{flag} must be >= {low}, got {value}")
+                raise AdvscaleError(f"{name} must be >= {low}, got {value}", field=name)
         return replace(self, steps=steps, step_size=step_size, n=n, eps=float(self.eps),
                        batch_size=int(self.batch_size), chunk_size=int(self.chunk_size),
                        seed=int(self.seed))

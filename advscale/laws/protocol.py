@@ -110,7 +110,8 @@ def resolve_protocol(name: str | Protocol = "advscale",
     """
     base = name if isinstance(name, Protocol) else PROTOCOLS.get(name)
     if base is None:
-        raise AdvscaleError(f"--protocol {name!r}: choose from {', '.join(PROTOCOLS)}")
+        raise AdvscaleError(f"protocol {name!r}: choose from {', '.join(PROTOCOLS)}",
+                            field="protocol")
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = set(changes) - set(_FIELDS)
     if unknown:
@@ -126,10 +127,11 @@ def _check(p: Protocol) -> None:
     for key, allowed in CHOICES.items():
         value = getattr(p, key)
         if value not in allowed:
-            raise AdvscaleError(f"--{key.replace('_', '-')} {value!r}: choose from "
-                                f"{', '.join(allowed)}")
+            raise AdvscaleError(f"{key} {value!r}: choose from {', '.join(allowed)}",
+                                field=key)
     if not 0.0 <= p.min_train_fraction <= 1.0:
-        raise AdvscaleError(f"--min-train-fraction must be in [0, 1], got "
-                            f"{p.min_train_fraction!r}")
+        raise AdvscaleError(f"min_train_fraction must be in [0, 1], got "
+                            f"{p.min_train_fraction!r}", field="min_train_fraction")
     if p.flops_floor is not None and p.flops_floor < 0:
-        raise AdvscaleError(f"--flops-floor must be >= 0, got {p.flops_floor!r}")
+        raise AdvscaleError(f"flops_floor must be >= 0, got {p.flops_floor!r}",
+                            field="flops_floor")

@@ -125,8 +125,8 @@ class TrainingSession:
         self.amp = cfg.amp if cfg.amp is not None else self.cuda
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else True
         if cfg.batch_size % dist.world_size:
-            raise AdvscaleError(f"--batch-size {cfg.batch_size} is not divisible by the "
-                                f"{dist.world_size} ranks")
+            raise AdvscaleError(f"batch_size {cfg.batch_size} is not divisible by the "
+                                f"{dist.world_size} ranks", field="batch_size")
 
         # -- model first: an unknown name fails before any data is read --------------------
 
@@ -202,8 +202,7 @@ class TrainingSession:
         if lab.min() < 0 or lab.max() >= self.cfg.num_classes:
             raise AdvscaleError(
                 f"{what}: labels span {int(lab.min())}..{int(lab.max())}, outside the "
-                f"{self.cfg.num_classes} classes of the model (--num-classes)"
-            )
+                f"{self.cfg.num_classes} classes of the model (num_classes)", field="num_classes")
 
     def _warn_short_schedule(self) -> None:
         """Warn when the budget is only a few optimizer steps: the one-cycle schedule cannot
@@ -341,8 +340,7 @@ class TrainingSession:
             raise AdvscaleError(
                 f"the training loss or weights became non-finite by step {c.step:,} "
                 f"({c.samples_seen:,} samples); stopped without saving; {kept} (try a lower "
-                "--lr)"
-            )
+                "lr)", field="lr")
 
     def _wall(self) -> float:
         return self._wall_before + (time.perf_counter() - self._segment_start)
@@ -528,9 +526,8 @@ def train(
         cfg = check_resumable(run_dir, cfg)
     elif not run_dir.is_empty():
         raise AdvscaleError(
-            f"--out {run_dir.path} already exists and is not empty; pass --resume to continue "
-            "its run, or choose a new directory (advscale never deletes a run directory)"
-        )
+            f"out {run_dir.path} already exists and is not empty; resume its run, or choose a "
+            "new directory (advscale never deletes a run directory)", field="out,resume")
     cfg = cfg.resolved()
     device = pick_device(cfg.device, dist)
     init_distributed(device, dist)
