@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from advscale.attacks.autoattack import AutoAttackRunner, find_backend
-from advscale.attacks.robustness import attack_batch
+from advscale.attacks.robustness import attack_batch, image_outcomes
 from advscale.models import create_model
 from advscale.training.flops import count_training_flops
 
@@ -123,10 +123,12 @@ def run_stages(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, b
 
     runner._run_one = wrapped  # type: ignore[method-assign]
     with timed() as t:
-        res = runner.run(x, y, batch_size=bs)
+        raw = runner.run(x, y, batch_size=bs)
     total = t[0]
+    res = image_outcomes(y.cpu().numpy(), raw.pred_clean, raw.pred_adv, raw.stages,
+                         raw.broken_stage)
     return {"s": total, "images_per_s": len(x) / total, "per_attack_robust":
-            res.per_attack_robust, "stages": stage_stats, "robust": res.robust}
+            res.per_attack, "stages": stage_stats, "robust": res.robust}
 
 
 def _log(message: str) -> None:
@@ -236,7 +238,9 @@ def measure_overhead(backend: object, a: argparse.Namespace, out: dict) -> None:
     ys = labels_of(small, xs, a.batch)
     runner = AutoAttackRunner(small, "aa-standard", eps=1e-4, seed=0, device=DEVICE)
     with timed() as t:
-        ours = runner.run(xs, ys, batch_size=a.batch)
+        raw = runner.run(xs, ys, batch_size=a.batch)
+    ours = image_outcomes(ys.cpu().numpy(), raw.pred_clean, raw.pred_adv, raw.stages,
+                          raw.broken_stage)
     plain = backend.cls(small, eps=1e-4, seed=0, version="standard", device=DEVICE,
                         norm="Linf")
     torch.manual_seed(0)

@@ -218,7 +218,8 @@ def test_settings_validation():
 def test_pgd_cw_is_clamped_and_margin_has_its_own_name():
     """pgd-cw maximises the reference's clamped CW loss; the unclamped margin is pgd-cw-margin,
     and the two (and the old unclamped pgd-cw) never share a settings key."""
-    from advscale.attacks.settings import PGD_ATTACKS, settings_key
+    from advscale.attacks.catalog.pgd import PGD_ATTACKS
+    from advscale.attacks.settings import settings_key
 
     assert PGD_ATTACKS["pgd-cw"] == "cw" and PGD_ATTACKS["pgd-cw-margin"] == "cw-margin"
     s = {a: AttackSettings(attack=a).resolved(100) for a in ("pgd-cw", "pgd-cw-margin")}
@@ -283,6 +284,7 @@ def test_adapter_translates_for_official_package(fake_official, tiny_ckpt, cifar
     import torch
 
     from advscale.attacks.autoattack import AutoAttackRunner, find_backend
+    from advscale.attacks.robustness import image_outcomes
     from advscale.models.checkpoint import load_for_eval
 
     backend = find_backend()
@@ -296,7 +298,9 @@ def test_adapter_translates_for_official_package(fake_official, tiny_ckpt, cifar
         x = torch.from_numpy(f["image"][:32]).permute(0, 3, 1, 2).float() / 255  # NHWC view
         y = torch.from_numpy(f["label"][:32].astype(np.int64))
     runner = AutoAttackRunner(model, "aa-standard", eps=4 / 255, seed=3, device="cpu")
-    res = runner.run(x, y, batch_size=8)
+    raw = runner.run(x, y, batch_size=8)
+    res = image_outcomes(y.numpy(), raw.pred_clean, raw.pred_adv, raw.stages, raw.broken_stage)
+    res.per_attack_robust = res.per_attack
     out = capsys.readouterr()
     assert out.out == "", "AutoAttack's prints must go to stderr"
     assert "setting parameters for standard version" in out.err
@@ -314,7 +318,7 @@ def test_adapter_translates_for_official_package(fake_official, tiny_ckpt, cifar
     assert res.robust.sum() == list(res.per_attack_robust.values())[-1]
     broken = [i for i, b in enumerate(res.broken_by) if b not in ("", "clean")]
     assert all(res.pred_adv[i] != y[i] for i in broken)
-    assert float((res.x_adv - x).abs().max()) <= 4 / 255 + 1e-6
+    assert float((raw.x_adv - x).abs().max()) <= 4 / 255 + 1e-6
 
 
 def test_official_backend_cli_pipe_stays_jsonl(fake_official, tiny_ckpt, cifar_h5):

@@ -83,6 +83,7 @@ BAD_VALUES = {
     ("gen-synthetic", "train-denoiser"): ["d.h5", "-o", "r", "--kimg", "lots"],
     ("records", "import"): [],
     ("records", "table"): ["--output"],
+    ("records", "export"): ["r.jsonl", "--number-forward-passes", "two"],
     ("validity", "serve"): ["adv.h5", "--port", "http"],
     ("validity", "score"): ["labels/"],
     ("validity", "rate"): ["adv.h5", "--rater", "ann"],

@@ -73,10 +73,70 @@ BAD_H5 = {
     "float-labels": lambda p: _h5(p, _img(8), np.zeros(8, np.float32)),
     "float-images": lambda p: _h5(p, np.zeros((8, 32, 32, 3), np.float32), np.zeros(8, int)),
     "no-label": lambda p: _h5(p, _img(8)),
+    "label-negative": lambda p: _h5(p, _img(8), np.array([0, 1, -1, 2, 3, 4, 5, 6])),
+    "label-past-names": lambda p: _h5(p, _img(8), np.arange(8), {"class_names": '["a", "b"]'}),
+    "zero-by-zero": lambda p: _h5(p, _img(8, (0, 0, 3)), np.zeros(8, np.int64)),
+    "not-square": lambda p: _h5(p, _img(8, (32, 16, 3)), np.zeros(8, np.int64)),
+    "class-names-object": lambda p: _h5(p, _img(8), np.zeros(8, int), {"class_names": '{"a":1}'}),
+    "class-names-corrupt": lambda p: _h5(p, _img(8), np.zeros(8, int), {"class_names": "[abc"}),
+    "class-names-numbers": lambda p: _h5(p, _img(8), np.zeros(8, int), {"class_names": "[1, 2]"}),
+    "num-classes-disagrees": lambda p: _h5(p, _img(8), np.zeros(8, int),
+                                           {"class_names": '["a", "b"]', "num_classes": 10}),
+    "mean-corrupt": lambda p: _h5(p, _img(8), np.zeros(8, int), {"mean": "[0.5, 0.5"}),
+    "std-zero": lambda p: _h5(p, _img(8), np.zeros(8, int), {"std": "[0.2, 0, 0.2]"}),
+    "attr-compound": lambda p: _h5(p, _img(8), np.zeros(8, int),
+                                   {"class_names": np.zeros(2, dtype=[("a", "i4"), ("b", "f4")])}),
+    "count-empty": lambda p: _h5(p, _img(8), np.zeros(8, int), {"count": h5py.Empty("f")}),
+    "never-written": lambda p: _never_written(p),
+    "chunks-missing": lambda p: _never_written(p, chunked=True),
+    "stitched-part-missing": lambda p: _stitched(p, "missing"),
+    "stitched-part-short": lambda p: _stitched(p, "short"),
+    "external-missing": lambda p: _external(p, "missing"),
+    "external-short": lambda p: _external(p, "short"),
     "not-hdf5": lambda p: (p.write_bytes(b"this is not an HDF5 file\n" * 10), p)[1],
     "empty-file": lambda p: (p.write_bytes(b""), p)[1],
 }
 """Malformed HDF5 image files (``data/layout.py`` must name each problem, file still open)."""
+
+
+def _never_written(p: Path, chunked: bool = False) -> Path:
+    """Rows declared valid (``count``) in a contiguous dataset that was never written, or in a
+    chunked one of which only the first row's chunk was."""
+    with h5py.File(p, "w") as f:
+        img = f.create_dataset("image", shape=(8, 32, 32, 3), dtype=np.uint8,
+                               chunks=(1, 32, 32, 3) if chunked else None)
+        if chunked:
+            img[0] = 1
+        f.create_dataset("label", data=np.zeros(8, np.int64))
+        f.attrs["count"] = 8
+    return p
+
+
+def _stitched(p: Path, how: str) -> Path:
+    """``data stitch a.h5 b.h5 -o p``, then b.h5 removed (or replaced by a shorter file)."""
+    from advscale.data.reader import stitch
+
+    parts = p.parent / f"{p.stem}-parts"
+    parts.mkdir()
+    a, b = make_h5(parts / "a.h5", 8), make_h5(parts / "b.h5", 8, seed=1)
+    stitch([a, b], p)
+    b.unlink()
+    if how == "short":
+        make_h5(b, 3)
+    return p
+
+
+def _external(p: Path, how: str) -> Path:
+    """``image`` in HDF5 external raw storage that is missing or shorter than declared."""
+    raw = p.parent / f"{p.stem}.raw"
+    raw.write_bytes(bytes(8 * 32 * 32 * 3 if how == "missing" else 5 * 32 * 32 * 3))
+    with h5py.File(p, "w") as f:
+        f.create_dataset("image", shape=(8, 32, 32, 3), dtype=np.uint8,
+                         external=[(str(raw), 0, 8 * 32 * 32 * 3)])
+        f.create_dataset("label", data=np.zeros(8, np.int64))
+    if how == "missing":
+        raw.unlink()
+    return p
 
 
 def _npz(path: Path, **arrays) -> Path:

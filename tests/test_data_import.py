@@ -34,7 +34,21 @@ def test_cifar10_tarball_train_and_test(cifar_h5):
     assert train["class_counts"] == [5_000] * 10 and test["class_counts"] == [1_000] * 10
     assert train["image_shape"] == [32, 32, 3] and train["contiguous"]
     assert train["attrs"]["source"] == "cifar10-train"
-    assert train["attrs"]["format_version"] == 1
+    assert train["attrs"]["format_version"] == 2 and train["attrs"]["image_size"] == 32
+    # CIFAR-10 files carry the papers' constants, which are the train split's pixel statistics
+    from advscale.data.official import PixelStats
+
+    assert train["attrs"]["mean"] == [0.4914, 0.4822, 0.4465]
+    assert train["attrs"]["std"] == [0.2471, 0.2435, 0.2616]
+    stats = PixelStats()
+    with h5py.File(cifar_h5["train"]) as f:
+        images = f["image"][:]
+    stats.add(images)
+    pixels = images.reshape(-1, 3) / 255.0  # the statistics other imports record, directly
+    np.testing.assert_allclose(stats.attrs()["mean"], pixels.mean(0), atol=1e-6)
+    np.testing.assert_allclose(stats.attrs()["std"], pixels.std(0), atol=1e-6)
+    np.testing.assert_allclose(stats.attrs()["mean"], train["attrs"]["mean"], atol=5e-3)
+    np.testing.assert_allclose(stats.attrs()["std"], train["attrs"]["std"], atol=5e-3)
     assert train["class_names"] == list(CIFAR10_CLASSES)
     assert 0 <= train["pixel_min"] < train["pixel_max"] <= 255
 
@@ -155,7 +169,7 @@ def test_bad_inputs_as_a_process(tmp_path, bad_inputs):
 @pytest.mark.parametrize(
     "override, message",
     [({"label": np.full(100, 10)}, "out of range"),
-     ({"image": np.zeros((100, 32, 32), np.uint8)}, "must be uint8 \\(N, 32, 32, 3\\)"),
+     ({"image": np.zeros((100, 32, 32), np.uint8)}, "must be uint8 \\(N, S, S, 3\\)"),
      ({"image": np.zeros((100, 32, 32, 3), np.float32)}, "must be uint8")],
 )
 def test_npz_validation(tmp_path, override, message):

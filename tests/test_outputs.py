@@ -127,6 +127,7 @@ FORCE_CASES = {
     "fit": ["fit", "x.jsonl", "-a", "1", "-o", "{out}"],
     "records import": ["records", "import", "x.csv", "-o", "{out}"],
     "records table": ["records", "table", "x.jsonl", "-o", "{out}"],
+    "records export": ["records", "export", "x.jsonl", "-o", "{out}"],
     "validity score": ["validity", "score", "x", "--adv", "x.h5", "-o", "{out}"],
     "model import": ["model", "import", "x.pt", "-o", "{out}"],
     "report": ["report", "x.jsonl", "-o", "{out}"],

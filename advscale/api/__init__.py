@@ -30,7 +30,7 @@ function            command                               library underneath
 from __future__ import annotations
 
 from advscale.api import options
-from advscale.api.attacks import AttackSettings, attack
+from advscale.api.attacks import AttackSettings, attack, attack_help
 from advscale.api.datasets import dataset
 from advscale.api.energy import EnergyConstants, measure_energy
 from advscale.api.flops import count_flops
@@ -38,7 +38,7 @@ from advscale.api.laws import PAPER_FLOPS_PER_PARAM_SAMPLE, FitRequest, fit, pre
 from advscale.api.models import model
 from advscale.api.raters import validity_study
 from advscale.api.recordio import builtin_maps, check_output, read_records, save_records, tables
-from advscale.api.reports import report
+from advscale.api.reports import ACC_FLOOR_PCT, report
 from advscale.api.synthetic import SamplerConfig, gen_synthetic
 from advscale.api.training import TrainConfig, has_run, train
 from advscale.core.options import CommonOptions
@@ -51,8 +51,9 @@ FAMILIES = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measu
             "fit", "predict", "report", "validity_study", "model", "tables")
 """One function per command family (``read_records`` reads what they write)."""
 
-__all__ = ["FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS", "AttackSettings",
-           "CommonOptions", "EnergyConstants", "FitRequest", "SamplerConfig", "TrainConfig",
-           "attack", "builtin_maps", "check_output", "count_flops", "dataset", "fit",
-           "gen_synthetic", "has_run", "measure_energy", "model", "options", "predict",
-           "read_records", "report", "save_records", "tables", "train", "validity_study"]
+__all__ = ["ACC_FLOOR_PCT", "FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS",
+           "AttackSettings", "CommonOptions", "EnergyConstants", "FitRequest", "SamplerConfig",
+           "TrainConfig", "attack", "attack_help", "builtin_maps", "check_output",
+           "count_flops", "dataset", "fit", "gen_synthetic", "has_run", "measure_energy",
+           "model", "options", "predict", "read_records", "report", "save_records", "tables",
+           "train", "validity_study"]

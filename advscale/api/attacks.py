@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from advscale.attacks.registry import attack_help
 from advscale.attacks.settings import AttackSettings
 from advscale.core.options import parse_fields, parse_shard
 from advscale.errors import AdvscaleError
@@ -13,7 +14,7 @@ from advscale.errors import AdvscaleError
 PathLike = str | os.PathLike[str]
 Emit = Callable[[dict[str, Any]], None]
 
-__all__ = ["AttackSettings", "attack"]
+__all__ = ["AttackSettings", "attack", "attack_help"]
 
 
 def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike | None = None,
@@ -24,11 +25,11 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike | None 
            emit: Emit | None = None, **settings: Any) -> list[dict[str, Any]]:
     """Evaluate checkpoints (files, run directories or globs); one ``attack`` record each.
 
-    ``settings`` are :class:`~advscale.attacks.settings.AttackSettings` fields: ``attack``
-    (``aa-standard``, ``aa-rand``, ``apgd-ce`` (AutoAttack), ``pgd-cw`` (the clamped CW loss of
-    the papers' evaluation), ``pgd-cw-margin`` (unclamped), ``pgd-ce``), ``eps`` (``8/255``;
-    text fractions work), ``steps`` (PGD default 40), ``step_size`` (2/255), ``n`` images of
-    ``data`` in file order, ``batch_size``, ``chunk_size``, ``seed``. ``state``/``results``
+    ``settings`` are :class:`~advscale.attacks.settings.AttackSettings` fields: ``attack`` (a
+    registered attack: :func:`attack_help`), ``norm`` (``linf`` or ``l2``), ``eps`` (8/255 for
+    L∞, 0.5 for L2; text fractions work), ``steps`` (PGD default 40), ``step_size`` (2/255 L∞,
+    2.5·eps/steps L2), ``n`` images of ``data`` in file order, ``batch_size``, ``chunk_size``,
+    ``seed``, ``gradient`` (``exact``, or ``bpda`` through MeanSparse layers). ``state``/``results``
     make the evaluation resumable and skip checkpoints already evaluated (``force`` re-runs);
     ``shard`` (``"i/k"``) attacks one share of the chunks and returns ``attack.chunk`` records;
     ``merge`` combines such records (``checkpoints`` are then their JSONL files);
@@ -52,8 +53,9 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike | None 
     if data is None:
         raise AdvscaleError("data TEST.h5 is required (the test images to attack)", field="data")
     parsed = parse_fields(AttackSettings, settings)
-    if isinstance(parsed.get("attack"), str):
-        parsed["attack"] = parsed["attack"].strip().lower()
+    for key in ("attack", "norm", "gradient"):
+        if isinstance(parsed.get(key), str):
+            parsed[key] = parsed[key].strip().lower()
     request = AttackSettings(**parsed)
     request.resolved()  # a typo'd attack or a bad value fails before any file is opened
     from advscale.attacks.evaluate import attack_checkpoints  # torch: imported when run

@@ -22,10 +22,10 @@ __all__ = ["dataset"]
 def dataset(action: str, *args: Any, **options: Any) -> list[dict[str, Any]]:
     """One ``data`` action; its ``data.info`` records (the provenance command rebuilds the file).
 
-    * ``dataset("import", src, out, split="train", fmt=None, num_classes=10, force=False,
-      progress=None)``: a real dataset (``cifar-10-python.tar.gz``, an extracted
-      ``cifar-10-batches-py/``, a DM-Improves-AT ``.npz``, an image folder
-      ``ROOT/<class>/*.png``, or ``"cifar10"`` to download) into an HDF5 file.
+    * ``dataset("import", src, out, split="train", fmt=None, num_classes=10, labels="fine",
+      force=False, progress=None)``: a real dataset (CIFAR-10/100 tarballs or folders, SVHN
+      ``.mat`` files, a DM-Improves-AT ``.npz``, an image folder ``ROOT/<class>/*.png``, or
+      ``"cifar10"`` to download) into an HDF5 file; ``labels``: CIFAR-100 fine or coarse.
     * ``dataset("info", *files)``: rows, shape, class counts, pixel range, attributes.
     * ``dataset("mix", sources, out, force=False)``: a mixture file of ``FILE.h5[:WEIGHT]`` items.
     * ``dataset("stitch", files, out, force=False)``: files concatenated into one virtual HDF5.
@@ -61,17 +61,18 @@ def _note(summary: dict[str, Any]) -> None:
 
 
 def import_data(src: str, out: PathLike, *, split: str = "train", fmt: str | None = None,
-                num_classes: int = 10, force: bool = False,
+                num_classes: int = 10, labels: str = "fine", force: bool = False,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
     """``dataset("import", ...)``: see :func:`dataset`."""
     from advscale.data.importers import import_dataset
 
     _refuse_existing(out, force, [src])
     summary = import_dataset(src, out, split=split, fmt=fmt, num_classes=num_classes,
-                             progress=progress)
+                             labels=labels, progress=progress)
     _note(summary)
     argv = ["import", src, "--split", split, "-o", os.fspath(out), "--num-classes",
             str(num_classes)]
+    argv += ["--labels", labels] if labels != "fine" else []
     return [_info(summary, argv + (["--format", fmt] if fmt else []) + ["--force"] * force)]
 
 
@@ -99,6 +100,7 @@ def mix_data(sources: Sequence[str], out: PathLike, *, force: bool = False
     spec = parse_mixture(list(sources))
     _refuse_existing(out, force, list(spec.paths))
     mixture = ImageMixture(spec.paths)  # validates every source
+    mixture.check_labels()
     doc = spec.to_json()
     for s, n in zip(doc["sources"], mixture.sizes, strict=True):
         s["n"] = n

@@ -21,6 +21,7 @@ def count_flops(model: str | Sequence[str] | None = None, *, loss: str = "trades
                 pgd_steps: int = 10, samples: int | str | None = None, method: str = "auto",
                 check_constant: float | None = None, models_file: PathLike | None = None,
                 annotate: IO[str] | None = None, out: IO[str] | None = None,
+                robustbench_id: str | None = None,
                 emit: Callable[[dict[str, Any]], None] | None = None,
                 **options: Any) -> Any:
     """The ``flops`` record of ``model`` trained with ``loss`` (``trades``, ``pgd-at``,
@@ -33,6 +34,8 @@ def count_flops(model: str | Sequence[str] | None = None, *, loss: str = "trades
     counted step), ``model_kwargs`` (e.g. ``{"img_size": 32}`` for a timm ViT). ``method``:
     ``auto``, ``direct`` or ``linear``. ``annotate``: a JSONL stream whose records get their
     missing FLOPs fields, written to ``out``; returns ``(seen, changed)``.
+    ``robustbench_id`` counts a RobustBench leaderboard model at full size (the record adds
+    its ``number_forward_passes``).
     """
     from advscale.training import flops as fl  # torch: imported when called
 
@@ -44,6 +47,14 @@ def count_flops(model: str | Sequence[str] | None = None, *, loss: str = "trades
             raise AdvscaleError("annotate reads records on stdin; do not also give model",
                                 field="annotate,model")
         return _annotate(fl, annotate, out, method)
+    extra: dict[str, Any] = {}
+    if robustbench_id is not None:
+        from advscale.models.robustbench import LEADERBOARD, leaderboard_id, registry_name
+
+        entry = LEADERBOARD[str(leaderboard_id("", robustbench_id))]
+        model = [*([model] if isinstance(model, str) else list(model or [])),
+                 registry_name(entry)]
+        extra = {"robustbench_id": entry.id, "number_forward_passes": entry.forward_passes}
     names = _names(fl, model, models_file)
     d = parse_count(samples, "samples") if isinstance(samples, str) else samples
     kwargs = {k: v for k, v in options.items() if v is not None and v != {}}
@@ -51,6 +62,7 @@ def count_flops(model: str | Sequence[str] | None = None, *, loss: str = "trades
     for name in names:
         rec = fl.flops_record(name, loss, pgd_steps, samples=d, method=method,
                               check_constant=check_constant, **kwargs)
+        rec.update(extra)
         log.info(fl.summary_line(rec))
         if emit is not None:
             emit(rec)

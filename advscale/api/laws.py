@@ -20,7 +20,7 @@ Records = Iterable[Mapping[str, Any]] | PathLike | Sequence[PathLike]
 
 PROTOCOL_CHOICES = ("min_train_fraction", "filter_order", "exclusion_size", "anchor",
                     "joint_polish", "base_dataset", "stage2_datasets", "flops_floor", "envelope",
-                    "accuracy_runs", "grids")
+                    "accuracy_runs", "grids", "optimizer")
 """Fields of :class:`FitRequest` that change one choice of the fitting protocol."""
 
 
@@ -87,6 +87,11 @@ class FitRequest:
                                        "bartoldson2024).")
     grids: str | None = option(None, help="Starting grids: appendix (appendix F's text) or code"
                                " (the authors' code; bartoldson2024).")
+    optimizer: str | None = option(None, help="Approaches 2 and 3: advscale (screened grid, "
+                                   "tight polish: the objective's minimum; default) or notebook "
+                                   "(the authors' L-BFGS-B with SciPy's defaults, finite "
+                                   "differences, their parameterisation and grids: their "
+                                   "constants; docs/fidelity.md).")
     holdout: str | None = option(None, help="Backtest: fit on the runs where EXPR is false, "
                                  "predict those where it is true (e.g. 'train_flops > 1e19'); "
                                  "per-run errors and band coverage go in the record's backtest.",

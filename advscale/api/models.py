@@ -72,7 +72,8 @@ def _triple(value: str | Sequence[float] | None, field: str) -> list[float] | No
 def import_model(src: PathLike, out: PathLike, *, fmt: str = "auto", arch: str | None = None,
                  activation: str | None = None, weights: str = "averaged",
                  mean: str | Sequence[float] | None = None,
-                 std: str | Sequence[float] | None = None, force: bool = False
+                 std: str | Sequence[float] | None = None, force: bool = False,
+                 robustbench_id: str | None = None, allow_missing: bool = False
                  ) -> dict[str, Any]:
     """``model("import", ...)``: see :func:`model` (an existing ``out`` only with ``force``)."""
     from advscale.core.outputs import check_output
@@ -80,6 +81,21 @@ def import_model(src: PathLike, out: PathLike, *, fmt: str = "auto", arch: str |
     from advscale.records import make_record
 
     check_output(out, [src], force=force)
+    from advscale.models.robustbench import import_leaderboard_checkpoint, leaderboard_id
+
+    if fmt in ("auto", "robustbench") and leaderboard_id(src, robustbench_id) is not None:
+        path, meta = import_leaderboard_checkpoint(src, out, robustbench_id, allow_missing)
+        dropped = meta["missing_keys"] or meta["dropped_keys"]
+        log.info(f"{src} (RobustBench {meta['robustbench_id']}, layout "
+                 f"{meta['robustbench_layout']}) → {path}: {meta['model']}, "
+                 f"{meta['params']:,} parameters"
+                 + (f"; missing {meta['missing_keys']}, dropped {meta['dropped_keys']}"
+                    if dropped else ""))
+        return make_record("model.info", checkpoint_info(path),
+                           command=f"advscale model import {src} -o {out}")
+    if allow_missing:
+        raise AdvscaleError("allow_missing applies to RobustBench leaderboard files "
+                            "(robustbench_id)", field="allow_missing,robustbench_id")
     path, meta = import_checkpoint(src, out, format=fmt, arch=arch, activation=activation,
                                    weights=weights, mean=_triple(mean, "mean"),
                                    std=_triple(std, "std"))

@@ -55,8 +55,12 @@ def tables(action: str, *args: Any, **options: Any) -> Any:
     * ``tables("table", sources="-", output=None)``: one row per run (model, N, recipe, D,
       FLOPs, accuracies per attack, energy, source) as dicts; written to ``output`` (``.csv``,
       ``.tsv``, ``.jsonl``; ``-`` is CSV on stdout) when given.
+    * ``tables("export", sources="-", fmt="robustbench", architecture=None, forward_passes=1,
+      output=None)``: attack records as RobustBench ``model_info`` cards (one JSON file with
+      ``output``, which then takes exactly one checkpoint).
     """
-    actions: dict[str, Callable[..., Any]] = {"import": import_records, "table": runs_table}
+    actions: dict[str, Callable[..., Any]] = {"import": import_records, "table": runs_table,
+                                              "export": export_cards}
     if action not in actions:
         raise AdvscaleError(f"tables: unknown action {action!r}; choose from "
                             f"{', '.join(actions)}", field="action")
@@ -80,16 +84,46 @@ def import_records(table: str, map: str = "timm-adv-training",  # noqa: A002
 def runs_table(sources: PathLike | Sequence[PathLike] = "-",
                output: PathLike | None = None, force: bool = False) -> list[dict[str, Any]]:
     """``tables("table", ...)``: see :func:`tables`."""
-    from advscale.records.rows import run_rows, write_rows
+    from advscale.records.rows import runs_of, table_rows, write_rows
 
     srcs = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
     check_output(output, srcs, force=force)
-    rows = run_rows(sources)
+    table = runs_of(sources)
+    rows = table_rows(table)
     if output is not None:
         write_rows(rows, output)
-        if os.fspath(output) != "-":
-            log.info(f"{output}: {len(rows)} runs")
+    why = table.empty_reason()
+    if why is not None:
+        log.info(f"no rows: {why}")
+    elif output is not None and os.fspath(output) != "-":
+        log.info(f"{output}: {len(rows)} runs")
     return rows
+
+
+def export_cards(sources: PathLike | Sequence[PathLike] = "-", fmt: str = "robustbench",
+                 architecture: str | None = None, forward_passes: int = 1,
+                 output: PathLike | None = None, force: bool = False) -> list[dict[str, Any]]:
+    """``tables("export", ...)``: see :func:`tables`."""
+    import json
+
+    from advscale.core.fileio import atomic_write
+    from advscale.records import read_records as read
+    from advscale.records.export import FORMATS, robustbench_cards
+
+    if fmt not in FORMATS:
+        raise AdvscaleError(f"format {fmt!r}: choose from {', '.join(FORMATS)}", field="format")
+    srcs = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    check_output(output, srcs, force=force)
+    cards = robustbench_cards(read(srcs, kinds=["attack"]), architecture, forward_passes)
+    if output is not None and os.fspath(output) != "-":
+        if len(cards) != 1:
+            raise AdvscaleError(f"{len(cards)} checkpoints in the records; output takes one "
+                                "card (use stdout for several)", field="output")
+        with atomic_write(output) as f:
+            f.write(json.dumps(cards[0], indent=2, sort_keys=True) + "\n")
+        log.info(f"{output}: RobustBench card ({cards[0]['architecture']}, clean "
+                 f"{cards[0]['clean_acc']}%, AutoAttack {cards[0]['autoattack_acc']}%)")
+    return cards
 
 
 def builtin_maps() -> tuple[str, ...]:

@@ -1,9 +1,12 @@
 """Attacks and robustness evaluation, shared by training and ``advscale attack``.
 
-``pgd`` (the one L∞ PGD: CE, CW-margin and TRADES-KL losses), ``trades`` (the TRADES objective),
-``robustness`` (the one PGD evaluation service and its per-image seeding rule, used by
-``train.eval`` and ``attack --attack pgd-cw|pgd-ce``), ``autoattack`` (the AutoAttack adapter),
-and the ``advscale attack`` pipeline: ``settings``, ``inputs``, ``chunks``, ``records``,
-``statefile``, ``merge``, ``evaluate`` (the driver) and ``advfile`` (``--save-adv`` files).
-Attacks import ``core``, ``records``, ``data`` and ``models`` only, never ``training``.
+``pgd`` (the one PGD, L∞ and L2: CE, CW and TRADES-KL losses), ``norms`` (threat models: default
+radii and step rules, torch-free), ``trades`` (the TRADES objective), ``robustness`` (the one
+evaluation service, its per-image seeding rule and the one robustness decision for every
+attack), ``registry`` (``register_attack``: every attack's name, threat models, defaults,
+validation, settings-key extras and chunk runner) with ``catalog`` (the built-in attacks: PGD,
+AutoAttack), ``autoattack`` (the AutoAttack adapter), and the ``advscale attack`` pipeline:
+``settings``, ``inputs``, ``chunks``, ``records``, ``statefile``, ``merge``, ``progress``,
+``evaluate`` (the driver) and ``advfile`` (``--save-adv`` files). Attacks import ``core``,
+``records``, ``data`` and ``models`` only, never ``training``.
 """

@@ -63,8 +63,8 @@ def write_adv_file(path: str | os.PathLike[str], parts: Sequence[Any], data: Any
     width = max([len(s) for s in names] + [1])
     attack = np.array([s.encode() for s in names], dtype=f"S{width}")
     attack_settings = {k: getattr(settings, k) for k in
-                       ("attack", "eps", "steps", "step_size", "n", "batch_size", "chunk_size",
-                        "seed")}
+                       ("attack", "norm", "eps", "steps", "step_size", "n", "batch_size",
+                        "chunk_size", "seed")}
     attack_settings.update({k: static.get(k) for k in ("package", "package_version", "data",
                                                        "data_sha256", "settings_key")})
     path = Path(path)

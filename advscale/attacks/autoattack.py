@@ -14,19 +14,22 @@ The runner handles the known traps:
 * AutoAttack's prints go to stderr, so stdout stays pure JSONL;
 * the global RNG is reseeded before each attack and AutoAttack gets an explicit seed (its
   default is the wall clock);
-* robust accuracy is computed from the labels AutoAttack returns, never from its log lines;
-* the returned images are checked to lie in the L∞ ball and in [0, 1].
+* the labels AutoAttack returns are handed to the evaluation service, which decides robustness
+  (:func:`advscale.attacks.robustness.image_outcomes`), never AutoAttack's log lines;
+* the returned images are checked to lie in the ε-ball (L∞ or L2) and in [0, 1].
 
 The ensemble runs one attack at a time, each on the images still robust after the previous ones,
 in batches of ``batch_size`` over those images in order: exactly the cascade of
-``run_standard_evaluation`` with the same seed, and it yields robust counts after every attack
-and the name of the attack that broke each image.
+``run_standard_evaluation`` with the same seed, and it yields the name of the attack that broke
+each image. After each stage ``on_stage(stage, still_robust, images)`` is called (the progress
+lines of ``advscale attack``).
 
 Attack names (as advscale spells them): ``aa-standard`` (APGD-CE, APGD-T, FAB-T, Square; the
 RobustBench evaluation), ``aa-rand`` (APGD-CE and APGD-DLR with 20 EOT iterations, for
 randomised defences) and ``apgd-ce`` (the first stage of ``aa-standard`` on its own: 100
 iterations, one restart). Images are float tensors (N, 3, H, W) in [0, 1]; the model maps them
-to logits (normalisation inside the model); ``eps`` is in [0, 1] pixel units.
+to logits (normalisation inside the model); ``eps`` is in [0, 1] pixel units, an L∞ radius
+(``norm="linf"``, AutoAttack's ``Linf``) or a per-image L2 radius (``norm="l2"``, ``L2``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -59,6 +62,10 @@ AA_ATTACKS: dict[str, tuple[str, list[str] | None]] = {
 """advscale attack name → (AutoAttack version, attacks to run or None for the version's own)."""
 
 ENV_BACKEND = "ADVSCALE_AUTOATTACK"
+AA_NORMS = {"linf": "Linf", "l2": "L2"}
+"""advscale norm → AutoAttack's ``norm`` argument."""
+BALL_TOL = 1e-5
+"""Slack of the ε-ball check of returned images (float rounding in AutoAttack's projections)."""
 
 
 @dataclass(frozen=True)
@@ -119,13 +126,12 @@ class AutoAttackResult:
     pred_clean: np.ndarray
     """int64 (N,): the model's clean prediction."""
     pred_adv: np.ndarray
-    """int64 (N,): the label AutoAttack returned for ``x_adv``."""
-    robust: np.ndarray
-    """bool (N,): clean-correct and not broken by any attack."""
-    broken_by: list[str]
-    """Per image: ``"clean"`` (misclassified unattacked), the attack that broke it, or ``""``."""
-    per_attack_robust: dict[str, int]
-    """Robust images after each stage, in order, starting with ``clean``."""
+    """int64 (N,): the label AutoAttack returned for ``x_adv`` (the clean prediction where no
+    stage found an adversarial image)."""
+    broken_stage: list[str]
+    """Per image: the stage whose adversarial image fooled the model, or ``""``."""
+    stages: list[str]
+    """The stages run, in order."""
 
 
 @contextlib.contextmanager
@@ -149,7 +155,7 @@ def _stdout_to_stderr(verbose: bool) -> Iterator[None]:
 
 
 class AutoAttackRunner:
-    """AutoAttack at L∞ ``eps`` on ``model``, on an explicit ``device``, with a fixed seed.
+    """AutoAttack at ``eps`` under ``norm`` on ``model``, on an explicit device, with a fixed seed.
 
     ``attack`` is a key of :data:`AA_ATTACKS`. ``n_iter`` overrides APGD's iteration count
     (``apgd-ce`` only; AutoAttack's versions have fixed settings). ``verbose`` shows AutoAttack's
@@ -162,6 +168,7 @@ class AutoAttackRunner:
         attack: str = "aa-standard",
         *,
         eps: float = 8 / 255,
+        norm: str = "linf",
         seed: int = 0,
         device: str | torch.device = "cpu",
         n_iter: int | None = None,
@@ -173,6 +180,10 @@ class AutoAttackRunner:
                                 f"{', '.join(AA_ATTACKS)}")
         self.model = model
         self.attack = attack
+        if norm not in AA_NORMS:
+            raise AdvscaleError(f"norm {norm!r}: AutoAttack runs under "
+                                f"{', '.join(AA_NORMS)}", field="norm")
+        self.norm = norm
         self.eps = float(eps)
         self.seed = int(seed)
         self.device = torch.device(device)
@@ -207,7 +218,7 @@ class AutoAttackRunner:
     def _construct(self, version: str) -> Any:
         """Build the backend's AutoAttack object, translating argument names."""
         params = inspect.signature(self.backend.cls.__init__).parameters
-        kwargs: dict[str, Any] = {"norm": "Linf", "eps": self.eps, "seed": self.seed,
+        kwargs: dict[str, Any] = {"norm": AA_NORMS[self.norm], "eps": self.eps, "seed": self.seed,
                                   "version": version, "device": self.device}
         if "verbose" in params:  # official package
             kwargs["verbose"] = self.verbose
@@ -234,7 +245,8 @@ class AutoAttackRunner:
             x_adv, y_adv = out, _predict(self.model, out, batch_size, self.device)
         return x_adv, y_adv
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> AutoAttackResult:
+    def run(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250,
+            on_stage: Callable[[str, int, int], None] | None = None) -> AutoAttackResult:
         """Attack ``x`` (N, C, H, W) in [0, 1] with labels ``y`` (N,); see the module doc."""
         if batch_size < 1:
             raise AdvscaleError("batch_size must be >= 1", field="batch_size")
@@ -242,51 +254,61 @@ class AutoAttackRunner:
         # channels-last strides a permuted NHWC batch has
         x = x.detach().to(device=self.device, dtype=torch.float32).contiguous()
         y = y.detach().to(device=self.device, dtype=torch.int64)
-        n = int(x.shape[0])
         with torch.no_grad():
             pred_clean = _predict(self.model, x, batch_size, self.device)
-        robust = (pred_clean == y).cpu().numpy().copy()
+        # the cascade attacks the images no stage has fooled yet (clean-correct ones first)
+        pending = (pred_clean == y).cpu().numpy().copy()
         pred_adv = pred_clean.cpu().numpy().copy()
         x_adv = x.clone()
-        broken_by = ["" if r else "clean" for r in robust]
-        per_attack = {"clean": int(robust.sum())}
+        broken_stage = [""] * int(x.shape[0])
         for stage in self.stages:
-            idx = np.flatnonzero(robust)
-            if idx.size == 0:
-                per_attack[stage] = 0
-                continue
-            self.aa.attacks_to_run = [stage]
-            torch.manual_seed(self.seed)
-            np.random.seed(self.seed % 2**32)
-            it = torch.as_tensor(idx, device=self.device)
-            with _stdout_to_stderr(self.verbose):
-                xa, ya = self._run_one(x[it], y[it], batch_size)
-            xa = xa.to(self.device, torch.float32)
-            ya = ya.to(self.device).long()
-            self._check_ball(x[it], xa)
-            broken = (ya != y[it]).cpu().numpy()
-            for j in idx[broken]:
-                broken_by[j] = stage
-            robust[idx[broken]] = False
-            if broken.any():
-                bt = torch.as_tensor(idx[broken], device=self.device)
-                bsel = torch.as_tensor(np.flatnonzero(broken), device=self.device)
-                x_adv[bt] = xa[bsel]
-                pred_adv[idx[broken]] = ya[bsel].cpu().numpy()
-            per_attack[stage] = int(robust.sum())
+            idx = np.flatnonzero(pending)
+            if idx.size:
+                self._stage(stage, x, y, idx, batch_size, x_adv, pred_adv, broken_stage)
+                pending[idx] = [broken_stage[j] == "" for j in idx]
+            if on_stage is not None:
+                on_stage(stage, int(pending.sum()), int(x.shape[0]))
         self.aa.attacks_to_run = list(self.stages)
-        assert n == len(broken_by)
         return AutoAttackResult(x_adv.detach(), pred_clean.cpu().numpy().astype(np.int64),
-                                pred_adv.astype(np.int64), robust, broken_by, per_attack)
+                                pred_adv.astype(np.int64), broken_stage, list(self.stages))
+
+    def _stage(self, stage: str, x: torch.Tensor, y: torch.Tensor, idx: np.ndarray,
+               batch_size: int, x_adv: torch.Tensor, pred_adv: np.ndarray,
+               broken_stage: list[str]) -> None:
+        """Run one stage on images ``idx``; record the ones it fooled (in place)."""
+        self.aa.attacks_to_run = [stage]
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+        it = torch.as_tensor(idx, device=self.device)
+        with _stdout_to_stderr(self.verbose):
+            xa, ya = self._run_one(x[it], y[it], batch_size)
+        xa = xa.to(self.device, torch.float32)
+        ya = ya.to(self.device).long()
+        self._check_ball(x[it], xa)
+        broken = (ya != y[it]).cpu().numpy()
+        for j in idx[broken]:
+            broken_stage[j] = stage
+        if broken.any():
+            bt = torch.as_tensor(idx[broken], device=self.device)
+            bsel = torch.as_tensor(np.flatnonzero(broken), device=self.device)
+            x_adv[bt] = xa[bsel]
+            pred_adv[idx[broken]] = ya[bsel].cpu().numpy()
 
     def _check_ball(self, x: torch.Tensor, x_adv: torch.Tensor) -> None:
         if x_adv.shape != x.shape:
             raise AdvscaleError(f"AutoAttack returned shape {tuple(x_adv.shape)} for "
                                 f"{tuple(x.shape)}")
-        dist = float((x_adv - x).abs().max()) if x.numel() else 0.0
-        if dist > self.eps + 1e-5 or float(x_adv.min()) < -1e-6 or float(x_adv.max()) > 1 + 1e-6:
-            raise AdvscaleError(f"AutoAttack returned images outside the eps={self.eps:.6f} "
-                                f"ball or [0, 1] (L∞ distance {dist:.6f})")
+        diff = (x_adv - x).flatten(1)
+        if not x.numel():
+            dist = 0.0
+        elif self.norm == "l2":
+            dist = float(diff.norm(dim=1).max())
+        else:
+            dist = float(diff.abs().max())
+        if dist > self.eps + BALL_TOL or float(x_adv.min()) < -1e-6 or float(
+                x_adv.max()) > 1 + 1e-6:
+            raise AdvscaleError(f"AutoAttack returned images outside the {self.norm} "
+                                f"eps={self.eps:.6f} ball or [0, 1] (distance {dist:.6f})")
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int,

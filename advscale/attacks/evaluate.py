@@ -16,11 +16,13 @@ uses). That gives:
   :func:`advscale.attacks.settings.settings_key` (checkpoint hash, data hash, attack settings,
   package and version); a cron job only pays for new checkpoints.
 
-Attacks: ``pgd-cw`` / ``pgd-ce`` (advscale's own :func:`advscale.attacks.pgd.pgd_linf`: k-step
-L∞ PGD from a uniform random start, no restarts, step 2/255 by default; the papers' PGD-40 is
-``pgd-cw`` with 40 steps) and ``aa-standard`` / ``aa-rand`` / ``apgd-ce`` (fra31's AutoAttack
-through :mod:`advscale.attacks.autoattack`). An image counts as robust when it is classified
-correctly both clean and after the attack (RobustBench's convention, so robust <= clean).
+Attacks: every name in the registry (:mod:`advscale.attacks.registry`; built in: advscale's PGD
+``pgd-cw`` / ``pgd-cw-margin`` / ``pgd-ce`` and fra31's AutoAttack ``aa-standard`` / ``aa-rand``
+/ ``apgd-ce``), under the settings' threat model (``norm``: ``linf`` or ``l2``). An image counts
+as robust when it is classified correctly both clean and after the attack (RobustBench's
+convention, so robust <= clean), decided by the evaluation service for every attack
+(:func:`advscale.attacks.robustness.image_outcomes`). Progress (per chunk, and per stage of
+AutoAttack, with elapsed time and ETA) goes to :mod:`advscale.attacks.progress`'s logger.
 
 Units: ``eps`` and ``step_size`` in [0, 1] pixel units; accuracies are fractions; ``wall_s``
 seconds.
@@ -43,10 +45,11 @@ from advscale.attacks.inputs import (
     TestData,
     check_model_fits,
     count_test_images,
+    info_log,
     load_test_data,
     resolve_targets,
-    stderr_log,
 )
+from advscale.attacks.progress import Progress
 from advscale.attacks.records import attack_record, chunk_record, combine_chunks, static_fields
 from advscale.attacks.settings import AttackSettings, package_of, settings_config, settings_key
 from advscale.attacks.statefile import StateFile, find_result
@@ -56,6 +59,7 @@ from advscale.core.locks import hold_locks
 from advscale.errors import AdvscaleError
 from advscale.models import count_parameters
 from advscale.models.checkpoint import load_for_eval
+from advscale.models.meansparse import set_straight_through
 from advscale.records import append_record
 
 
@@ -73,9 +77,16 @@ class Evaluation:
     computed_chunks: int = 0
 
 
-def load_model(target: Target, data: TestData, device: torch.device) -> tuple[Any, int]:
-    """The checkpoint's model, eval mode, fp32, no parameter gradients; and its parameters N."""
+def load_model(target: Target, data: TestData, device: torch.device,
+               gradient: str = "exact") -> tuple[Any, int]:
+    """The checkpoint's model, eval mode, fp32, no parameter gradients; and its parameters N.
+
+    ``gradient="bpda"`` switches its MeanSparse layers to straight-through gradients
+    (:data:`advscale.attacks.settings.GRADIENTS`); a model without any is an error."""
     model, meta = load_for_eval(target.path, device=device)
+    if gradient == "bpda" and set_straight_through(model, True) == 0:
+        raise AdvscaleError(f"{target.path}: gradient bpda needs MeanSparse layers and "
+                            f"{meta.get('model')} has none", field="gradient")
     if meta["checkpoint_sha256"] != target.sha256:
         raise AdvscaleError(f"{target.path}: checkpoint changed while being evaluated")
     params = target.meta.get("params")
@@ -104,6 +115,7 @@ class _Job:
     log: Log
     config: Mapping[str, Any] | None
     on_chunk: Callable[[ChunkResult], None] | None
+    progress: Progress | None = None
 
     def run(self, c: int, ev: Evaluation) -> tuple[dict[str, Any], ChunkResult | None]:
         """Chunk ``c``'s record and (when images are kept) its result: from the state file,
@@ -119,7 +131,8 @@ class _Job:
         start, stop = s.chunk_bounds(c)
         res = attack_chunk(self.model, self.data.images[start:stop],
                            self.data.labels[start:stop], s, c, self.device,
-                           verbose=self.verbose)
+                           verbose=self.verbose, progress=None if self.progress is None
+                           else self.progress.stage_reporter(c))
         if prior is not None:  # keep the first record and its timing
             res.wall_s, rec = float(prior["wall_s"]), prior
         else:
@@ -130,9 +143,9 @@ class _Job:
                 self.state.save_arrays(self.key, res)
             if prior is None:
                 self.state.append(rec)
-        self.log(f"advscale attack: {self.name}: {s.attack} chunk {c + 1}/{s.chunks} (images "
-                 f"{start}..{stop - 1}): clean {res.clean_correct}/{stop - start}, robust "
-                 f"{res.robust_correct}/{stop - start}, {res.wall_s:.1f} s")
+        if self.progress is not None:
+            self.progress.chunk_done(c, start, stop, res.clean_correct, res.robust_correct,
+                                     res.wall_s)
         if self.on_chunk is not None:
             self.on_chunk(res)
         return rec, (res if self.keep_arrays else None)
@@ -165,7 +178,7 @@ def _final(job: _Job, chunk_recs: Mapping[int, dict[str, Any]],
     if results is not None and (force or find_result(results, job.key) is None):
         append_record(results, record)
     s = job.s
-    job.log(f"advscale attack: {job.name}: {s.attack} eps={s.eps:.5f} n={s.n}: clean "
+    job.log(f"advscale attack: {job.name}: {s.attack} {s.norm} eps={s.eps:.5f} n={s.n}: clean "
             f"{payload['clean_acc']:.4f}, robust {payload['robust_acc']:.4f}, "
             f"{payload['wall_s']:.1f} s")
     return record
@@ -183,7 +196,7 @@ def evaluate_checkpoint(
     shard: tuple[int, int] = (0, 1),
     save_adv: str | os.PathLike[str] | None = None,
     verbose: bool = False,
-    log: Log = stderr_log,
+    log: Log = info_log,
     on_chunk: Callable[[ChunkResult], None] | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> Evaluation:
@@ -210,7 +223,7 @@ def evaluate_checkpoint(
         return ev
 
     dev = torch.device(device)
-    model, params = load_model(target, data, dev)
+    model, params = load_model(target, data, dev, s.gradient)
     static = static_fields(target, data, s, params, package, package_version)
     st = StateFile(state, log) if state is not None else None
     job = _Job(model, data, s, dev, key, name, static, st, st.done(key) if st else {},
@@ -220,6 +233,8 @@ def evaluate_checkpoint(
     if resumed:
         log(f"advscale attack: {name}: resuming, {len(resumed)} of {len(mine)} chunks already "
             f"done in {state}")
+    job.progress = Progress(name, s.attack, len([c for c in mine if c not in job.done]),
+                            s.chunks)
     chunk_recs: dict[int, dict[str, Any]] = {}
     parts: list[ChunkResult] = []
     for c in mine:
@@ -263,7 +278,7 @@ def attack_checkpoints(
     shard: tuple[int, int] = (0, 1),
     save_adv: str | os.PathLike[str] | None = None,
     verbose: bool = False,
-    log: Log = stderr_log,
+    log: Log = info_log,
 ) -> Iterator[dict[str, Any]]:
     """Evaluate every checkpoint of ``specs``; yield records as each one finishes.
 

@@ -17,17 +17,32 @@ import torch
 from advscale.core.fileio import file_sha256
 from advscale.core.logs import log_line
 from advscale.core.tensors import to_nchw
-from advscale.data.layout import IMAGE_KEY, LABEL_KEY, class_names_of, open_image_file, valid_count
+from advscale.data.layout import (
+    IMAGE_KEY,
+    LABEL_KEY,
+    class_names_of,
+    normalisation_of,
+    open_image_file,
+    valid_count,
+)
+from advscale.data.validate import decoded_attrs, labels_problem
 from advscale.errors import AdvscaleError
 from advscale.models.checkpoint import read_checkpoint_metadata, resolve_checkpoint
 
 Log = Callable[[str], None]
 
 
-def stderr_log(message: str) -> None:
-    """The default log of ``advscale attack``: one line to the ``advscale.attacks`` logger
-    (the command line shows it on stderr)."""
-    log_line(logging.getLogger("advscale.attacks"), message)
+logger = logging.getLogger(__name__)
+
+
+def info_log(message: str) -> None:
+    """The default log of ``advscale attack``: an INFO line of this module's logger (the CLI
+    shows it on stderr as ``advscale attack: ...``; ``-q`` silences it)."""
+    log_line(logger, message)
+
+
+stderr_log = info_log
+"""The old name of :func:`info_log`."""
 
 
 @dataclass
@@ -44,6 +59,8 @@ class TestData:
     """Valid rows in the file."""
     sha256: str = ""
     """sha256 of the selected labels (int64) and images (uint8), little-endian bytes."""
+    normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    """The file's per-channel ``(mean, std)`` (docs/formats.md §1), None when it has none."""
 
 
 def count_test_images(path: str | os.PathLike[str]) -> int:
@@ -58,16 +75,17 @@ def load_test_data(path: str | os.PathLike[str], n: int) -> TestData:
         available = valid_count(f)
         if n > available:
             raise AdvscaleError(f"{path}: n {n} exceeds its {available} valid images", field="n")
-        images = np.ascontiguousarray(f[IMAGE_KEY][:n])
-        labels = np.asarray(f[LABEL_KEY][:n]).astype(np.int64)
         names = class_names_of(f)
-    if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
-        raise AdvscaleError(f"{path}: labels must lie in [0, {len(names)}), found "
-                            f"{labels.min()}..{labels.max()}")
+        labels = np.asarray(f[LABEL_KEY][:n]).astype(np.int64)
+        problem = labels_problem(labels, len(names))
+        if problem is not None:
+            raise AdvscaleError(f"{path}: {problem}")
+        images = np.ascontiguousarray(f[IMAGE_KEY][:n])
+        norm = normalisation_of(decoded_attrs(f))
     h = hashlib.sha256()
     h.update(labels.astype("<i8").tobytes())
     h.update(images.tobytes())
-    return TestData(str(path), images, labels, list(names), available, h.hexdigest())
+    return TestData(str(path), images, labels, list(names), available, h.hexdigest(), norm)
 
 
 @dataclass
@@ -82,7 +100,7 @@ class Target:
 _GLOB_CHARS = set("*?[")
 
 
-def resolve_targets(specs: Sequence[str | os.PathLike[str]], log: Log = stderr_log
+def resolve_targets(specs: Sequence[str | os.PathLike[str]], log: Log = info_log
                     ) -> list[Target]:
     """Checkpoint files from paths, run directories and (quoted) glob patterns.
 
@@ -128,3 +146,22 @@ def check_model_fits(model: Any, data: TestData, device: Any) -> None:
     if logits.ndim != 2 or logits.shape[1] != len(data.class_names):
         raise AdvscaleError(f"model outputs {tuple(logits.shape[1:])} logits but {data.path} "
                             f"has {len(data.class_names)} classes")
+    _note_normalisation(model, data)
+
+
+def _note_normalisation(model: Any, data: TestData) -> None:
+    """Warn when the model's input mean/std differ from the test file's (the model applies its
+    own normalisation, as recorded in its checkpoint; one without any is not warned about)."""
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    if data.normalisation is None or not isinstance(mean, torch.Tensor) or \
+            not isinstance(std, torch.Tensor) or mean.numel() != 3 or std.numel() != 3:
+        return
+    want = torch.tensor([*data.normalisation[0], *data.normalisation[1]])
+    have = torch.cat([mean.flatten().cpu().float(), std.flatten().cpu().float()])
+    identity = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    if not torch.allclose(have, want, atol=0.02) and not torch.allclose(have, identity):
+        logging.getLogger(__name__).warning(
+            "%s: the model normalises with mean %s std %s, the data's are %s %s; a model "
+            "trained on other data?", data.path, [round(float(v), 4) for v in have[:3]],
+            [round(float(v), 4) for v in have[3:]], list(data.normalisation[0]),
+            list(data.normalisation[1]))

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from advscale.attacks.inputs import Log, stderr_log
+from advscale.attacks.inputs import Log, info_log
 from advscale.attacks.records import attack_record, combine_chunks
 from advscale.attacks.statefile import find_result
 from advscale.errors import AdvscaleError
@@ -34,7 +34,7 @@ def merge_chunk_records(
     *,
     results: str | os.PathLike[str] | None = None,
     config: Mapping[str, Any] | None = None,
-    log: Log = stderr_log,
+    log: Log = info_log,
 ) -> list[dict[str, Any]]:
     """Final ``attack`` records from the ``attack.chunk`` records of shard runs or state files.
 

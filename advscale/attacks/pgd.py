@@ -1,4 +1,4 @@
-"""k-step L∞ PGD, the one implementation used by training (TRADES, PGD-AT) and evaluation.
+"""k-step PGD (L∞ and L2), the one implementation used by training (TRADES, PGD-AT) and evaluation.
 
 Images live in [0, 1] (normalisation is inside the model). The attack differentiates with
 respect to a perturbation ``delta`` in ``model(x + delta)``, never the input leaf itself, which
@@ -9,6 +9,12 @@ Gowal et al.'s PGD-40: ``core/attacks/utils.py::CWLoss``): the attacker maximise
 ``-clamp(z_y - max_{j≠y} z_j, min=0)``, whose gradient vanishes once an image is misclassified.
 ``cw-margin`` is the unclamped margin ``max_{j≠y} z_j - z_y`` (what ``cw`` meant in records of
 schema 1). ``ce`` is cross-entropy; ``kl`` the TRADES attack's KL divergence.
+
+**L2** (:func:`pgd_l2`): the random start is uniform in the ball (a Gaussian direction scaled
+to radius ``eps · u^(1/d)``, :func:`l2_ball_start`); each step adds ``step_size`` times the
+per-image L2-normalised gradient, projects onto the ball (rescales ``delta`` to norm ``eps``
+when longer) and clips ``x + delta`` to [0, 1] (which only shortens ``delta``). :func:`pgd`
+picks the norm's function (:data:`PGD_BY_NORM`).
 
 **Batch norm during a training attack** (:func:`attack_bn_mode`): ``train-no-update`` (the
 reference's mode, Gowal/Rebuffi's TRADES as trained by DM and LLNL) keeps batch norm on the
@@ -166,3 +172,89 @@ def pgd_linf(
             delta = (delta + step_size * grad.sign()).clamp(-eps, eps)
             delta = (x + delta).clamp(0, 1) - x
     return (x + delta).detach()
+
+
+L2_TINY = 1e-12
+"""Added to L2 norms before dividing (a zero gradient or start stays zero)."""
+
+
+def _l2_norms(t: torch.Tensor) -> torch.Tensor:
+    """Per-image L2 norms of (B, ...) ``t``, shaped (B, 1, ..., 1) for broadcasting."""
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def l2_ball_start(gaussian: torch.Tensor, uniform: torch.Tensor, eps: float) -> torch.Tensor:
+    """A uniform point of the L2 ball of radius ``eps`` per image.
+
+    ``gaussian``: standard normal (B, C, H, W) draws (the direction); ``uniform``: (B,) draws in
+    [0, 1) (the radius ``eps · u^(1/d)``, d = C·H·W).
+    """
+    d = gaussian[0].numel()
+    radius = eps * uniform.to(gaussian.dtype).pow(1.0 / d)
+    return gaussian / (_l2_norms(gaussian) + L2_TINY) * radius.view(-1, *([1] * (gaussian.dim()
+                                                                                  - 1)))
+
+
+def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """``delta`` rescaled per image onto the L2 ball of radius ``eps`` (unchanged inside)."""
+    norms = _l2_norms(delta)
+    return delta * torch.clamp(eps / (norms + L2_TINY), max=1.0)
+
+
+def pgd_l2(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    eps: float = 0.5,
+    step_size: float = 0.125,
+    steps: int = 10,
+    loss: AttackLoss = "ce",
+    clean_probs: torch.Tensor | None = None,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return ``x + delta`` with ``‖delta‖₂ ≤ eps`` per image and pixels in [0, 1], maximising
+    ``loss`` (as :func:`pgd_linf`; module doc for the L2 step).
+
+    The random start is :func:`l2_ball_start` of a Gaussian draw of ``x``'s shape and then a
+    uniform (B,) draw, both from ``generator`` (or the global RNG); or ``noise``: the start
+    perturbation itself (B, C, H, W), e.g. per-image draws
+    (:func:`advscale.attacks.robustness.start_delta`).
+    """
+    x = x.detach()
+    if not random_start:
+        delta = torch.zeros_like(x)
+    elif noise is None:
+        g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        u = torch.rand((x.shape[0],), generator=generator, device=x.device, dtype=x.dtype)
+        delta = l2_ball_start(g, u, eps)
+    elif noise.shape != x.shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, x {tuple(x.shape)}")
+    else:
+        delta = noise.to(device=x.device, dtype=x.dtype)
+    delta = ((x + delta).clamp(0, 1) - x).detach()
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        objective = attack_loss(model(x + delta), y, loss, clean_probs)
+        (grad,) = torch.autograd.grad(objective, delta)
+        with torch.no_grad():
+            delta = delta + step_size * grad / (_l2_norms(grad) + L2_TINY)
+            delta = project_l2(delta, eps)
+            delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).detach()
+
+
+PGD_BY_NORM = {"linf": pgd_linf, "l2": pgd_l2}
+"""The PGD of each threat model (:data:`advscale.attacks.norms.NORMS`)."""
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
+        norm: str = "linf", **kwargs: object) -> torch.Tensor:
+    """PGD under ``norm`` (``linf``: :func:`pgd_linf`, ``l2``: :func:`pgd_l2`)."""
+    try:
+        fn = PGD_BY_NORM[norm]
+    except KeyError:
+        raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(PGD_BY_NORM)}") from None
+    return fn(model, x, y, **kwargs)  # type: ignore[arg-type]

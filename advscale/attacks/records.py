@@ -16,8 +16,9 @@ from advscale.errors import AdvscaleError
 from advscale.records import make_record
 
 RECORD_FIELDS = ("run_id", "model", "params", "checkpoint", "checkpoint_sha256", "samples_seen",
-                 "attack", "eps", "steps", "step_size", "n", "batch_size", "chunk_size", "seed",
-                 "data", "data_sha256", "package", "package_version", "settings_key")
+                 "attack", "norm", "eps", "steps", "step_size", "n", "batch_size", "chunk_size",
+                 "seed", "data", "data_sha256", "package", "package_version", "settings_key",
+                 "gradient")
 """Fields an ``attack`` record takes from the evaluation's settings (not from results)."""
 
 
@@ -26,6 +27,8 @@ def static_fields(target: Target, data: TestData, s: AttackSettings, params: int
     """The settings part of an ``attack`` record (docs/formats.md, ``attack``)."""
     meta = target.meta
     samples = meta.get("samples_seen")
+    sparse = bool((meta.get("model_kwargs") or {}).get("meansparse"))
+    gradient = {"gradient": s.gradient} if s.gradient != "exact" or sparse else {}
     return {
         "run_id": meta.get("run_id"),
         "model": meta.get("model"),
@@ -34,6 +37,7 @@ def static_fields(target: Target, data: TestData, s: AttackSettings, params: int
         "checkpoint_sha256": target.sha256,
         "samples_seen": int(samples) if isinstance(samples, int | float) else None,
         "attack": s.attack,
+        "norm": s.norm,
         "eps": s.eps,
         "steps": s.steps,
         "step_size": s.step_size,
@@ -46,6 +50,7 @@ def static_fields(target: Target, data: TestData, s: AttackSettings, params: int
         "package": package,
         "package_version": package_version,
         "settings_key": settings_key(target.sha256, data.sha256, s, package, package_version),
+        **gradient,
     }
 
 
@@ -122,7 +127,8 @@ def combine_chunks(chunks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     clean = sum(int(c["clean_correct"]) for c in ordered)
     robust = sum(int(c["robust_correct"]) for c in ordered)
     losses = [c.get("adv_loss_sum") for c in ordered]
-    out = {k: first.get(k) for k in RECORD_FIELDS}
+    out = {k: first.get(k) for k in RECORD_FIELDS if k in first or k != "gradient"}
+    out["norm"] = first.get("norm") or "linf"  # chunks of an advscale without threat models
     out.update({
         "clean_acc": clean / n,
         "robust_acc": robust / n,

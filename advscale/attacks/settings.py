@@ -1,68 +1,59 @@
-"""What ``advscale attack`` runs: attack names, defaults, validated settings and their identity.
+"""What ``advscale attack`` runs: the validated settings of one evaluation and their identity.
 
-Units: ``eps`` and ``step_size`` in [0, 1] pixel units; ``n``, ``batch_size`` and ``chunk_size``
-in images.
+A value module: it imports the registry (names, defaults, validation; torch-free) and no
+executor. Units: ``eps`` and ``step_size`` in [0, 1] pixel units (an L∞ radius, or a per-image
+L2 radius under ``norm="l2"``); ``n``, ``batch_size`` and ``chunk_size`` in images.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from advscale.core.options import option, seed_option
+from advscale.attacks.norms import DEFAULT_EPS, check_eps, check_norm, default_step_size
+from advscale.attacks.registry import AttackSpec, attack_names, get_attack
+from advscale.core.options import option
 from advscale.errors import AdvscaleError
-from advscale.version import __version__
 
-PGD_ATTACKS = {"pgd-cw": "cw", "pgd-cw-margin": "cw-margin", "pgd-ce": "ce"}
-"""advscale PGD attack name → loss of :func:`advscale.attacks.pgd.pgd_linf` (``pgd-cw``: the
-reference's clamped CW loss; ``pgd-cw-margin``: the unclamped margin)."""
-PGD_LOSS_RULES = {"cw": "cw-clamped-v1"}
-"""PGD losses whose definition changed: the rule's name is hashed into the settings key, so a
-``pgd-cw`` result of the unclamped margin (an older advscale) is never reused for this one."""
-AA_NAMES = ("aa-standard", "aa-rand", "apgd-ce")
-"""Attacks run by AutoAttack (see :mod:`advscale.attacks.autoattack`)."""
-ATTACKS = (*AA_NAMES, *PGD_ATTACKS)
-"""Every attack name ``advscale attack --attack`` accepts."""
+GRADIENTS = ("exact", "bpda")
+"""How attacks differentiate the model: ``exact`` (autograd), or ``bpda``: every MeanSparse layer
+passes gradients straight through (:mod:`advscale.models.meansparse`; RobustBench's "best known"
+MeanSparse evaluation), its forward pass unchanged."""
 
 DEFAULT_N = 10_000
-DEFAULT_PGD_STEPS = 40
-DEFAULT_PGD_STEP_SIZE = 2 / 255
-DEFAULT_APGD_ITERS = 100
 
 
-def _check_eps(eps: Any) -> None:
-    if not (isinstance(eps, int | float) and math.isfinite(eps) and 0 < eps <= 1):
-        raise AdvscaleError(f"eps must lie in (0, 1] (pixel units, e.g. 8/255), got {eps}",
-                            field="eps")
+def __getattr__(name: str) -> Any:
+    """``ATTACKS``: every registered name (read from the registry when asked)."""
+    if name == "ATTACKS":
+        return attack_names()
+    raise AttributeError(name)
 
 
-def _resolve_steps(attack: str, steps: int | None, step_size: float | None
-                   ) -> tuple[int | None, float | None]:
+def _resolve_steps(spec: AttackSpec, steps: int | None, step_size: float | None, norm: str,
+                   eps: float) -> tuple[int | None, float | None]:
     """``(steps, step_size)`` with the attack's defaults; AdvscaleError when they do not apply."""
-    if attack in PGD_ATTACKS:
-        steps = DEFAULT_PGD_STEPS if steps is None else steps
-        step_size = DEFAULT_PGD_STEP_SIZE if step_size is None else step_size
-        if steps < 1:
-            raise AdvscaleError(f"steps must be >= 1, got {steps}", field="steps")
-        if not (math.isfinite(step_size) and step_size > 0):
-            raise AdvscaleError(f"step_size must be > 0, got {step_size}", field="step_size")
-    elif attack == "apgd-ce":
-        steps = DEFAULT_APGD_ITERS if steps is None else steps
-        if steps < 1:
-            raise AdvscaleError(f"steps must be >= 1, got {steps}", field="steps")
+    if spec.steps is None:
+        if steps is not None or step_size is not None:
+            raise AdvscaleError(f"{spec.name} has fixed settings: steps and step_size do not "
+                                "apply to it", field="steps" if steps is not None else
+                                "step_size")
+        return None, None
+    steps = spec.steps if steps is None else steps
+    if steps < 1:
+        raise AdvscaleError(f"steps must be >= 1, got {steps}", field="steps")
+    if not spec.step_size:
         if step_size is not None:
-            raise AdvscaleError("step_size applies to the pgd-* attacks only (APGD adapts "
-                                "it)", field="step_size")
-    elif steps is not None or step_size is not None:
-        raise AdvscaleError(f"{attack} has AutoAttack's fixed settings: steps and "
-                            "step_size apply to the pgd-* attacks and apgd-ce",
-                            field="steps,step_size")
-    return (None if steps is None else int(steps),
-            None if step_size is None else float(step_size))
+            raise AdvscaleError(f"step_size does not apply to {spec.name} (it adapts its step)",
+                                field="step_size")
+        return int(steps), None
+    step_size = default_step_size(norm, eps, steps) if step_size is None else step_size
+    if not (math.isfinite(step_size) and step_size > 0):
+        raise AdvscaleError(f"step_size must be > 0, got {step_size}", field="step_size")
+    return int(steps), float(step_size)
 
 
 def _resolve_n(n: int | None, available: int | None) -> int:
@@ -79,52 +70,59 @@ def _resolve_n(n: int | None, available: int | None) -> int:
 class AttackSettings:
     """What to run. ``None`` fields take their defaults in :meth:`resolved`.
 
-    ``steps``: PGD steps (default 40) for ``pgd-*``, APGD iterations (default 100) for
-    ``apgd-ce``; AutoAttack's versions have fixed settings (``None``). ``step_size``: PGD step in
-    [0, 1] pixel units (default 2/255; ``None`` for AutoAttack). ``n``: the first ``n`` test
-    images (default: 10,000 or the whole file when smaller). ``batch_size`` and ``chunk_size`` in
-    images. PGD results depend on ``seed`` only (the random start of test row ``i`` comes from
-    ``(seed, i)``, :mod:`advscale.attacks.robustness`), never on batch or chunk size; AutoAttack
-    results are reproducible for fixed ``seed``, ``batch_size`` and ``chunk_size``.
+    PGD results depend on ``seed`` only (the random start of test row ``i`` comes from
+    ``(seed, i)``, :mod:`advscale.attacks.robustness`), never on batch or chunk size;
+    AutoAttack results are reproducible for fixed ``seed``, ``batch_size`` and ``chunk_size``.
     """
 
-    attack: str = option("aa-standard", help="aa-standard | aa-rand | apgd-ce (AutoAttack) | "
-                         "pgd-cw (clamped CW loss, the papers' PGD-40) | pgd-cw-margin "
-                         "(unclamped CW margin) | pgd-ce (advscale PGD).")
-    eps: float = option(8 / 255, help="L∞ radius.", unit="[0,1] pixel units", parse="fraction",
-                        default_text="8/255")
-    steps: int | None = option(None, help="PGD steps or APGD iterations for apgd-ce; AA "
-                               "versions are fixed.", default_text="40 for PGD, 100 for apgd-ce")
-    step_size: float | None = option(None, help="PGD step.", unit="[0,1] pixel units",
-                                     parse="fraction", default_text="2/255")
-    n: int | None = option(None, help="Images to attack (the first n of the test file).",
+    attack: str = option("aa-standard", help="The attack (registered names: advscale attack "
+                         "--help).")
+    eps: float | None = option(None, help="Radius of the threat model's ball.",
+                               unit="[0,1] pixel units", parse="fraction",
+                               default_text="8/255 (linf), 0.5 (l2)")
+    steps: int | None = option(None, help="PGD steps, or APGD iterations for apgd-ce; "
+                               "AutoAttack's versions are fixed.",
+                               default_text="40 for PGD, 100 for apgd-ce")
+    step_size: float | None = option(
+        None, help="PGD step; L2 default 2.5·eps/steps (Madry et al. 2018).",
+        unit="[0,1] pixel units", parse="fraction", default_text="2/255 (linf)")
+    n: int | None = option(None, help="Images to attack (the first n of the file).",
                            default_text="10000, or all if fewer")
     batch_size: int = option(250, help="Images per attack batch.")
     chunk_size: int = option(1000, help="Images per resumable chunk (one state record each).")
-    seed: int = seed_option("the attack: PGD's image i starts from a point seeded by (seed, i), "
-                            "whatever the batch and chunk size; AutoAttack's chunk c uses seed+c",
-                            panel=None)
+    seed: int = option(0, help="PGD: image i starts from a point seeded by (seed, i); "
+                       "AutoAttack: chunk c uses seed+c.")
+    norm: str = option("linf", help="Threat model: linf (‖δ‖∞ ≤ eps) or l2 (‖δ‖₂ ≤ eps per "
+                       "image).", metavar="linf|l2")
+    gradient: str = option("exact", help="How attacks differentiate the model: exact "
+                           "(autograd) or bpda (MeanSparse layers pass gradients straight "
+                           "through; RobustBench's best-known MeanSparse evaluation).",
+                           metavar="exact|bpda")
 
     def resolved(self, available: int | None = None) -> AttackSettings:
-        """Validated settings with defaults filled in; AdvscaleError on bad values.
-
-        ``available`` is the number of test images in the data file.
-        """
-        if self.attack not in ATTACKS:
-            close = difflib.get_close_matches(self.attack, ATTACKS, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise AdvscaleError(f"unknown attack {self.attack!r}; choose from "
-                                f"{', '.join(ATTACKS)}{hint}")
-        _check_eps(self.eps)
-        steps, step_size = _resolve_steps(self.attack, self.steps, self.step_size)
+        """Validated settings with defaults filled in; AdvscaleError (naming the field) on bad
+        values. ``available`` is the number of test images in the data file."""
+        spec = get_attack(self.attack)
+        norm = check_norm(self.norm)
+        if norm not in spec.norms:
+            raise AdvscaleError(f"{spec.name} runs under {', '.join(spec.norms)}, not {norm}",
+                                field="norm")
+        eps = check_eps(DEFAULT_EPS[norm] if self.eps is None else self.eps, norm)
+        if self.gradient not in GRADIENTS:
+            raise AdvscaleError(f"unknown gradient {self.gradient!r}; choose from "
+                                f"{', '.join(GRADIENTS)}", field="gradient")
+        steps, step_size = _resolve_steps(spec, self.steps, self.step_size, norm, eps)
         n = _resolve_n(self.n, available)
         for name, value, low in (("batch_size", self.batch_size, 1),
                                  ("chunk_size", self.chunk_size, 1), ("seed", self.seed, 0)):
             if value < low:
                 raise AdvscaleError(f"{name} must be >= {low}, got {value}", field=name)
-        return replace(self, steps=steps, step_size=step_size, n=n, eps=float(self.eps),
-                       batch_size=int(self.batch_size), chunk_size=int(self.chunk_size),
-                       seed=int(self.seed))
+        out = replace(self, steps=steps, step_size=step_size, n=n, eps=eps, norm=norm,
+                      batch_size=int(self.batch_size), chunk_size=int(self.chunk_size),
+                      seed=int(self.seed))
+        if spec.validate is not None:
+            spec.validate(out)
+        return out
 
     @property
     def chunks(self) -> int:
@@ -148,36 +146,32 @@ class AttackSettings:
 
 
 def package_of(attack: str) -> tuple[str, str]:
-    """(package, version) that implements ``attack``: AutoAttack's distribution or advscale."""
-    if attack in PGD_ATTACKS:
-        return "advscale", __version__
-    from advscale.attacks.autoattack import find_backend
-
-    b = find_backend()
-    return b.package, b.version
+    """(package, version) that implements ``attack`` (its spec's ``package()``)."""
+    return get_attack(attack).package()
 
 
 def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
                  package: str, package_version: str) -> str:
     """A 16-hex-digit id of one evaluation: same key ⇔ same checkpoint, data, settings, code.
 
-    PGD keys also hash the random-start rule (``pgd_start``) and, for ``pgd-cw``, the loss rule
-    (``pgd_loss``, :data:`PGD_LOSS_RULES`), so results of an older rule are never taken for this
-    one's.
+    The attack's ``key_extras`` are hashed too (PGD: its random-start rule ``pgd_start`` and,
+    for ``pgd-cw``, its loss rule ``pgd_loss``), so results of an older rule are never taken for
+    this one's. ``norm`` enters the key only when it is not ``linf``, so L∞ keys are those of
+    advscale before threat models existed.
     """
     doc: dict[str, Any] = {
         "checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256,
-        "attack": s.attack, "eps": round(s.eps, 12), "steps": s.steps,
+        "attack": s.attack, "eps": round(float(s.eps or 0), 12), "steps": s.steps,
         "step_size": None if s.step_size is None else round(s.step_size, 12), "n": s.n,
         "batch_size": s.batch_size, "chunk_size": s.chunk_size, "seed": s.seed,
         "package": package, "package_version": package_version}
-    if s.attack in PGD_ATTACKS:
-        from advscale.attacks.robustness import START_RULE
-
-        doc["pgd_start"] = START_RULE
-        rule = PGD_LOSS_RULES.get(PGD_ATTACKS[s.attack])
-        if rule is not None:
-            doc["pgd_loss"] = rule
+    if s.gradient != "exact":  # exact-gradient keys stay those of older advscale versions
+        doc["gradient"] = s.gradient
+    if s.norm != "linf":
+        doc["norm"] = s.norm
+    spec = get_attack(s.attack)
+    if spec.key_extras is not None:
+        doc.update(spec.key_extras(s))
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 

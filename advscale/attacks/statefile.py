@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from advscale.attacks.chunks import ChunkResult
-from advscale.attacks.inputs import Log, stderr_log
+from advscale.attacks.inputs import Log, info_log
 from advscale.core.fileio import atomic_write
 from advscale.errors import AdvscaleError
 from advscale.records import RecordError, append_record, read_log
@@ -28,7 +28,7 @@ class StateFile:
     With adversarial images requested, each chunk's arrays are kept beside it in ``STATE.adv/``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], log: Log = stderr_log) -> None:
+    def __init__(self, path: str | os.PathLike[str], log: Log = info_log) -> None:
         self.path = Path(path)
         self.log = log
 

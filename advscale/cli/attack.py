@@ -19,11 +19,12 @@ from advscale.records import write_record
 
 
 @handle_errors
-@request_command(api.AttackSettings)
+@request_command(api.AttackSettings, exclude=("attack",))
 def attack(
     checkpoints: list[str] = typer.Argument(
         ..., help="Checkpoint files, run directories (their last.safetensors) or quoted globs "
         "like 'runs/*'. With --merge: JSONL files of attack.chunk records ('-' is stdin)."),
+    attack_name: str = typer.Option("aa-standard", "--attack", help=api.attack_help()),
     data: Path = typer.Option(None, "--data", help="Test images (advscale HDF5); the first "
                               "--n in file order are attacked."),
     device: str = common("device"),
@@ -47,8 +48,9 @@ def attack(
     Examples: `advscale attack runs/a --data test.h5 --attack pgd-cw --n 1000`;
     nightly: `advscale attack 'runs/*' --data test.h5 --results attack.jsonl --state aa.state`;
     shards: `advscale attack CKPT --data test.h5 --shard 0/2 > s0.jsonl` (and 1/2), then
-    `advscale attack --merge s0.jsonl s1.jsonl`.
+    `advscale attack --merge s0.jsonl s1.jsonl`; L2: `--norm l2 --eps 0.5`.
+    Progress (per chunk, per AutoAttack stage) on stderr.
     """
     api.attack(checkpoints, data=data, device=device, state=state, results=results,
                force=force, shard=shard, merge=merge, save_adv=save_adv, verbose=verbose,
-               emit=write_record, **given)
+               emit=write_record, attack=attack_name, **given)

@@ -38,6 +38,9 @@ def count_flops(
     method: str = typer.Option(
         "auto", help="Counting method: auto, direct, linear (see docs/energy.md#count-flops)."
     ),
+    robustbench_id: str = typer.Option(
+        None, "--robustbench-id", help="Count a RobustBench leaderboard model at full size "
+        "(docs/models.md); the record adds its number_forward_passes."),
     annotate: bool = typer.Option(
         False, "--annotate",
         help="Read JSONL records on stdin; add missing params/train_flops_per_sample/"
@@ -49,4 +52,5 @@ def count_flops(
     """Count forward and training FLOPs per sample; one `flops` JSONL record per model."""
     api.count_flops(list(models or []), models_file=models_file, batch_size=batch_size,
                     check_constant=check_constant, method=method, emit=write_record,
-                    annotate=sys.stdin if annotate else None, out=sys.stdout, **given)
+                    annotate=sys.stdin if annotate else None, out=sys.stdout,
+                    robustbench_id=robustbench_id, **given)

@@ -31,13 +31,19 @@ def _emit(records: list[dict]) -> None:
 def import_cmd(
     src: str = typer.Argument(
         ...,
-        help="cifar-10-python.tar.gz, an extracted cifar-10-batches-py/ folder, a DM-Improves-AT "
-        ".npz, an image folder ROOT/<class>/*.png, or 'cifar10' to download.",
+        help="cifar-10-python.tar.gz or cifar-100-python.tar.gz (or the extracted folder), an "
+        "SVHN train/test/extra_32x32.mat, a DM-Improves-AT .npz, an image folder "
+        "ROOT/<class>/*.png of square images, or 'cifar10' to download.",
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Output HDF5 file (written atomically)."),
-    split: str = typer.Option("train", help="CIFAR-10 split: train or test."),
+    split: str = typer.Option(
+        "train", help="CIFAR-10/100 split: train or test; SVHN (a folder of .mat files): train, "
+        "test or extra."),
+    labels: str = typer.Option("fine", help="CIFAR-100 labels: fine (100 classes) or coarse "
+                               "(20 superclasses)."),
     fmt: str = typer.Option(
-        None, "--format", help="Force the input format: cifar10-python, npz, folder."
+        None, "--format", help="Force the input format: cifar10-python, cifar100-python, "
+        "svhn-mat, npz, folder."
     ),
     num_classes: int = typer.Option(10, help="Labels must lie in [0, num_classes)."),
     force: bool = common("force"),
@@ -53,7 +59,7 @@ def import_cmd(
             bar.update(task, completed=done, total=total)
 
         _emit(api.dataset("import", src, out, split=split, fmt=fmt, num_classes=num_classes,
-                       force=force, progress=progress))
+                       labels=labels, force=force, progress=progress))
 
 
 @app.command("info")

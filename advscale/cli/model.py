@@ -58,12 +58,20 @@ def import_cmd(
                                 "holds both."),
     mean: str = typer.Option(None, "--mean", help="Override the input mean, 'R,G,B'."),
     std: str = typer.Option(None, "--std", help="Override the input std, 'R,G,B'."),
+    robustbench_id: str = typer.Option(
+        None, "--robustbench-id", help="A RobustBench CIFAR-10 Linf id from the built-in table "
+        "(top 15 + XCiTs; docs/models.md); read from a file named <id>.pt when not given."),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="Import a RobustBench file whose keys differ from its "
+        "layout: missing tensors keep a fresh initialisation, unexpected ones are dropped; "
+        "the metadata lists both."),
     force: bool = common("force"),
 ) -> None:
     """Convert a published WRN checkpoint to an advscale one (docs/models.md); prints a
     model.info record on stdout. Nothing is unpickled but tensors and plain containers."""
     write_record(api.model("import", src, out, fmt=fmt, arch=arch, activation=activation,
-                           weights=weights, mean=mean, std=std, force=force))
+                           weights=weights, mean=mean, std=std, force=force,
+                           robustbench_id=robustbench_id, allow_missing=allow_missing))
 
 
 @app.command("info")

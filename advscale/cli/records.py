@@ -1,4 +1,5 @@
-"""``advscale records``: results tables in (``import``), one row per run out (``table``).
+"""``advscale records``: results tables in (``import``), one row per run out (``table``),
+leaderboard cards out (``export``).
 
 A thin adapter over :func:`advscale.api.records`.
 """
@@ -49,5 +50,33 @@ def table_cmd(
                                help="runs.csv, runs.tsv or runs.jsonl; '-' = CSV on stdout."),
     force: bool = common("force"),
 ) -> None:
-    """One row per run: model, N, recipe, D, FLOPs, accuracies per attack, energy, source."""
+    """One row per run: model, N, recipe, D, FLOPs, threat model, accuracies per attack,
+    energy, source. An empty table says why on stderr."""
     api.tables("table", records or ["-"], output=output, force=force)
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    records: list[str] = typer.Argument(None, help="JSONL records ('-' or nothing: stdin)."),
+    fmt: str = typer.Option("robustbench", "--format", help="robustbench: RobustBench's "
+                            "model_info JSON fields."),
+    architecture: str = typer.Option(None, "--architecture", help="Architecture text for the "
+                                     "card, e.g. 'RaWideResNet-70-16'.",
+                                     show_default="from the records' model"),
+    forward_passes: int = typer.Option(1, "--number-forward-passes",
+                                       help="RobustBench's number_forward_passes."),
+    output: str = typer.Option("-", "--output", "-o", help="Write one card as JSON here "
+                               "(atomically); '-' = one card per line on stdout."),
+    force: bool = common("force"),
+) -> None:
+    """Attack records → RobustBench model_info cards (clean_acc, autoattack_acc, eps,
+    architecture, images, the attack's settings); docs/models.md."""
+    import json
+
+    cards = api.tables("export", records or ["-"], fmt=fmt, architecture=architecture,
+                       forward_passes=forward_passes,
+                       output=None if output == "-" else output, force=force)
+    if output == "-":
+        for c in cards:
+            typer.echo(json.dumps(c, sort_keys=True))

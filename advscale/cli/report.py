@@ -28,6 +28,10 @@ def report(
     out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder (made by the "
                              "report; an earlier report there is replaced only with --force)."),
     force: bool = common("force"),
+    acc_floor: float = typer.Option(
+        api.ACC_FLOOR_PCT, "--acc-floor", min=0.0, max=100.0,
+        help="Accuracy (percent) under which a run sits at the accuracy figure's axis floor, so "
+        "the ~0% one-step runs do not take the log axis from the envelope."),
     held_out: list[str] = typer.Option(
         [], "--held-out", help="Run id left out of the fit: its prediction error is reported."
     ),
@@ -40,4 +44,5 @@ def report(
 ) -> None:
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
     write_record(api.report(records, out, laws=law, held_out=held_out, title=title,
-                            published=published, runs=runs, force=force))
+                            published=published, runs=runs, force=force,
+                            acc_floor=acc_floor))

@@ -4,9 +4,13 @@ Sources researchers actually have:
 
 * CIFAR-10 "python version": ``cifar-10-python.tar.gz`` or an extracted ``cifar-10-batches-py/``
   directory; or the name ``cifar10`` to download it (needs the internet).
-* ``.npz`` in the DM-Improves-AT layout (``image`` uint8 N×32×32×3, ``label``), streamed in
+* CIFAR-100 (``cifar-100-python.tar.gz``, fine or coarse labels) and SVHN (``*_32x32.mat``,
+  including ``extra``): ``data/official.py``.
+* ``.npz`` in the DM-Improves-AT layout (``image`` uint8 N×S×S×3, ``label``), streamed in
   chunks so files larger than memory never load whole.
-* An image folder ``ROOT/<class>/*.png|jpg``.
+* An image folder ``ROOT/<class>/*.png|jpg`` of square images of one size.
+
+Each file records its class names, per-channel ``mean``/``std`` and ``image_size``.
 
 Every importer validates shapes, dtypes and label ranges, and writes atomically: on any error the
 output file does not exist.
@@ -30,7 +34,7 @@ import numpy as np
 
 from advscale.core.fileio import atomic_path, file_digest, refuse_overwrite_of_inputs
 from advscale.data import CIFAR10_CLASSES
-from advscale.data.layout import ImageFileWriter, summarize
+from advscale.data.layout import CIFAR10_MEAN, CIFAR10_STD, ImageFileWriter, summarize
 from advscale.errors import AdvscaleError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -94,15 +98,16 @@ def _load_cifar_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels
 
 
-def _cifar_members(src: Path) -> Callable[[str], bytes]:
+def _cifar_members(src: Path, folder: str = "cifar-10-batches-py", what: str = "CIFAR-10"
+                   ) -> Callable[[str], bytes]:
     """A function returning the bytes of a named batch from a tarball or an extracted folder."""
     if src.is_dir():
-        root = src / "cifar-10-batches-py" if (src / "cifar-10-batches-py").is_dir() else src
+        root = src / folder if (src / folder).is_dir() else src
 
         def read_dir(name: str) -> bytes:
             p = root / name
             if not p.is_file():
-                raise AdvscaleError(f"{src}: missing CIFAR-10 file {name}")
+                raise AdvscaleError(f"{src}: missing {what} file {name}")
             return p.read_bytes()
 
         return read_dir
@@ -116,7 +121,7 @@ def _cifar_members(src: Path) -> Callable[[str], bytes]:
     def read_tar(name: str) -> bytes:
         m = names.get(name)
         if m is None:
-            raise AdvscaleError(f"{src}: no {name} inside; not a CIFAR-10 python archive")
+            raise AdvscaleError(f"{src}: no {name} inside; not a {what} python archive")
         try:
             f = tar.extractfile(m)
             assert f is not None
@@ -234,8 +239,12 @@ def _folder_classes(root: Path) -> list[str]:
 # The import entry point
 
 
+FORMATS = ("cifar10-python", "cifar100-python", "svhn-mat", "npz", "folder")
+
+
 def detect_format(src: str) -> str:
-    """Name the format of ``src``: cifar10-download, cifar10-python, npz or folder."""
+    """Name the format of ``src``: cifar10-download, cifar10-python, cifar100-python, svhn-mat,
+    npz or folder."""
     if src == "cifar10":
         return "cifar10-download"
     p = Path(src)
@@ -244,14 +253,22 @@ def detect_format(src: str) -> str:
     if p.is_dir():
         if (p / "cifar-10-batches-py").is_dir() or (p / "data_batch_1").is_file():
             return "cifar10-python"
+        if (p / "cifar-100-python").is_dir() or (p / "meta").is_file() and \
+                (p / "train").is_file():
+            return "cifar100-python"
+        if any(p.glob("*_32x32.mat")):
+            return "svhn-mat"
         return "folder"
     name = p.name.lower()
     if name.endswith(".npz"):
         return "npz"
+    if name.endswith(".mat"):
+        return "svhn-mat"
     if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return "cifar10-python"
-    raise AdvscaleError(f"{src}: unknown format (expected a CIFAR-10 tarball or folder, .npz, "
-                        "an image folder, or 'cifar10')")
+        return "cifar100-python" if "cifar-100" in name or "cifar100" in name else \
+            "cifar10-python"
+    raise AdvscaleError(f"{src}: unknown format (expected a CIFAR-10/100 tarball or folder, "
+                        "an SVHN .mat, .npz, an image folder, or 'cifar10')")
 
 
 def import_dataset(
@@ -262,12 +279,15 @@ def import_dataset(
     fmt: str | None = None,
     chunk_rows: int = 8192,
     num_classes: int | None = None,
+    labels: str = "fine",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Import ``src`` into an HDF5 image file at ``out`` (atomically); return its summary.
 
-    ``split`` selects CIFAR-10's train or test batches. ``num_classes`` (default: 10 for npz)
-    bounds labels. Raises AdvscaleError on any invalid input, leaving no output file.
+    ``split`` selects CIFAR-10/100's train or test batches, or SVHN's train, test or extra file
+    from a folder. ``labels`` is CIFAR-100's label set (``fine`` or ``coarse``).
+    ``num_classes`` (default: 10 for npz) bounds labels. Raises AdvscaleError on any invalid
+    input, leaving no output file.
     """
     src = str(src)
     fmt = fmt or detect_format(src)
@@ -277,18 +297,63 @@ def import_dataset(
         raise AdvscaleError(f"{out}: is a directory; -o names the HDF5 file to write")
     if fmt == "cifar10-download":
         src, fmt = str(download_cifar10()), "cifar10-python"
+    if fmt not in FORMATS:
+        raise AdvscaleError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})", field="fmt")
     with atomic_path(out, suffix=".h5.tmp") as tmp:
         if fmt == "cifar10-python":
             _import_cifar10(src, tmp, split, progress)
+        elif fmt == "cifar100-python":
+            _import_cifar100(src, tmp, split, labels, progress)
+        elif fmt == "svhn-mat":
+            _import_svhn(src, tmp, split, progress)
         elif fmt == "npz":
             _import_npz(src, tmp, chunk_rows, num_classes or 10, progress)
-        elif fmt == "folder":
-            _import_folder(src, tmp, progress)
         else:
-            raise AdvscaleError(f"unknown format {fmt!r}")
+            _import_folder(src, tmp, progress)
         summary = summarize(tmp)
     summary["path"] = str(out)
     return summary
+
+
+def _write_blocks(tmp: Path, n: int, block: Callable[[int, int], np.ndarray],
+                  labels: np.ndarray, *, source: str, class_names: Any, attrs: dict[str, Any],
+                  progress: Progress | None, norm: dict[str, Any] | None = None) -> None:
+    """Write ``n`` rows from ``block(start, stop)`` with their labels; record ``mean``/``std``
+    (``norm``, else measured over the pixels)."""
+    from advscale.data.official import PixelStats
+
+    first = block(0, min(n, 1))
+    stats = PixelStats()
+    with ImageFileWriter(tmp, n, source=source, class_names=class_names,
+                         image_shape=tuple(first.shape[1:]), attrs=attrs) as w:
+        for s in range(0, n, 10_000):
+            images = block(s, min(s + 10_000, n))
+            w.write(images, labels[s : s + 10_000])
+            if norm is None:
+                stats.add(images)
+            if progress:
+                progress(min(s + 10_000, n), n)
+        w.set_attrs(norm or stats.attrs())
+
+
+def _import_cifar100(src: str, tmp: Path, split: str, label_set: str,
+                     progress: Progress | None) -> None:
+    from advscale.data.official import read_cifar100
+
+    images, labels, names = read_cifar100(src, split, label_set)
+    _check_labels(labels, len(names), src)
+    _write_blocks(tmp, len(images), lambda s, e: images[s:e], labels,
+                  source=f"cifar100-{split}", class_names=names,
+                  attrs={"origin": str(src), "label_set": label_set}, progress=progress)
+
+
+def _import_svhn(src: str, tmp: Path, split: str, progress: Progress | None) -> None:
+    from advscale.data.official import SVHN_CLASSES, read_svhn, svhn_blocks, svhn_file
+
+    path, split = svhn_file(src, split)
+    x, labels = read_svhn(path)
+    _write_blocks(tmp, len(labels), svhn_blocks(x), labels, source=f"svhn-{split}",
+                  class_names=SVHN_CLASSES, attrs={"origin": str(path)}, progress=progress)
 
 
 def _check_labels(labels: np.ndarray, k: int, where: str) -> None:
@@ -307,15 +372,14 @@ def _import_cifar10(src: str, tmp: Path, split: str, progress: Progress | None) 
     counts = np.bincount(labels, minlength=10)
     if counts.min() != counts.max():
         raise AdvscaleError(f"{src}: unbalanced CIFAR-10 {split} classes {counts.tolist()}")
-    with ImageFileWriter(tmp, len(images), source=f"cifar10-{split}",
-                         class_names=CIFAR10_CLASSES, attrs={"origin": str(src)}) as w:
-        for s in range(0, len(images), 10_000):
-            w.write(images[s : s + 10_000], labels[s : s + 10_000])
-            if progress:
-                progress(min(s + 10_000, len(images)), len(images))
+    _write_blocks(tmp, len(images), lambda s, e: images[s:e], labels, source=f"cifar10-{split}",
+                  class_names=CIFAR10_CLASSES, attrs={"origin": str(src)}, progress=progress,
+                  norm={"mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)})
 
 
 def _import_npz(src: str, tmp: Path, chunk_rows: int, k: int, progress: Progress | None) -> None:
+    from advscale.data.official import PixelStats
+
     try:
         zf = zipfile.ZipFile(src)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -323,9 +387,11 @@ def _import_npz(src: str, tmp: Path, chunk_rows: int, k: int, progress: Progress
     try:
         img = NpzMember(zf, "image", src)
         lab = NpzMember(zf, "label", src)
-        if len(img.shape) != 4 or img.shape[1:] != (32, 32, 3) or img.dtype != np.uint8:
+        if len(img.shape) != 4 or img.shape[3] != 3 or img.shape[1] != img.shape[2] or \
+                img.shape[1] < 1 or img.dtype != np.uint8:
             raise AdvscaleError(
-                f"{src}: 'image' must be uint8 (N, 32, 32, 3), got {img.dtype} {img.shape}"
+                f"{src}: 'image' must be uint8 (N, S, S, 3) square images (e.g. N, 32, 32, 3), "
+                f"got {img.dtype} {img.shape}"
             )
         if lab.shape != (img.shape[0],) or lab.dtype.kind not in "iu":
             raise AdvscaleError(
@@ -335,18 +401,21 @@ def _import_npz(src: str, tmp: Path, chunk_rows: int, k: int, progress: Progress
         n = img.shape[0]
         if n == 0:
             raise AdvscaleError(f"{src}: 'image' has no rows; nothing to import")
+        stats = PixelStats()
         with ImageFileWriter(tmp, n, source="npz", class_names=CIFAR10_CLASSES[:k]
                              if k == 10 else [str(i) for i in range(k)],
-                             attrs={"origin": str(src)}) as w:
+                             image_shape=img.shape[1:], attrs={"origin": str(src)}) as w:
             done = 0
             for im, lb in zip(img.chunks(chunk_rows), lab.chunks(chunk_rows), strict=True):
                 lb = lb.astype(np.int64)
                 _check_labels(lb, k, f"{src} rows {done}..{done + len(lb)}")
                 w.write(im, lb)
+                stats.add(im)
                 w.commit()
                 done += len(im)
                 if progress:
                     progress(done, n)
+            w.set_attrs(stats.attrs())
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
             raise  # writing the output failed (atomic_path names it), not reading the npz
@@ -358,6 +427,8 @@ def _import_npz(src: str, tmp: Path, chunk_rows: int, k: int, progress: Progress
 def _import_folder(src: str, tmp: Path, progress: Progress | None) -> None:
     from PIL import Image, UnidentifiedImageError
 
+    from advscale.data.official import PixelStats
+
     root = Path(src)
     classes = _folder_classes(root)
     files: list[tuple[Path, int]] = []
@@ -367,24 +438,32 @@ def _import_folder(src: str, tmp: Path, progress: Progress | None) -> None:
                 files.append((p, ci))
     if not files:
         raise AdvscaleError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) under class folders")
-    shape = (32, 32, 3)
+    first = _read_image(files[0][0], Image, UnidentifiedImageError)
+    shape = first.shape
+    if shape[0] != shape[1]:
+        raise AdvscaleError(f"{files[0][0]}: image is {shape[1]}x{shape[0]} pixels; advscale "
+                            "imports square images (all of one size)")
+    stats = PixelStats()
     with ImageFileWriter(tmp, len(files), source="folder", class_names=classes,
                          image_shape=shape, attrs={"origin": str(root)}) as w:
         block: list[np.ndarray] = []
         labels: list[int] = []
         for i, (p, ci) in enumerate(files):
-            arr = _read_image(p, Image, UnidentifiedImageError)
+            arr = first if i == 0 else _read_image(p, Image, UnidentifiedImageError)
             if arr.shape != shape:
                 raise AdvscaleError(
-                    f"{p}: image is {arr.shape[1]}x{arr.shape[0]} pixels, expected 32x32"
+                    f"{p}: image is {arr.shape[1]}x{arr.shape[0]} pixels, expected "
+                    f"{shape[1]}x{shape[0]} like {files[0][0].name}"
                 )
             block.append(arr)
             labels.append(ci)
             if len(block) == 4096 or i == len(files) - 1:
                 w.write(np.stack(block), np.asarray(labels))
+                stats.add(np.stack(block))
                 block, labels = [], []
                 if progress:
                     progress(i + 1, len(files))
+        w.set_attrs(stats.attrs())
 
 
 def _read_image(path: Path, Image: Any, UnidentifiedImageError: Any) -> np.ndarray:

@@ -1,10 +1,12 @@
-"""The advscale HDF5 image layout (format_version 1; the contract is docs/formats.md).
+"""The advscale HDF5 image layout (format_version 2; the contract is docs/formats.md).
 
-A file holds ``image`` uint8 (N, H, W, 3) channels-last and ``label`` (N,) integer class ids,
-both contiguous and uncompressed, and optionally ``seed`` int64 (N,) per-image generator seeds.
-File attributes: ``format_version``, ``source``, ``class_names`` (JSON list), ``count`` (rows
-written so far; rows past it are not yet valid), and any extra provenance (generator, steps,
-quality metric, ...), all JSON-encoded when not a plain string or number.
+A file holds ``image`` uint8 (N, H, W, 3) channels-last (square images) and ``label`` (N,)
+integer class ids, both contiguous and uncompressed, and optionally ``seed`` int64 (N,)
+per-image generator seeds. File attributes: ``format_version``, ``source``, ``class_names``
+(JSON list), ``count`` (rows written so far; rows past it are not yet valid), ``mean``/``std``
+(per-channel fractions of 255: the normalisation of a model trained on the file),
+``image_size``, and any extra provenance (generator, steps, quality metric, ...), all
+JSON-encoded when not a plain string or number. Version 1 files (no mean/std/image_size) read.
 """
 
 from __future__ import annotations
@@ -18,9 +20,21 @@ from typing import Any
 import h5py
 import numpy as np
 
+from advscale.data.validate import (
+    attrs_problem,
+    decoded_attrs,
+    image_shape_problem,
+    label_counts,
+    storage_problem,
+)
 from advscale.errors import AdvscaleError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+"""CIFAR-10's per-channel normalisation (the papers' constants; the WRN's default)."""
+PIXEL_STATS_BYTES = 1 << 28
+"""``summarize`` reads at most this many pixel bytes (256 MiB) for its pixel statistics."""
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
 SEED_KEY = "seed"
@@ -91,6 +105,7 @@ class ImageFileWriter:
         a["class_names"] = json.dumps(list(class_names))
         a["num_classes"] = len(class_names)
         a["count"] = 0
+        a["image_size"] = int(image_shape[0])
         for k, v in (attrs or {}).items():
             a[k] = encode_attr(v)
         self.written = 0
@@ -107,6 +122,11 @@ class ImageFileWriter:
         if seeds is not None:
             self.f[SEED_KEY][start : start + k] = seeds
         self.written = max(self.written, start + k)
+
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Set file attributes after writing (e.g. ``mean``/``std`` measured over the rows)."""
+        for k, v in attrs.items():
+            self.f.attrs[k] = encode_attr(v)
 
     def commit(self, count: int | None = None) -> None:
         """Record ``count`` valid rows (default: rows written) and flush to disk."""
@@ -177,6 +197,8 @@ def open_image_file(path: str | os.PathLike[str], h5py=None):
     f = open_h5(path, h5py=h5py)
     try:
         problem = _layout_problem(f)
+    except AdvscaleError as e:
+        problem = str(e).removeprefix(f"{f.filename}: ")
     except (OSError, KeyError, TypeError, ValueError, RuntimeError) as e:
         problem = f"unreadable HDF5 structure ({type(e).__name__}: {e})"
     if problem is not None:
@@ -197,13 +219,20 @@ def _layout_problem(f) -> str | None:
         return f"'label' shape {lab.shape} != ({img.shape[0]},): one label per image"
     if lab.dtype.kind not in "iu":
         return f"'label' must hold integers, got {lab.dtype}"
+    attrs = decoded_attrs(f)
+    problem = image_shape_problem(img.shape[1:3], attrs) or attrs_problem(attrs)
+    if problem is not None:
+        return problem
     version = decode_attr(f.attrs.get("format_version", FORMAT_VERSION))
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         return f"format_version {version!r} is not a positive integer"
     if version > FORMAT_VERSION:
         return (f"format_version {version} is newer than this advscale reads "
                 f"({FORMAT_VERSION}); upgrade advscale")
-    return count_problem(f.attrs.get("count", img.shape[0]), img.shape[0])
+    problem = count_problem(f.attrs.get("count", img.shape[0]), img.shape[0])
+    if problem is not None:
+        return problem
+    return storage_problem(f, int(decode_attr(f.attrs.get("count", img.shape[0]))))
 
 
 def count_problem(count: Any, n: int) -> str | None:
@@ -227,31 +256,60 @@ def valid_count(f) -> int:
 
 
 def class_names_of(f) -> list[str]:
-    """The class names of an open image file (``class_names``, else ``num_classes`` ids)."""
-    names = decode_attr(f.attrs.get("class_names", "[]"))
-    if names and (not isinstance(names, list) or len(names) > 1_000_000):
-        raise AdvscaleError(f"{f.filename}: attribute class_names is not a JSON list of names")
-    if not names:
-        k = decode_attr(f.attrs.get("num_classes", 10))
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= 1_000_000:
-            raise AdvscaleError(f"{f.filename}: attribute num_classes {k!r} is not a positive "
-                                "integer")
+    """The class names of an open image file (``class_names``, else ``num_classes`` ids,
+    else CIFAR-10's 10); AdvscaleError when the attributes are invalid."""
+    attrs = {k: decode_attr(f.attrs[k]) for k in ("class_names", "num_classes") if k in f.attrs}
+    problem = attrs_problem(attrs)
+    if problem is not None:
+        raise AdvscaleError(f"{f.filename}: {problem}")
+    names = attrs.get("class_names") or None
+    if names is None:
+        k = attrs.get("num_classes", 10)
         names = [str(i) for i in range(int(k))]
     return [str(n) for n in names]
+
+
+Norm = tuple[tuple[float, ...], tuple[float, ...]]
+"""``(mean, std)`` per channel, fractions of 255."""
+
+
+def normalisation_of(attrs: Mapping[str, Any]) -> Norm | None:
+    """``(mean, std)`` per channel (fractions of 255) a model trained on a file with these
+    (decoded) attributes uses: ``mean``/``std``; else CIFAR-10's for a CIFAR-10 file (by
+    ``source`` or class names); else None (the model's own default)."""
+    mean, std = attrs.get("mean"), attrs.get("std")
+    if mean is not None and std is not None and attrs_problem({"mean": mean, "std": std}) is None:
+        return tuple(float(x) for x in mean), tuple(float(x) for x in std)
+    from advscale.data import CIFAR10_CLASSES
+
+    source = str(attrs.get("source", ""))
+    if source.startswith("cifar10-") or attrs.get("class_names") == list(CIFAR10_CLASSES):
+        return CIFAR10_MEAN, CIFAR10_STD
+    return None
+
+
+def dataset_normalisation(paths: Sequence[str | os.PathLike[str]]) -> Norm | None:
+    """The normalisation of a training mixture: that of its first source that has one."""
+    for p in paths:
+        with open_image_file(p) as f:
+            norm = normalisation_of(decoded_attrs(f))
+        if norm is not None:
+            return norm
+    return None
 
 
 def summarize(path: str | os.PathLike[str], pixel_stats_rows: int = 10_000) -> dict[str, Any]:
     """A JSON-able summary of an image file: rows, shape, class counts, pixel range, attrs.
 
-    Pixel statistics use the first ``pixel_stats_rows`` rows (0 for none).
+    Labels are read in bounded blocks and checked against the class names; pixel statistics use
+    the first ``pixel_stats_rows`` rows (0 for none), at most ``PIXEL_STATS_BYTES`` of them.
     """
     h5py = _h5py()
     with open_image_file(path, h5py) as f:
         img, lab = f[IMAGE_KEY], f[LABEL_KEY]
         n = valid_count(f)
         names = class_names_of(f)
-        labels = lab[:n]
-        counts = np.bincount(labels.astype(np.int64), minlength=len(names)) if n else []
+        counts = label_counts(lab, n, len(names), str(path)) if n else []
         out: dict[str, Any] = {
             "path": str(path),
             "n": n,
@@ -264,11 +322,13 @@ def summarize(path: str | os.PathLike[str], pixel_stats_rows: int = 10_000) -> d
             "contiguous": img.chunks is None and img.compression is None,
             "virtual": bool(img.is_virtual),
             "has_seeds": SEED_KEY in f,
-            "attrs": {k: decode_attr(v) for k, v in f.attrs.items()},
+            "attrs": decoded_attrs(f),
         }
-        if pixel_stats_rows and n:
-            sample = img[: min(n, pixel_stats_rows)]
-            out["pixel_stats_rows"] = int(len(sample))
+        row_bytes = max(int(np.prod(img.shape[1:], dtype=np.int64)), 1)
+        k = min(n, pixel_stats_rows, max(PIXEL_STATS_BYTES // row_bytes, 1))
+        if pixel_stats_rows and k:
+            sample = img[:k]
+            out["pixel_stats_rows"] = int(k)
             out["pixel_min"] = int(sample.min())
             out["pixel_max"] = int(sample.max())
             out["pixel_mean"] = float(sample.mean() / 255.0)

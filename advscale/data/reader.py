@@ -34,6 +34,7 @@ from advscale.data.layout import (
     summarize,
     valid_count,
 )
+from advscale.data.validate import LABEL_CHUNK_ROWS, label_counts, labels_problem
 from advscale.errors import AdvscaleError
 
 
@@ -48,18 +49,46 @@ class _Segment:
 
 
 class H5ImageSource:
-    """One advscale HDF5 image file (plain or a virtual dataset over others)."""
+    """One advscale HDF5 image file (plain or a virtual dataset over others).
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``max_rows`` limits the source to the file's first rows (``train --eval-n``): nothing past
+    them is read. Labels are read on first use, in bounded blocks, checked against the file's
+    class names and kept in the file's dtype.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], max_rows: int | None = None) -> None:
         self.path = str(path)
         with open_image_file(self.path) as f:
-            self.n = valid_count(f)
+            self.n = valid_count(f) if max_rows is None else min(valid_count(f), int(max_rows))
             self.image_shape = tuple(f[IMAGE_KEY].shape[1:])
             self.attrs = dict(f.attrs)
+            self.class_names = class_names_of(f)
             self.segments = _segments(f, self.path, self.n)
-            self.labels = f[LABEL_KEY][: self.n].astype(np.int64)  # small: read once
+        self._labels: np.ndarray | None = None
         self._pid: int | None = None
         self._maps: dict[str, Any] = {}
+
+    def check_labels(self) -> None:
+        """Check every label against the class names in bounded blocks, keeping none."""
+        if self._labels is None:
+            with open_image_file(self.path) as f:
+                label_counts(f[LABEL_KEY], self.n, len(self.class_names), self.path)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of the source's rows (file dtype), read once, in blocks, range-checked."""
+        if self._labels is None:
+            with open_image_file(self.path) as f:
+                d = f[LABEL_KEY]
+                out = np.empty(self.n, dtype=d.dtype)
+                for s in range(0, self.n, LABEL_CHUNK_ROWS):
+                    block = d[s : min(s + LABEL_CHUNK_ROWS, self.n)]
+                    problem = labels_problem(block, len(self.class_names), s)
+                    if problem is not None:
+                        raise AdvscaleError(f"{self.path}: {problem}")
+                    out[s : s + len(block)] = block
+            self._labels = out
+        return self._labels
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -76,8 +105,11 @@ class H5ImageSource:
             f = h5py.File(file, "r")
             d = f[IMAGE_KEY]
             offset = d.id.get_offset() if d.chunks is None and d.compression is None else None
-            if offset is not None:
-                arr = np.memmap(file, dtype=np.uint8, mode="r", offset=offset, shape=d.shape)
+            rows = max(s.src_start + s.n for s in self.segments if s.file == file)
+            if offset is not None and rows > 0 and not d.external:
+                # map only the rows this source reads (max_rows), not the declared size
+                arr = np.memmap(file, dtype=np.uint8, mode="r", offset=offset,
+                                shape=(min(rows, d.shape[0]), *d.shape[1:]))
                 f.close()
             else:
                 arr = d  # keep the file open for h5py reads
@@ -191,15 +223,29 @@ class ImageMixture:
     :func:`torch_loader` for a DataLoader. Sources must share image shape and class count.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
-        self.sources = [H5ImageSource(p) for p in paths]
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], max_rows: int | None = None
+                 ) -> None:
+        self.sources = [H5ImageSource(p, max_rows) for p in paths]
         shapes = {s.image_shape for s in self.sources}
         if len(shapes) > 1:
             raise AdvscaleError(f"mixture sources have different image shapes: {sorted(shapes)}")
         self.image_shape = shapes.pop()
         self.sizes = [s.n for s in self.sources]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.labels = np.concatenate([s.labels for s in self.sources])
+        self._labels: np.ndarray | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of every row (read on first use; the sources' common integer dtype)."""
+        if self._labels is None:
+            parts = [s.labels for s in self.sources]
+            self._labels = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self._labels
+
+    def check_labels(self) -> None:
+        """Every source's labels in range of its class names (bounded memory)."""
+        for s in self.sources:
+            s.check_labels()
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -214,7 +260,7 @@ class ImageMixture:
             m = which == s
             if m.any():
                 images[m] = src.read(idx[m] - self.offsets[s])
-        return images, self.labels[idx]
+        return images, self.labels[idx].astype(np.int64)
 
 
 def torch_loader(

@@ -115,6 +115,10 @@ def _is_advscale(p: Path) -> bool:
 
 
 def _import_on_the_fly(p: Path) -> Imported:
+    from advscale.models.robustbench import import_leaderboard, leaderboard_id
+
+    if leaderboard_id(p) is not None:  # a RobustBench file named <id>.pt (or an ensemble part)
+        return import_leaderboard(p)
     try:
         return import_state(p)
     except AdvscaleError as e:
@@ -245,7 +249,7 @@ def load_for_eval(
     if not _is_advscale(p):
         imported = _cached_import(p)
         _IMPORT_CACHE.clear()  # the weights now live in the model: hold no second copy
-        model = build_model(imported).to(device=device, dtype=torch.float32).eval()
+        model = _build_imported(imported).to(device=device, dtype=torch.float32).eval()
         meta = {**_with_kwargs({"advscale_checkpoint": CHECKPOINT_VERSION, **imported.meta}),
                 "checkpoint_path": str(p), "checkpoint_sha256": file_sha256(p)}
         return model, meta
@@ -264,6 +268,21 @@ def load_for_eval(
     return model, meta
 
 
+def _build_imported(imported: Imported) -> nn.Module:
+    """The model of a file imported on the fly: a WRN, or a RobustBench leaderboard family."""
+    if imported.meta.get("robustbench_layout") not in (None, "dm-wrn"):
+        from advscale.models.robustbench import build_leaderboard_model
+
+        return build_leaderboard_model(imported.meta, imported.state)
+    return build_model(imported)
+
+
+_LEADERBOARD_FIELDS = ("robustbench_id", "robustbench_layout", "architecture", "preprocessing",
+                       "number_forward_passes", "missing_keys", "dropped_keys")
+"""Metadata of a RobustBench import (:mod:`advscale.models.robustbench`) that ``model info``
+shows under ``source``."""
+
+
 def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What ``advscale model info`` prints: architecture, parameters, activation, padding,
     whether the weights are EMA, where they came from (a ``model.info`` record's payload)."""
@@ -277,7 +296,8 @@ def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     imported = md.get("source_format") is not None
     source = ({"file": md.get("source_file"), "sha256": md.get("source_sha256"),
                "format": md.get("source_format"), "container": md.get("source_container"),
-               "key_style": md.get("source_key_style")} if imported
+               "key_style": md.get("source_key_style"),
+               **{k: md[k] for k in _LEADERBOARD_FIELDS if k in md}} if imported
               else {"format": "advscale", "run_id": md.get("run_id"),
                     "samples_seen": md.get("samples_seen")})
     ema = md.get("ema") if imported else True  # advscale runs save their EMA weights

@@ -35,13 +35,14 @@ from advscale.errors import AdvscaleError
 from advscale.records.schemas import KINDS, SCHEMAS, Field, RecordError, Schema, validate
 from advscale.version import __version__
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The JSONL schema version written by this advscale (see docs/formats.md). 2: ``pgd-cw`` (the
 ``train.eval`` evaluation and ``attack --attack pgd-cw``) maximises the clamped CW loss, so
 ``adv_loss`` and ``eval_attack``/``attack`` ``pgd-cw`` mean that; in 1 they meant the unclamped
 margin, now ``pgd-cw-margin``. 3 adds fields to ``fit`` (gbr ``predictions`` and
-``importance_spread``, ``backtest``, ``paper_units``); nothing changes meaning. Readers accept
-1 to 3."""
+``importance_spread``, ``backtest``, ``paper_units``); nothing changes meaning. 4: ``train.eval``,
+``attack`` and ``attack.chunk`` records carry ``norm`` (``linf`` | ``l2``; absent in older
+records: ``linf``) and ``eps`` is that norm's radius. Readers accept 1 to 4."""
 
 STRICT_ENV = "ADVSCALE_STRICT_RECORDS"
 """Set to ``1`` to make :func:`make_record` validate every record against its schema."""

@@ -15,6 +15,12 @@ docs/formats.md, "Records → runs"):
    records, is an *orphan*: kept in :attr:`RunTable.orphans` and by kind in
    :attr:`RunTable.unjoined`, with every record of another kind (``fit``, ``flops``...).
 
+5. **One threat model.** A run's threat model is its ``train.eval`` records' ``norm`` (absent:
+   ``linf``) and ``eps``. Runs of different threat models are never mixed silently: building
+   the table raises AdvscaleError naming each threat model and its runs (``fit``, ``report`` and
+   ``records table`` all read runs through here), and :meth:`Run.attack_acc` reads only attack
+   records of the run's norm. An unknown ``eps`` (null, imported tables) matches any radius.
+
 Runs keep their ``train.eval`` records sorted by ``samples_seen``. Everything here is plain
 Python (no torch, no pandas). Field values are read through :class:`Tagged`'s accessors, which
 name the ``file:line`` of a record in every error.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import math
 import os
 import sys
@@ -40,6 +47,8 @@ JOINED_KINDS = ("train.eval", "attack", "energy")
 """Kinds that are joined into runs; records of other kinds are kept by kind, unjoined."""
 
 Sources = str | os.PathLike | Iterable[str | os.PathLike]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,9 +162,17 @@ class Run:
         """The joined ``energy`` records, in input order."""
         return [t.rec for t in self.others if t.kind == "energy"]
 
+    @property
+    def threat_model(self) -> tuple[str, float | None]:
+        """``(norm, eps)`` of the run's evaluations (:func:`threat_model_of`)."""
+        return threat_model_of(self.evals[0].rec) if self.evals else ("linf", None)
+
     def attack_acc(self, attack: str) -> float | None:
-        """``robust_acc`` of the last ``attack`` record of that attack, or None."""
-        accs = [t.rec.get("robust_acc") for t in self.attacks if t.rec.get("attack") == attack]
+        """``robust_acc`` of the last ``attack`` record of that attack under the run's norm, or
+        None."""
+        norm = self.threat_model[0]
+        accs = [t.rec.get("robust_acc") for t in self.attacks
+                if t.rec.get("attack") == attack and threat_model_of(t.rec)[0] == norm]
         return accs[-1] if accs else None
 
     def final_eval(self) -> Tagged | None:
@@ -188,6 +205,27 @@ class RunTable:
     def sorted_runs(self) -> list[Run]:
         """The runs by model size, then run id (the report's order)."""
         return sorted(self.runs.values(), key=lambda r: (r.params, r.run_id))
+
+    def describe(self) -> str:
+        """What was read: ``N records from M runs`` and the records joined to none, by kind."""
+        words = f"{self.n_records} records from {len(self.runs)} runs"
+        left = ", ".join(f"{len(v)} {k}" for k, v in sorted(self.unjoined.items()))
+        return words + (f" (not joined to a run: {left})" if left else "")
+
+    def empty_reason(self) -> str | None:
+        """Why a runs table of these records has no rows, or None when it has some."""
+        if self.runs:
+            return None
+        if not self.n_records:
+            return "no records were read"
+        orphans = sorted({t.kind for t in self.orphans})
+        why = ("no train.eval records: a row is one training run, opened by its train.eval "
+               "records")
+        if orphans:
+            why += (f"; the {' and '.join(orphans)} records here join a run by its run_id "
+                    "(an attack record's comes from its checkpoint) and find no train.eval "
+                    "record of it (give the run's records.jsonl too)")
+        return why
 
 
 def expand_sources(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
@@ -280,7 +318,46 @@ def build_runs(records: Iterable[dict[str, Any] | Tagged]) -> RunTable:
             run.others.append(t)
     for run in runs.values():
         run.evals.sort(key=lambda t: _samples(t.rec))
-    return RunTable(runs, orphans, unjoined, count)
+    check_one_threat_model(runs.values())
+    table = RunTable(runs, orphans, unjoined, count)
+    log.debug("%s", table.describe())
+    return table
+
+
+def threat_model_of(rec: dict[str, Any]) -> tuple[str, float | None]:
+    """``(norm, eps)`` of a record: ``norm`` absent (schema ≤ 3) is ``linf``; ``eps`` rounded to
+    1e-9 (None when unknown)."""
+    norm = rec.get("norm") or "linf"
+    eps = rec.get("eps")
+    ok = isinstance(eps, int | float) and not isinstance(eps, bool) and math.isfinite(eps)
+    return str(norm), round(float(eps), 9) if ok else None
+
+
+def _eps_text(eps: float | None) -> str:
+    if eps is None:
+        return "eps unknown"
+    k = eps * 255
+    return f"eps={round(k)}/255" if abs(k - round(k)) < 1e-6 and k >= 1 else f"eps={eps:g}"
+
+
+def check_one_threat_model(runs: Iterable[Run]) -> None:
+    """AdvscaleError naming the mix when ``runs`` span more than one threat model (a norm, and
+    one radius per norm; an unknown radius matches any)."""
+    groups: dict[tuple[str, float | None], list[str]] = {}
+    for run in runs:
+        groups.setdefault(run.threat_model, []).append(run.run_id)
+    norms = {n for n, _ in groups}
+    radii = {e for _, e in groups if e is not None}
+    if len(norms) <= 1 and len(radii) <= 1:
+        return
+    parts = []
+    for (norm, eps), ids in groups.items():
+        shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+        parts.append(f"{norm} {_eps_text(eps)} ({len(ids)} run{'s' * (len(ids) != 1)}: "
+                     f"{shown})")
+    raise AdvscaleError("records mix threat models: " + "; ".join(parts) + ". Scaling laws, "
+                        "reports and tables compare one threat model: give the records of one "
+                        "norm and eps at a time")
 
 
 def read_runs(sources: Sources = "-", stdin: IO[str] | None = None,

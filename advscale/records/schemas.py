@@ -184,8 +184,9 @@ def field_of(kind: str, name: str) -> Field | None:
 # -- cross-field rules -------------------------------------------------------------------------
 def _train_eval_rules(rec: Mapping[str, Any]) -> str | None:
     # null only where an imported record's table lacks the field (``imported.unknown``)
-    if rec["eps"] is not None and not 0 < rec["eps"] <= 1:
-        return "eps must lie in (0, 1] (a fraction of the pixel range)"
+    why = _threat_model_rule(rec)
+    if why:
+        return why
     unique, seen = rec["samples_unique"], rec["samples_seen"]
     if unique is not None and seen is not None and unique > seen:
         return "samples_unique exceeds samples_seen"
@@ -197,6 +198,23 @@ def _train_eval_rules(rec: Mapping[str, Any]) -> str | None:
         tf, per * seen, rel_tol=1e-9
     ):
         return "train_flops != samples_seen × train_flops_per_sample"
+    return None
+
+
+NORMS = ("linf", "l2")
+"""Threat models a record's ``norm`` names (absent in records before schema 4: ``linf``)."""
+
+
+def _threat_model_rule(rec: Mapping[str, Any]) -> str | None:
+    """``norm`` is a known threat model and ``eps`` lies in its range (L∞: (0, 1]; L2:
+    (0, 64])."""
+    norm = rec.get("norm", "linf")
+    if norm not in NORMS:
+        return f"norm must be one of {', '.join(NORMS)}, got {norm!r}"
+    eps, top = rec.get("eps"), 1.0 if norm == "linf" else 64.0
+    if isinstance(eps, int | float) and not 0 < eps <= top:
+        return (f"eps must lie in (0, {top:g}] for {norm} "
+                + ("(a fraction of the pixel range)" if norm == "linf" else "(an L2 radius)"))
     return None
 
 
@@ -224,7 +242,8 @@ TRAIN_EVAL = Schema("train.eval", "an evaluation of the EMA model during `advsca
     F("loss", "str", doc="trades | pgd-at | standard"),
     F("beta", "number", doc="TRADES beta (0 for other losses)"),
     F("pgd_steps", "int", "count", "training attack steps"),
-    F("eps", "number", "pixel fraction", "L-inf radius"),
+    F("eps", "number", "pixel fraction", "radius of the norm's ball"),
+    F("norm", "str", opt=True, doc="linf | l2 (schema 4; absent: linf)"),
     F("ema_decay", "number"),
     F("batch_size", "int", "count", "global batch"),
     F("lr", "number", doc="peak learning rate"),
@@ -259,8 +278,10 @@ _ATTACK_SETTINGS = (
     F("checkpoint", "str", doc="path of the .safetensors file"),
     F("checkpoint_sha256", "str"),
     F("samples_seen", "int", "count", null=True),
-    F("attack", "str", doc="aa-standard | aa-rand | apgd-ce | pgd-cw | pgd-ce"),
-    F("eps", "number", "pixel fraction"),
+    F("attack", "str", doc="a registered attack: aa-standard | aa-rand | apgd-ce | pgd-cw | "
+      "pgd-cw-margin | pgd-ce"),
+    F("norm", "str", opt=True, doc="linf | l2 (schema 4; absent: linf)"),
+    F("eps", "number", "pixel fraction", doc="radius of the norm's ball"),
     F("steps", "int", "count", null=True),
     F("step_size", "number", "pixel fraction", null=True),
     F("n", "int", "count", "images evaluated"),
@@ -272,6 +293,8 @@ _ATTACK_SETTINGS = (
     F("package", "str"),
     F("package_version", "str"),
     F("settings_key", "str"),
+    F("gradient", "str", opt=True, doc="exact | bpda (MeanSparse straight-through); present "
+      "when bpda ran or the model has MeanSparse layers"),
 )
 
 ATTACK = Schema("attack", "one robustness evaluation of a checkpoint (`advscale attack`)", (
@@ -284,7 +307,7 @@ ATTACK = Schema("attack", "one robustness evaluation of a checkpoint (`advscale 
     F("chunks", "int", "count"),
     F("wall_s", "number", "s"),
     F("imported", "dict", opt=True, doc="records import: {map, row, derived, unknown}"),
-), (_counts_rule,))
+), (_counts_rule, _threat_model_rule))
 
 ATTACK_CHUNK = Schema("attack.chunk", "one finished chunk of an evaluation (resume state)", (
     *_ATTACK_SETTINGS,
@@ -298,7 +321,7 @@ ATTACK_CHUNK = Schema("attack.chunk", "one finished chunk of an evaluation (resu
     F("robust_correct", "int", "count"),
     F("per_attack_robust", "dict", "count", null=True),
     F("wall_s", "number", "s"),
-), (_counts_rule,))
+), (_counts_rule, _threat_model_rule))
 
 FLOPS = Schema("flops", "a model's training FLOPs (`advscale count-flops`)", (
     F("model", "str"),
@@ -318,6 +341,9 @@ FLOPS = Schema("flops", "a model's training FLOPs (`advscale count-flops`)", (
     F("batch_size", "int", "count", opt=True),
     F("constant", "number", "FLOPs", opt=True),
     F("constant_rel_error", "number", opt=True),
+    F("robustbench_id", "str", opt=True, doc="count-flops --robustbench-id"),
+    F("number_forward_passes", "int", "count", opt=True,
+      doc="RobustBench's forward passes per prediction"),
 ))
 
 ENERGY = Schema("energy", "energy, cost and CO2 of a run, log or FLOPs (`advscale energy`)", (
@@ -636,7 +662,10 @@ REPORT = Schema("report", "what `advscale report` wrote", (
     F("laws", "int", "count"),
     F("held_out", "list", doc="per held-out run: actual vs predicted"),
     F("skipped", "list", opt=True, doc="figures left out: {figure, reason}"),
-    F("axes", "dict", opt=True, doc="per PNG: each axes' labels, scales, limits, legend"),
+    F("axes", "dict", opt=True, doc="per PNG: each axes' labels, scales, limits, legend, "
+      "points per scatter, samples per line"),
+    F("law_names", "list", opt=True, doc="each law as named: preset name, file path or kind"),
+    F("drawn_on", "dict", opt=True, doc="law name -> the PNG files it is drawn on"),
 ))
 
 MODEL_INFO = Schema("model.info", "a model checkpoint's summary (`advscale model info/import`)", (

@@ -10,6 +10,7 @@ from advscale.core.outputs import check_output_dir, output_dir
 from advscale.laws.law import load_law_doc
 from advscale.records import make_record
 from advscale.records.runs import Sources, expand_sources, is_sources, iter_tagged, tag_records
+from advscale.report.accuracy import ACC_FLOOR_PCT
 from advscale.report.page import build_report
 from advscale.report.scoring import held_out_errors
 
@@ -29,6 +30,7 @@ def report_record(
     title: str = "advscale scaling study",
     published: Sequence[Mapping[str, Any]] = (),
     force: bool = False,
+    acc_floor: float = ACC_FLOOR_PCT,
 ) -> dict[str, Any]:
     """Write the figures and ``report.html`` into ``out``; return the ``report`` record.
 
@@ -40,7 +42,8 @@ def report_record(
     or the records themselves, grouped into runs by :mod:`advscale.records.runs`; ``laws`` are
     fit files, preset names or fit records;
     ``held_out`` run ids left out of the fit get their prediction error reported (the notes
-    on the page, and ``held_out`` in the record).
+    on the page, and ``held_out`` in the record); ``acc_floor`` (percent) is the accuracy
+    figure's axis floor.
     """
     check_output_dir(out, force)  # before anything is read
     given = not isinstance(records, str | os.PathLike) and any(
@@ -56,7 +59,8 @@ def report_record(
         summary = _moved(build_report(recs, tmp, laws=docs, title=title,
                                       notes=[held_out_note(e) for e in errors],
                                       held_out=[(e["actual"], e["predicted"]) for e in errors],
-                                      published=[dict(r) for r in published]),
+                                      published=[dict(r) for r in published],
+                                      acc_floor=acc_floor),
                          str(tmp), str(out))
     config = {"records": [str(s) for s in sources],
               "laws": [s if isinstance(s, str) else "<fit record>" for s in laws],

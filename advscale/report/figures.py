@@ -72,7 +72,8 @@ def _plain_y(ax) -> None:
 
 
 def axes_info(ax) -> dict[str, Any]:
-    """What an axes shows: labels, scales, limits, legend entries (for tests and the page)."""
+    """What an axes shows: labels, scales, limits, legend entries, points per labelled
+    scatter and samples per labelled line (for tests and the page)."""
     legend = ax.get_legend()
     return {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
             "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
@@ -80,7 +81,9 @@ def axes_info(ax) -> dict[str, Any]:
             "ylim": tuple(float(v) for v in ax.get_ylim()),
             "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
             "points": {str(c.get_label()): len(c.get_offsets()) for c in ax.collections
-                       if not str(c.get_label()).startswith("_")}}
+                       if not str(c.get_label()).startswith("_")},
+            "lines": {str(ln.get_label()): len(ln.get_xdata()) for ln in ax.lines
+                      if not str(ln.get_label()).startswith("_")}}
 
 
 def _save(fig, path: Path, title: str, caption: str) -> Drawn:
@@ -195,66 +198,6 @@ def paper_formula(law: dict[str, Any], percent: bool = True, digits: int = 4) ->
     c, alpha = float(law["C"]), float(law["alpha"])
     scaled = (100.0 if percent else 1.0) * c * 1e12 ** alpha
     return f"{scaled:.{digits}g}·TFLOPs^{alpha:.3g}" + (" (%)" if percent else "")
-
-
-def accuracy_vs_flops(points: Sequence[AccuracyPoint], path: Path, attack: str,
-                      best: set[str], law: dict[str, Any] | None = None,
-                      band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Result:
-    """Robust accuracy vs training FLOPs, log-log (Debenedetti et al., Figure 3a).
-
-    ``points`` are the runs' accuracies (fractions) under ``attack``; those not ``kept`` (the
-    law's filters, or accuracy 0) are faded (zeros at the axis floor); ``best`` run ids (the
-    per-bin best the law was fitted to) are marked; ``law`` (``C``, ``alpha`` of the same
-    target) is drawn over the data's FLOPs range, with its bootstrap ``band`` when given.
-    """
-    title = "Robust accuracy vs compute"
-    if not points:
-        return Skipped(title, f"no run has both train_flops and {attack} accuracy")
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    pos = [p for p in points if p.acc > 0]
-    if not pos:
-        plt.close(fig)
-        return Skipped(title, f"every {attack} accuracy is 0: nothing to draw on a log axis")
-    ax.set_xlim(*log_limits([p.flops for p in points]))
-    ax.set_ylim(*log_limits([100 * p.acc for p in pos]))
-    floor = ax.get_ylim()[0]
-    groups = (("all runs", [p for p in pos if p.kept and p.run_id not in best],
-               {"alpha": 0.45, "s": 14, "color": "C0"}),
-              ("best per FLOPs bin (fitted)", [p for p in pos if p.run_id in best],
-               {"s": 34, "color": "C3", "edgecolors": "k", "zorder": 3, "marker": "D"}),
-              ("excluded by the law's filters", [p for p in pos if not p.kept],
-               {"alpha": 0.15, "s": 12, "color": "grey"}))
-    for label, group, style in groups:
-        if group:
-            ax.scatter([p.flops for p in group], [100 * p.acc for p in group],
-                       label=f"{label} ({len(group)})", **style)
-    zeros = [p for p in points if p.acc <= 0]
-    if zeros:
-        ax.scatter([p.flops for p in zeros], [floor] * len(zeros), marker="v", s=12,
-                   color="grey", alpha=0.2, clip_on=False,
-                   label=f"accuracy 0, at the axis floor ({len(zeros)})")
-    x = np.geomspace(*ax.get_xlim(), 100)
-    if band is not None:
-        ax.fill_between(band[0], 100 * band[1], 100 * band[2], color="k", alpha=0.12,
-                        label="bootstrap band (95%)")
-    if law is not None:
-        c, alpha = float(law["C"]), float(law["alpha"])
-        ax.plot(x, 100 * c * x ** alpha, "k--", lw=1.2, label=f"power law {paper_formula(law)}")
-    ax.set_xlabel("training compute (FLOPs)")
-    ax.set_ylabel(f"robust accuracy under {attack} (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    n_kept = sum(p.kept for p in points)
-    caption = (f"Robust accuracy under {attack} of {len(points)} runs against their training "
-               f"FLOPs, log-log (cf. Debenedetti et al., Figure 3a); {n_kept} kept, the "
-               f"{len(best)} best per FLOPs bin marked"
-               + (f"; the fitted power law {paper_formula(law)}, in Debenedetti et al.'s units "
-                  "(accuracy in percent, x in TFLOPs)"
-                  if law is not None else "; no power law of this target given") + ".")
-    return _save(fig, path, title, caption)
 
 
 # -- fitted loss laws ---------------------------------------------------------------------------
@@ -378,12 +321,13 @@ def energy_value(rec: dict[str, Any], fields: Sequence[str]) -> float | None:
 
 
 def energy_vs_flops(runs: Sequence[Run], path: Path,
-                    laws: dict[str, dict[str, float]] | None = None) -> Result:
+                    laws: dict[str, Any] | None = None) -> Result:
     """Cost, energy and CO2 per run vs training FLOPs (log-log), measured vs estimated marked.
 
     One panel per quantity some run's energy record carries (a cost without kWh draws the cost
     panel only); ``laws`` are power laws by quantity field (``{"C", "alpha"}``, e.g. a
-    power-law fit's ``also``) drawn over the data.
+    power-law fit's ``also``, or a list of them, each with an optional legend ``label``) drawn
+    over the data.
     """
     title = "Cost, energy and CO2 vs compute"
     laws = laws or {}
@@ -392,28 +336,29 @@ def energy_vs_flops(runs: Sequence[Run], path: Path,
         pts = [(_number(r.final.get("train_flops")), energy_value(e, fields),
                 e.get("basis") == "measured") for r in runs for e in r.energy[-1:]]
         pts = [p for p in pts if p[0] and p[1]]
-        law = next((laws[f] for f in (name, *fields) if f in laws), None)
+        found = next((laws[f] for f in (name, *fields) if f in laws), None) or []
         if pts:
-            panels.append((name, label, pts, law))
+            panels.append((name, label, pts, found if isinstance(found, list) else [found]))
     if not panels:
         return Skipped(title, "no run has an energy record with cost, kWh or CO2 and "
                        "train_flops")
     plt = _plt()
     fig, axs = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
-    for ax, (_name, label, pts, law) in zip(axs[0], panels, strict=True):
-        _energy_panel(ax, label, pts, law)
+    for ax, (_name, label, pts, found) in zip(axs[0], panels, strict=True):
+        _energy_panel(ax, label, pts, found)
     bases = sorted({("measured" if m else "estimated") for _, _, pts, _ in panels
                     for *_, m in pts})
+    drawn = [law for p in panels for law in p[3]]
     caption = (f"{', '.join(p[1] for p in panels)} per run against training FLOPs, log-log; "
                f"figures are {' and '.join(bases)} (filled: measured, hollow: estimated; the "
                "energy records say how)"
-               + ("; dashed: the fitted power laws, C·TFLOPs^α (Debenedetti et al.'s units: x "
-                  "in TFLOPs), fitted to the accuracy law's best run per FLOPs bin."
-                  if any(p[3] for p in panels) else "."))
+               + ("; lines: power laws C·TFLOPs^α (Debenedetti et al.'s units: x in TFLOPs), "
+                  "as the legends name them; those marked fitted here are fitted to the "
+                  "accuracy law's best run per FLOPs bin." if drawn else "."))
     return _save(fig, path, title, caption)
 
 
-def _energy_panel(ax, label: str, pts: list, law: dict[str, float] | None) -> None:
+def _energy_panel(ax, label: str, pts: list, laws: Sequence[dict[str, Any]]) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(*log_limits([p[0] for p in pts]))
@@ -425,10 +370,11 @@ def _energy_panel(ax, label: str, pts: list, law: dict[str, float] | None) -> No
         if group:
             ax.scatter([p[0] for p in group], [p[1] for p in group], s=18,
                        label=f"{name} ({len(group)})", **style)
-    if law is not None:
-        x = np.geomspace(*ax.get_xlim(), 50)
-        ax.plot(x, float(law["C"]) * x ** float(law["alpha"]), "k--", lw=1,
-                label=paper_formula(law, percent=False, digits=3)
+    x = np.geomspace(*ax.get_xlim(), 50)
+    for law, (color, style) in zip(laws, (("k", "--"), ("C2", "-."), ("C4", ":")) * 4,
+                                   strict=False):
+        ax.plot(x, float(law["C"]) * x ** float(law["alpha"]), color=color, linestyle=style,
+                lw=1, label=law.get("label") or paper_formula(law, percent=False, digits=3)
                 + (" (fitted here)" if law.get("fitted_here") else ""))
     ax.set_xlabel("training compute (FLOPs)")
     ax.set_ylabel(label)

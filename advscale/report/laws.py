@@ -74,3 +74,24 @@ def quality_laws(fit_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append(rec)
                 break
     return out
+
+
+def law_kind(law: dict[str, Any]) -> str:
+    """A law's approach and target: ``Approach 2 (adv_loss)``, ``power-law (aa_acc)``."""
+    appr = law.get("approach")
+    label = f"Approach {appr}" if str(appr) in ("1", "2", "3") else str(appr or "fitted")
+    return f"{label} ({law.get('target', 'adv_loss')})"
+
+
+def name_laws(laws: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Each law with its name as the user gave it: a preset's name (``debenedetti2024``), a
+    fit file's path, else (a fit record) its kind (:func:`law_kind`); a repeated name gets
+    ``#2``, ``#3``."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for law in laws:
+        given = law.get("name")
+        base = given if isinstance(given, str) and given else law_kind(law)
+        seen[base] = seen.get(base, 0) + 1
+        out.append((base if seen[base] == 1 else f"{base} #{seen[base]}", law))
+    return out

@@ -18,28 +18,27 @@ import numpy as np
 
 from advscale.core.fileio import atomic_write
 from advscale.errors import AdvscaleError
-from advscale.laws.filters import RecordFilter
 from advscale.laws.law import Law
-from advscale.laws.powerlaw import best_per_bin
-from advscale.records.rows import attack_column, run_row
 from advscale.report import figures, quality
 from advscale.report import gbr as gbr_figures
+from advscale.report.accuracy import ACC_FLOOR_PCT, MAX_BAND_SAMPLES, accuracy_figure
 from advscale.report.backtest import backtest_figure
-from advscale.report.field import field_figures
-from advscale.report.figures import AccuracyPoint, Drawn, Result, Skipped
+from advscale.report.field import field_figures, placing_law
+from advscale.report.figures import Drawn, Result, Skipped
 from advscale.report.laws import (
     is_power_law,
+    law_kind,
     law_metric,
     loss_function,
+    name_laws,
     quality_laws,
     record_approach,
 )
-from advscale.report.metric import metric_symbol, quality_name, records_metric
+from advscale.report.metric import quality_name
 from advscale.report.runs import Run, group_runs
+from advscale.report.tables import laws_html, placements_html, runs_html, runs_metric
 
 LawLoss = Callable[[dict[str, Any]], "figures.LossFn | None"]
-MAX_BAND_SAMPLES = 200
-"""Bootstrap samples used for the bands drawn (the law may carry more)."""
 
 
 def build_report(
@@ -51,6 +50,7 @@ def build_report(
     title: str = "advscale scaling study",
     notes: Sequence[str] = (),
     published: Sequence[dict[str, Any]] = (),
+    acc_floor: float = ACC_FLOOR_PCT,
 ) -> dict[str, Any]:
     """Write figures and ``report.html`` into ``out_dir``; return what was written.
 
@@ -61,64 +61,130 @@ def build_report(
     figures drawn, those ``skipped`` (with why) and each figure's ``axes`` (labels, scales,
     limits, legend entries). ``published`` runs (:mod:`advscale.laws.published` entries) are
     placed on the first Approach 2/3 law (Figures 6 and 7; ``published`` in the result).
+    Every law is named as given (:func:`~advscale.report.laws.name_laws`: ``law_names``) and
+    drawn on the figures it applies to (``drawn_on``: name → PNG names); accuracies under
+    ``acc_floor`` percent sit at the accuracy figure's axis floor.
     """
     law_loss = law_loss or loss_function
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs, others = group_runs(records)
-    laws = list(laws) + others.get("fit", [])
+    named = name_laws(list(laws) + others.get("fit", []))
+    laws = [{**law, "name": name} for name, law in named]
     budgets = [float(p["train_flops"]) for p in others.get("prediction", [])
                if figures._number(p.get("train_flops"))]
-    results: list[Result] = []
-    if runs:
-        results.append(figures.learning_curves(runs, out / "learning_curves.png"))
-        results += _loss_law_figures(runs, laws, law_loss, held_out, out, budgets)
-        results += _quality_figures(runs, laws, law_loss, out, budgets)
-        power = next((law for law in laws if is_power_law(law)), None)
-        results.append(_accuracy_figure(runs, power, out / "accuracy_vs_flops.png"))
-        results.append(figures.energy_vs_flops(runs, out / "energy_vs_flops.png",
-                                               energy_laws(runs, power)))
-    gbr = next((law for law in laws if _approach_name(law) == "gbr"), None)
-    if gbr is not None:
-        results.append(gbr_figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"))
-        results.append(gbr_figures.feature_importances(gbr, out / "feature_importances.png"))
-    tested = next((law for law in laws if law.get("backtest")), None)
-    if tested is not None:
-        results.append(backtest_figure(tested, out / "backtest.png"))
+    drawn_on: dict[str, list[str]] = {}
+    results = _run_figures(runs, laws, law_loss, held_out, out, budgets, acc_floor, drawn_on)
+    results += _law_figures(laws, out, drawn_on)
     field_results, placed = field_figures(laws, published, out)
     results += field_results
+    _mark(drawn_on, placing_law_name(laws), *field_results)
     drawn = [r for r in results if isinstance(r, Drawn)]
     skipped = [r for r in results if isinstance(r, Skipped)]
     if not runs:
         skipped.append(Skipped("Runs", "the records hold no train.eval records"))
-    page = _render(title, drawn, skipped, runs, laws, notes, _placements_html(placed))
+    page = _render(title, drawn, skipped, runs, laws_html(named, drawn_on), notes,
+                   placements_html(placed))
     with atomic_write(out / "report.html") as f:
         f.write(page)
     return {"report": str(out / "report.html"), "figures": [str(d.path) for d in drawn],
             "runs": len(runs), "laws": len(laws),
+            "law_names": [name for name, _ in named], "drawn_on": drawn_on,
             "skipped": [{"figure": s.title, "reason": s.reason} for s in skipped],
             "axes": {d.path.name: d.axes for d in drawn},
             **({"published": placed} if placed else {})}
 
 
-def energy_laws(runs: Sequence[Run], power: dict[str, Any] | None
+def placing_law_name(laws: Sequence[dict[str, Any]]) -> str | None:
+    """The name of the law the published runs are placed on (the first Approach 2/3 law)."""
+    return next((d["name"] for d in laws if placing_law([d]) is not None), None)
+
+
+def _mark(drawn_on: dict[str, list[str]], name: str | None, *results: Result) -> None:
+    """Note the figures ``results`` drew as drawn with the law ``name``."""
+    if name is None:
+        return
+    for r in results:
+        if isinstance(r, Drawn) and r.path.name not in drawn_on.setdefault(name, []):
+            drawn_on[name].append(r.path.name)
+
+
+def _run_figures(runs, laws, law_loss, held_out, out: Path, budgets, acc_floor: float,
+                 drawn_on: dict[str, list[str]]) -> list[Result]:
+    """The figures of the runs, with every law that applies drawn on them."""
+    if not runs:
+        return []
+    results: list[Result] = [figures.learning_curves(runs, out / "learning_curves.png")]
+    loss_laws = [law for law in laws if law_loss(law) is not None]
+    if not loss_laws:
+        results.append(Skipped("Fitted law", "no law of N and D (Approach 2 or 3) was given"))
+    for i, law in enumerate(loss_laws):
+        made = _loss_law_figures(runs, law, law_loss, held_out if i == 0 else (), out,
+                                 budgets, "" if i == 0 else f"_{i + 1}")
+        _mark(drawn_on, law["name"], *made)
+        results += made
+    results += _quality_figures(runs, laws, law_loss, out, budgets, drawn_on)
+    power = [(law["name"], law) for law in laws if is_power_law(law)]
+    acc, names = accuracy_figure(runs, power, out / "accuracy_vs_flops.png", acc_floor)
+    results.append(acc)
+    for name in names:
+        _mark(drawn_on, name, acc)
+    per_law = [energy_laws(runs, law, fill=i == 0) for i, (_, law) in enumerate(power)]
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for laws_of in per_law:
+        for quantity, law in laws_of.items():
+            merged.setdefault(quantity, []).append(law)
+    energy = figures.energy_vs_flops(runs, out / "energy_vs_flops.png", merged)
+    results.append(energy)
+    if isinstance(energy, Drawn):
+        shown = {label for ax in energy.axes for label in ax.get("lines", {})}
+        for (name, _), laws_of in zip(power, per_law, strict=True):
+            if any(str(law.get("label")) in shown for law in laws_of.values()):
+                _mark(drawn_on, name, energy)
+    return results
+
+
+def _law_figures(laws, out: Path, drawn_on: dict[str, list[str]]) -> list[Result]:
+    """The first GBR's figures (1b, 1c) and the first backtested law's figure."""
+    results: list[Result] = []
+    gbr = next((law for law in laws if _approach_name(law) == "gbr"), None)
+    if gbr is not None:
+        made = [gbr_figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"),
+                gbr_figures.feature_importances(gbr, out / "feature_importances.png")]
+        _mark(drawn_on, gbr["name"], *made)
+        results += made
+    tested = next((law for law in laws if law.get("backtest")), None)
+    if tested is not None:
+        results.append(backtest_figure(tested, out / "backtest.png"))
+        _mark(drawn_on, tested["name"], results[-1])
+    return results
+
+
+def energy_laws(runs: Sequence[Run], power: dict[str, Any] | None, fill: bool = True
                 ) -> dict[str, dict[str, Any]]:
-    """The power law's ``also`` laws, plus a fit for each energy panel it lacks, made like
-    them: ``C·FLOPs^α`` by least squares in log-log space over the law's best run per FLOPs
-    bin (``selected_runs``), marked ``fitted_here``."""
+    """The power law's ``also`` laws, each with its legend ``label`` (the law's name, when the
+    user gave one, and ``C·TFLOPs^α``), plus (``fill``) a fit for each energy panel it lacks,
+    made like them: ``C·FLOPs^α`` by least squares in log-log space over the law's best run per
+    FLOPs bin (``selected_runs``), marked ``fitted_here``."""
     from advscale.laws.approach1 import loglog_fit
 
-    laws = dict((power or {}).get("also") or {})
-    chosen = set((power or {}).get("selected_runs") or [])
-    for name, _label, fields in figures.QUANTITIES:
-        if not chosen or any(f in laws for f in (name, *fields)):
+    name = (power or {}).get("name")
+    named = isinstance(name, str) and not name.startswith(law_kind(power or {}))
+    laws = {k: dict(v) for k, v in ((power or {}).get("also") or {}).items()}
+    chosen = set((power or {}).get("selected_runs") or []) if fill else set()
+    for quantity, _label, fields in figures.QUANTITIES:
+        if not chosen or any(f in laws for f in (quantity, *fields)):
             continue
         pts = [(figures._number(r.final.get("train_flops")), figures.energy_value(e, fields))
                for r in runs if r.run_id in chosen for e in r.energy[-1:]]
         pts = [p for p in pts if p[0] and p[1] and p[1] > 0]
         if len(pts) >= 3:
             fit = loglog_fit(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
-            laws[name] = {"C": fit["k"], "alpha": fit["slope"], "fitted_here": True}
+            laws[quantity] = {"C": fit["k"], "alpha": fit["slope"], "fitted_here": True}
+    for law in laws.values():
+        words = figures.paper_formula(law, percent=False, digits=3) + (
+            " (fitted here)" if law.get("fitted_here") else "")
+        law["label"] = f"{name}: {words}" if named else words
     return laws
 
 
@@ -127,11 +193,10 @@ def _approach_name(law: dict[str, Any]) -> str | None:
     return appr.name if appr is not None else None
 
 
-def _loss_law_figures(runs, laws, law_loss, held_out, out: Path, budgets) -> list[Result]:
-    """Isoloss contours, predicted vs actual and N*/D*/L* of the first law of (N, D)."""
-    loss_law = next((law for law in laws if law_loss(law) is not None), None)
-    if loss_law is None:
-        return [Skipped("Fitted law", "no law of N and D (Approach 2 or 3) was given")]
+def _loss_law_figures(runs, loss_law, law_loss, held_out, out: Path, budgets,
+                      suffix: str = "") -> list[Result]:
+    """Isoloss contours, predicted vs actual and N*/D*/L* of one law of (N, D) (the PNGs of
+    the second law on get ``suffix``)."""
     fn = law_loss(loss_law)
     runs = _runs_of_law(runs, loss_law)
     fid = _typical_fid(runs)
@@ -140,15 +205,11 @@ def _loss_law_figures(runs, laws, law_loss, held_out, out: Path, budgets) -> lis
     k = _flops_constant(loss_law)
     pairs = _predicted_vs_actual(runs, fn, held_out, target)
     at = quality_name(law_metric(loss_law) or runs_metric(runs), fid)
-    return [figures.law_fit(runs, out / "law_fit.png", fn, fid, k, target, name, at),
-            figures.predicted_vs_actual(pairs, out / "predicted_vs_actual.png", target, name),
-            _optimal_figure(runs, loss_law, fid, target, name, out / "optimal_vs_flops.png",
-                            budgets, at)]
-
-
-def runs_metric(runs: Sequence[Run]) -> str | None:
-    """The quality metric the runs' synthetic sources name (``a+b`` for several), or None."""
-    return records_metric(p for r in runs for p in r.points)
+    return [figures.law_fit(runs, out / f"law_fit{suffix}.png", fn, fid, k, target, name, at),
+            figures.predicted_vs_actual(pairs, out / f"predicted_vs_actual{suffix}.png", target,
+                                        name),
+            _optimal_figure(runs, loss_law, fid, target, name,
+                            out / f"optimal_vs_flops{suffix}.png", budgets, at)]
 
 
 # -- the quality panels -------------------------------------------------------------------------
@@ -156,7 +217,8 @@ QUALITY_TITLES = ("Loss vs samples per quality", "Law across qualities",
                   "N*, D* vs compute per quality")
 
 
-def _quality_figures(runs, laws, law_loss, out: Path, budgets) -> list[Result]:
+def _quality_figures(runs, laws, law_loss, out: Path, budgets,
+                     drawn_on: dict[str, list[str]]) -> list[Result]:
     """Loss vs D per quality; each law across qualities (Figure 5); N*, D* per quality."""
     chosen = quality_laws(laws)
     metric = runs_metric(runs)
@@ -183,6 +245,7 @@ def _quality_figures(runs, laws, law_loss, out: Path, budgets) -> list[Result]:
         results.append(quality.law_across_qualities(
             runs, out / f"quality_fit_{_approach_name(law)}.png", fn,
             str(law.get("target", target)), metric, law_title(law), note))
+        _mark(drawn_on, law["name"], results[-1])
     named = []
     for law in usable:
         try:
@@ -191,14 +254,18 @@ def _quality_figures(runs, laws, law_loss, out: Path, budgets) -> list[Result]:
             continue
     results.append(quality.optimal_by_quality(runs, out / "quality_optimal.png", named,
                                               metric, budgets))
+    for law in usable:
+        _mark(drawn_on, law["name"], results[-1])
     return results
 
 
 def law_title(law: dict[str, Any]) -> str:
-    """How a caption names a law: its approach and target (``Approach 2 (adv_loss)``)."""
-    appr = law.get("approach")
-    label = f"Approach {appr}" if str(appr) in ("1", "2", "3") else str(appr or "fitted")
-    return f"{label} ({law.get('target', 'adv_loss')})"
+    """How a caption names a law: its name as given and its kind
+    (``bartoldson2024-approach2: Approach 2 (adv_loss)``), the kind alone when unnamed."""
+    kind, name = law_kind(law), law.get("name")
+    if not isinstance(name, str) or not name:
+        return kind
+    return name if kind in name else f"{name}: {kind}"
 
 
 def _flops_constant(law: dict[str, Any]) -> float:
@@ -296,80 +363,6 @@ def _optimal_bands(law: Law, grid: np.ndarray, fid: float
     return out
 
 
-# -- accuracy against FLOPs ---------------------------------------------------------------------
-def _accuracy_figure(runs: Sequence[Run], law: dict[str, Any] | None, path: Path) -> Result:
-    """Debenedetti et al.'s figure: the power law's own target, else AutoAttack, else PGD."""
-    target, attack = _accuracy_target(runs, law)
-    points = []
-    filters = [RecordFilter(e) for e in (law or {}).get("filters") or []]
-    for r in runs:
-        flops = figures._number(r.final.get("train_flops"))
-        acc = r.attack_acc(attack) if target == "aa_acc" else r.final.get(target)
-        acc = figures._number(acc)
-        if flops and flops > 0 and acc is not None:
-            rec = {**r.final, "N": r.params, "D": r.final.get("samples_seen"),
-                   "FID": r.fid or 0.0, target: acc}
-            points.append(AccuracyPoint(r.run_id, flops, acc, acc > 0 and _passes(filters,
-                                                                                   rec)))
-    same = law is not None and law.get("target") == target
-    best = set(law.get("selected_runs") or []) if same and law else _best(points)
-    band = _power_band(law, points) if same else None
-    params = (law or {}).get("params") if same else None
-    label = attack_label(attack) if target == "aa_acc" else attack
-    return figures.accuracy_vs_flops(points, path, label, best, params, band)
-
-
-def _accuracy_target(runs: Sequence[Run], law: dict[str, Any] | None) -> tuple[str, str]:
-    """(target, attack name) for the accuracy figure."""
-    target = (law or {}).get("target")
-    attack = (((law or {}).get("provenance") or {}).get("config") or {}).get("attack")
-    if target is None:
-        attacks = [str(t.rec.get("attack")) for r in runs for t in r.attacks]
-        if attacks:
-            target, attack = "aa_acc", "aa-standard" if "aa-standard" in attacks else attacks[0]
-        else:
-            target = "robust_acc"
-    if target == "aa_acc":
-        return target, str(attack or "aa-standard")
-    names = sorted({str(p.get("eval_attack")) for r in runs for p in r.points
-                    if p.get("eval_attack")})
-    return str(target), ", ".join(names) or target
-
-
-def attack_label(attack: str) -> str:
-    """An attack as the figure names it: ``AutoAttack (aa-standard)``, else the name itself."""
-    return f"AutoAttack ({attack})" if attack.startswith("aa-") else attack
-
-
-def _passes(filters: Sequence[RecordFilter], rec: dict[str, Any]) -> bool:
-    try:
-        return all(f(rec) for f in filters)
-    except AdvscaleError:
-        return False
-
-
-def _best(points: Sequence[AccuracyPoint]) -> set[str]:
-    kept = [p for p in points if p.kept]
-    if len(kept) < 2:
-        return {p.run_id for p in kept}
-    idx = best_per_bin(np.array([p.flops for p in kept]), np.array([p.acc for p in kept]))
-    return {kept[i].run_id for i in idx}
-
-
-def _power_band(law, points) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    try:
-        samples = Law(law).samples()[:MAX_BAND_SAMPLES] if law else []
-    except AdvscaleError:
-        return None
-    if len(samples) < 10 or not points:
-        return None
-    lo, hi = figures.log_limits([p.flops for p in points])
-    x = np.geomspace(lo, hi, 60)
-    ys = np.vstack([float(s["C"]) * x ** float(s["alpha"]) for s in samples])
-    low, high = np.percentile(ys, [2.5, 97.5], axis=0)
-    return x, low, high
-
-
 # -- the page -----------------------------------------------------------------------------------
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
@@ -387,74 +380,8 @@ def _wide(path: Path) -> str:
     return ' class="wide"' if wide else ""
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000:
-        return f"{v:,}"
-    return html.escape(str(v))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _runs_html(runs: Sequence[Run]) -> str:
-    attacks = sorted({str(t.rec.get("attack")) for r in runs for t in r.attacks})
-    evals = sorted({str(p.get("eval_attack")) for r in runs for p in r.points
-                    if p.get("eval_attack")})
-    cols = ["run_id", "model", "params", "samples_seen", "fid", "train_flops", "clean_acc",
-            "robust_acc", *[attack_column(a) for a in attacks], "adv_loss", "cost_usd",
-            "energy_kwh", "energy_basis"]
-    heads = ["run", "model", "N (params)", "D (samples)", _quality_header(runs),
-             "FLOPs", "clean acc",
-             f"robust acc ({', '.join(evals) or 'eval'})",
-             *[f"{attack_label(a)} acc" for a in attacks], "adv loss", "cost (USD)",
-             "energy (kWh)", "energy basis"]
-    rows = [[row.get(c) for c in cols] for row in (run_row(r, attacks) for r in runs)]
-    return _table(heads, rows)
-
-
-def _quality_header(runs: Sequence[Run]) -> str:
-    """The runs table's quality column: ``FID`` for the published protocol or real data only,
-    else the metric's name."""
-    if not any(quality.run_quality(r) > 0 for r in runs):
-        return "FID"
-    return metric_symbol(runs_metric(runs))
-
-
-def _laws_html(laws: Sequence[dict[str, Any]]) -> str:
-    rows = []
-    for law in laws:
-        params = law.get("params") or law.get("feature_importances") or {}
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in list(params.items())[:10])
-        rows.append((law.get("approach"), law.get("target"), law.get("n_runs"),
-                     law.get("n_points"), shown, law.get("r2"), law.get("rmse")))
-    if not rows:
-        return "<p>No fitted laws given.</p>"
-    return _table(["approach", "target", "runs", "points", "parameters", "R²", "RMSE"], rows)
-
-
-def _placements_html(placed: Sequence[dict[str, Any]]) -> str:
-    """The published (or own) runs placed on the law, one row each (empty when none)."""
-    if not placed:
-        return ""
-    rows = [(p["run"], p.get("params"), p.get("samples_seen"), p.get("fid"),
-             p.get("train_flops"), p.get("omega_n"),
-             None if p.get("compute_overhead") is None else 100 * p["compute_overhead"],
-             p.get("accuracy"), p.get("reported_aa_acc"), p.get("flops_optimal_for_loss"),
-             p.get("why", "")) for p in placed]
-    return "<h2>Published runs on the law</h2>" + _table(
-        ["run", "N", "D", "FID", "FLOPs", "N/N*", "overhead (%)", "predicted accuracy",
-         "reported AA", "FLOPs optimal for its loss", "not placed because"], rows)
-
-
 def _render(title, drawn: Sequence[Drawn], skipped: Sequence[Skipped], runs: Sequence[Run],
-            laws, notes, extra: str = "") -> str:
+            laws_table: str, notes, extra: str = "") -> str:
     figs = "".join(
         f'<figure{_wide(d.path)}><h2>{html.escape(d.title)}</h2>{_img(d.path)}<figcaption>'
         f'{html.escape(d.caption)} <a href="{html.escape(d.path.name)}">PNG</a></figcaption>'
@@ -473,13 +400,16 @@ figcaption {{ font-size: 0.85rem; color: #555; }}
 table {{ border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
 th {{ background: #f3f3f3; }}
+div.scroll {{ overflow-x: auto; }}
+table.runs {{ font-size: 0.75rem; }}
+table.runs td:first-child {{ text-align: left; white-space: nowrap; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 {f"<ul>{notes_html}</ul>" if notes_html else ""}
 <section>{figs}</section>
 {f"<h2>Figures left out</h2><ul>{left_out}</ul>" if left_out else ""}
-<h2>Runs</h2>{_runs_html(runs)}
-<h2>Fitted laws</h2>{_laws_html(laws)}
+<h2>Runs</h2><div class="scroll">{runs_html(runs)}</div>
+<h2>Laws</h2>{laws_table}
 {extra}
 <p style="font-size:0.8rem;color:#777">Generated by advscale. FLOPs are plain FLOPs;
 accuracies are fractions of the evaluated images (percent on the figures).</p>

@@ -29,6 +29,7 @@ import torch
 from advscale.core.fileio import file_sha256
 from advscale.core.stfile import load_tensors, save_tensors
 from advscale.data.layout import IMAGE_KEY, LABEL_KEY, class_names_of, open_image_file, valid_count
+from advscale.data.validate import validate_image_file
 from advscale.errors import AdvscaleError
 from advscale.synthetic.base import DiffusionGenerator
 
@@ -292,7 +293,7 @@ def gaussian_from_file(
 
     ``max_per_class`` keeps the first that many images of each class (None: all).
     """
-
+    validate_image_file(path)  # storage, attributes, labels in range of the named classes
     with open_image_file(path) as f:
         n = valid_count(f)
         names = class_names_of(f)

@@ -5,7 +5,8 @@ Every default is the recipe of Bartoldson et al. (2024, section 3.1), which foll
 SGD with Nesterov momentum 0.9 and weight decay 5e-4 (not on norm/bias parameters), a one-cycle
 cosine learning-rate schedule, weight averaging (EMA) with decay 0.995, and batch size / peak
 learning rate chosen from the sample budget D (:func:`paper_batch_lr`). Units: ``eps`` and step
-sizes are fractions of the [0, 1] pixel range; ``samples``, ``eval_every`` and
+sizes are fractions of the [0, 1] pixel range (an L∞ radius, or a per-image L2 radius with
+``norm="l2"``); ``samples``, ``eval_every`` and
 ``checkpoint_every`` count training samples (the paper's D), never epochs.
 """
 
@@ -18,9 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from advscale.attacks.norms import (
+    DEFAULT_EPS,
+    MAX_L2_EPS,
+    NORMS,
+    check_eps,
+    default_step_size,
+)
 from advscale.core.fileio import atomic_write, file_sha256
 from advscale.core.options import device_option, internal, option, progress_option, seed_option
 from advscale.errors import AdvscaleError
+
+BN_SCHEDULES = ("advscale", "reference")
+"""Batch-norm momentum schedules (``advscale.training.loop.bn_momentum_at``)."""
 
 RECIPE = "Recipe"
 DATA = "Data and evaluation"
@@ -86,10 +97,17 @@ class TrainConfig:
     loss: str = option("trades", help="trades, pgd-at or standard.", panel=RECIPE)
     beta: float = option(5.0, help="TRADES β.", panel=RECIPE)
     pgd_steps: int = option(10, help="Training attack steps.", panel=RECIPE)
-    eps: float = option(8 / 255, help="L∞ radius.", unit="[0,1] pixel units", parse="fraction",
-                        default_text="8/255", panel=RECIPE)
-    step_size: float = option(2 / 255, help="Training attack step.", unit="[0,1] pixel units",
-                              parse="fraction", default_text="2/255", panel=RECIPE)
+    eps: float | None = option(None, help="Radius of the threat model.", unit="[0,1] pixel units",
+                               parse="fraction", default_text="8/255 (linf), 0.5 (l2)",
+                               panel=RECIPE)
+    step_size: float | None = option(None, help="Training attack step.",
+                                     unit="[0,1] pixel units", parse="fraction",
+                                     default_text="2/255 (linf), 2.5·eps/steps (l2)",
+                                     panel=RECIPE)
+    norm: str = option("linf", help="Threat model of the training attack and the evaluation: "
+                       "linf (the papers') or l2 (TRADES/PGD-AT with L2 PGD; default step "
+                       "2.5·eps/steps, Madry et al. 2018, = eps/4 for 10 steps).",
+                       metavar="linf|l2", panel=RECIPE)
     label_smoothing: float = option(0.1, help="On the clean CE term.", panel=RECIPE)
     attack_bn: str = option("train-no-update", help="Batch norm in the training attack: "
                             "train-no-update (batch statistics, running ones untouched, as the "
@@ -114,6 +132,10 @@ class TrainConfig:
     bn_momentum: float = option(0.01, help="Batch-norm running-statistics momentum (Haiku's "
                                 "0.99 decay) after its warm-up (training.loop.bn_momentum_at).",
                                 panel=RECIPE)
+    bn_schedule: str = option(
+        "advscale", help="Batch-norm momentum schedule: advscale (1 on the first batch, then "
+        "max(bn_momentum, 9/(10+t)), fading early statistics in short runs) or reference "
+        "(DM-Improves-AT's watrain.py: 1 at step 0, then bn_momentum).", panel=RECIPE)
     augment: bool = option(True, help="Random crop (zero padding 4) + flip, on the device.",
                            panel=RECIPE)
     eval_n: int = option(1024, help="Evaluation images.", panel=DATA)
@@ -122,7 +144,8 @@ class TrainConfig:
     eval_steps: int = option(40, help="PGD steps of the evaluation.", panel=DATA)
     eval_loss: str = option("cw", help="Evaluation PGD loss: cw (clamped CW, the reference's), "
                             "cw-margin (unclamped) or ce.", panel=DATA)
-    eval_step_size: float = internal(2 / 255, help="Evaluation PGD step, [0,1] pixel units.")
+    eval_step_size: float | None = internal(None, help="Evaluation PGD step, [0,1] pixel units; "
+                                            "None = 2/255 (linf) or 2.5·eps/eval_steps (l2).")
     eval_batch_size: int = option(256, help="Evaluation batch.", unit="images", panel=DATA)
     checkpoint_every: int | None = option(None, help="Samples between checkpoints.",
                                           default_text="at each evaluation", panel=RUN)
@@ -156,8 +179,26 @@ class TrainConfig:
             cfg.checkpoint_every = cfg.eval_every
         if cfg.loss == "standard":
             cfg.pgd_steps = 0
+        cfg._resolve_threat_model()
         cfg.validate()
         return cfg
+
+    def _resolve_threat_model(self) -> None:
+        """Fill ``eps`` and the step sizes from ``norm`` (:mod:`advscale.attacks.norms`)."""
+        if self.norm not in NORMS:
+            raise AdvscaleError(f"norm {self.norm!r} is not a threat model; choose from "
+                                f"{', '.join(NORMS)}", field="norm")
+        self.eps = check_eps(DEFAULT_EPS[self.norm] if self.eps is None else self.eps,
+                             self.norm)
+        if self.step_size is None:
+            self.step_size = default_step_size(self.norm, self.eps, max(self.pgd_steps, 1))
+        if self.eval_step_size is None:
+            self.eval_step_size = default_step_size(self.norm, self.eps, self.eval_steps)
+
+    @property
+    def _top(self) -> float:
+        """Largest radius and step of the threat model: 1 (L∞), 64 (L2)."""
+        return 1.0 if self.norm == "linf" else MAX_L2_EPS
 
     @property
     def total_steps(self) -> int:
@@ -185,10 +226,13 @@ class TrainConfig:
             (not self.eval_data, "eval_data is required (the test-set HDF5 file)", "eval_data"),
             (self.samples < 1, f"samples must be a positive number of training samples, got "
                                f"{self.samples}", "samples"),
-            (not (0 < self.eps <= 1), f"eps {self.eps:g} must lie in (0, 1] (a fraction of the "
-                                      "pixel range, e.g. 8/255)", "eps"),
-            (not (0 < self.step_size <= 1) or not (0 < self.eval_step_size <= 1),
-             "PGD step sizes (step_size, eval_step_size) must lie in (0, 1]",
+            (self.eps is None or not (0 < self.eps <= self._top),
+             f"eps {self.eps} must lie in (0, 1] (a fraction of the pixel range, e.g. 8/255)"
+             if self.norm == "linf" else f"eps {self.eps} must lie in (0, 64] (an L2 radius, "
+             "e.g. 0.5)", "eps"),
+            (not (0 < (self.step_size or 0) <= self._top) or not (
+                0 < (self.eval_step_size or 0) <= self._top),
+             f"PGD step sizes (step_size, eval_step_size) must lie in (0, {self._top:g}]",
              "step_size,eval_step_size"),
             (self.pgd_steps < 0 or self.eval_steps < 0,
              "PGD step counts (pgd_steps, eval_steps) must be >= 0", "pgd_steps,eval_steps"),
@@ -207,6 +251,9 @@ class TrainConfig:
              "lr_start_div and lr_final_div must be >= 1", "lr_start_div,lr_final_div"),
             (not (0 <= self.ema_decay < 1), "ema_decay must lie in [0, 1)", "ema_decay"),
             (not (0 < self.bn_momentum <= 1), "bn_momentum must lie in (0, 1]", "bn_momentum"),
+            (self.bn_schedule not in BN_SCHEDULES,
+             f"bn_schedule must be one of {', '.join(BN_SCHEDULES)}, got {self.bn_schedule!r}",
+             "bn_schedule"),
             (self.eval_n < 1 or self.eval_batch_size < 1,
              "eval_n and eval_batch_size must be >= 1", "eval_n,eval_batch_size"),
             ((self.eval_every or 0) < 0 or (self.checkpoint_every or 0) < 0,

@@ -35,7 +35,7 @@ from advscale.core.logs import log_line
 from advscale.data.reader import ImageMixture, parse_mixture, torch_loader
 from advscale.data.sampler import MixtureStream, ResumableBatchSampler
 from advscale.errors import AdvscaleError
-from advscale.models import count_parameters, create_model
+from advscale.models import count_parameters, create_model, takes_option
 from advscale.models.averaging import EMA
 from advscale.models.checkpoint import load_for_eval, save_model_checkpoint
 from advscale.models.registry import drop_unset
@@ -60,11 +60,16 @@ from advscale.training.losses import LOSSES, AttackConfig
 from advscale.training.optim import make_sgd, set_lr
 from advscale.training.rundir import RunDir, check_resumable, claim_run_dir, new_run_id
 from advscale.training.schedule import OneCycleCosine
-from advscale.training.sources import describe_sources, mixture_fid
+from advscale.training.sources import (
+    check_model_accepts,
+    data_model_settings,
+    describe_sources,
+    mixture_fid,
+)
 from advscale.training.state import collect_state, read_state, restore_state, save_state
 
-IMAGE_SHAPE = (32, 32, 3)
 logger = logging.getLogger(__name__)
+
 
 
 def _log(msg: str) -> None:
@@ -128,28 +133,23 @@ class TrainingSession:
             raise AdvscaleError(f"batch_size {cfg.batch_size} is not divisible by the "
                                 f"{dist.world_size} ranks", field="batch_size")
 
-        # -- model first: an unknown name fails before any data is read --------------------
+        # -- model: built for the training file's classes, image size and mean/std ----------
 
+        spec = parse_mixture(cfg.data)
+        # the training file's class count, mean/std and image size (attributes only; §1 of
+        # docs/formats.md); explicit or --init model_kwargs win over the data's mean/std
+        cfg.num_classes, data_norm, image_size = data_model_settings(spec.paths, cfg.num_classes)
+        if data_norm and takes_option(cfg.model, "mean"):
+            cfg.model_kwargs = {**data_norm, **cfg.model_kwargs}
         torch.manual_seed(cfg.seed)  # the initial weights (identical on every rank)
-        raw = create_model(cfg.model, num_classes=cfg.num_classes, image_size=IMAGE_SHAPE[0],
+        raw = create_model(cfg.model, num_classes=cfg.num_classes, image_size=image_size,
                            **cfg.model_options())
         if cfg.init and not resuming:
             raw.load_state_dict(load_for_eval(cfg.init)[0].state_dict())
             self.log(f"advscale train: starting from the weights of {cfg.init}")
         self.params = count_parameters(raw)
 
-        # -- data ------------------------------------------------------------------------------
-        spec = parse_mixture(cfg.data)
-        self.mixture = ImageMixture(spec.paths)
-        self._check_images(self.mixture, cfg.data)
-        self.stream = MixtureStream(self.mixture.sizes, spec.weights, seed=cfg.seed)
-        self.sources = describe_sources(spec.paths, self.mixture.sizes, spec.weights,
-                                        [s.attrs for s in self.mixture.sources])
-        self.fid = mixture_fid(self.sources)
-        test = ImageMixture([cfg.eval_data])
-        self._check_images(test, cfg.eval_data)
-        n_eval = min(cfg.eval_n, len(test))
-        self.eval_images, self.eval_labels = test[np.arange(n_eval)]
+        self._load_data(spec, raw)
 
         # -- FLOPs (same counter as count-flops) --------------------------------------------
         self.flops_per_sample = self._count_flops()
@@ -190,11 +190,29 @@ class TrainingSession:
                               else self.attack_net)
 
     # -- setup helpers -------------------------------------------------------------------------
+    def _load_data(self, spec: Any, raw: nn.Module) -> None:
+        """The training mixture, its sampling stream and sources; the fixed evaluation subset
+        (only its ``eval_n`` rows are read)."""
+        cfg = self.cfg
+        self.mixture = ImageMixture(spec.paths)
+        self._check_images(self.mixture, cfg.data)
+        check_model_accepts(raw, self.mixture.image_shape, cfg.model, cfg.data)
+        self.stream = MixtureStream(self.mixture.sizes, spec.weights, seed=cfg.seed)
+        self.sources = describe_sources(spec.paths, self.mixture.sizes, spec.weights,
+                                        [s.attrs for s in self.mixture.sources])
+        self.fid = mixture_fid(self.sources)
+        test = ImageMixture([cfg.eval_data], max_rows=cfg.eval_n)
+        self._check_images(test, cfg.eval_data)
+        n_eval = min(cfg.eval_n, len(test))
+        self.eval_images, self.eval_labels = test[np.arange(n_eval)]
+
     def _check_images(self, mixture: Any, what: str) -> None:
-        if tuple(mixture.image_shape) != IMAGE_SHAPE:
+        want = getattr(self, "mixture", None)
+        want = tuple(want.image_shape) if want is not None and want is not mixture else None
+        if want is not None and tuple(mixture.image_shape) != want:
             raise AdvscaleError(
-                f"{what}: images are {'×'.join(map(str, mixture.image_shape))}; training needs "
-                "32×32×3 images (CIFAR-10 layout, see docs/formats.md)"
+                f"{what}: images are {'×'.join(map(str, mixture.image_shape))}; the training "
+                f"data's are {'×'.join(map(str, want))} (docs/formats.md)"
             )
         if len(mixture) == 0:
             raise AdvscaleError(f"{what}: holds no images")
@@ -223,6 +241,7 @@ class TrainingSession:
         try:
             fc = count_training_flops(cfg.model, cfg.loss, cfg.pgd_steps,
                                       num_classes=cfg.num_classes,
+                                      image_size=int(self.mixture.image_shape[0]),
                                       model_kwargs=cfg.model_options())
         except Exception as e:  # a timm model the meta-device counter cannot trace
             self.log(f"advscale train: warning: could not count FLOPs of {cfg.model} ({e}); "
@@ -259,7 +278,7 @@ class TrainingSession:
         loader = torch_loader(self.mixture, sampler, num_workers=workers, pin_memory=self.cuda)
         step_fn = LOSSES[cfg.loss]
         attack = AttackConfig(eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps,
-                              bn=cfg.attack_bn)
+                              bn=cfg.attack_bn, norm=cfg.norm)
         bns = [m for m in self.raw.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
         count_acc = 0
@@ -356,7 +375,7 @@ class TrainingSession:
             self.ema.module, self.eval_images, self.eval_labels, eps=cfg.eps,
             step_size=cfg.eval_step_size, steps=cfg.eval_steps, batch_size=cfg.eval_batch_size,
             seed=0, loss=cfg.eval_loss, device=self.device, channels_last=self.channels_last,
-            dist=self.dist)
+            dist=self.dist, norm=cfg.norm)
 
         tot = all_reduce_sum(torch.tensor([c.loss_sum, float(c.loss_count)],
                                           dtype=torch.float64, device=self.device), self.dist)
@@ -373,6 +392,7 @@ class TrainingSession:
             "beta": cfg.beta if cfg.loss == "trades" else 0.0,
             "pgd_steps": cfg.pgd_steps,
             "eps": cfg.eps,
+            "norm": cfg.norm,
             "ema_decay": cfg.ema_decay,
             "batch_size": cfg.batch_size,
             "lr": cfg.lr,
@@ -427,7 +447,7 @@ class TrainingSession:
                     "num_classes": cfg.num_classes, "run_id": cfg.run_id,
                     "samples_seen": c.samples_seen, "step": c.step, "loss": cfg.loss,
                     "eps": cfg.eps, "pgd_steps": cfg.pgd_steps, "weights": "ema",
-                    "attack_bn": cfg.attack_bn}
+                    "attack_bn": cfg.attack_bn, "norm": cfg.norm}
             try:
                 save_model_checkpoint(self.run_dir.last, self.ema.module, meta)
             except AdvscaleError:

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from advscale.data.layout import decode_attr
+from advscale.errors import AdvscaleError
 
 PUBLISHED_METRIC = "fid"
 
@@ -82,3 +83,47 @@ def mixture_fid(sources: list[dict[str, Any]]) -> float | None:
         return None
     ws = [s["weight"] if s["weight"] is not None else s["n"] for s in syn]
     return sum(w * s["fid"] for w, s in zip(ws, syn, strict=True)) / sum(ws)
+
+
+DEFAULT_NUM_CLASSES = 10
+"""``TrainConfig.num_classes``'s default: a file naming another class count replaces it."""
+
+
+def data_model_settings(paths: list[str], num_classes: int | None
+                        ) -> tuple[int, dict[str, list[float]], int]:
+    """The class count, input normalisation and image size of a model trained on ``paths``.
+
+    Classes: ``num_classes`` as given, unless it is the default (10, or None) and the first
+    source names another count, which then wins. Normalisation: ``{"mean", "std"}`` of the first
+    source that records one (docs/formats.md §1), else ``{}`` (the model's default). Image
+    size: the first source's H (= W) in pixels.
+    """
+    from advscale.data.layout import class_names_of, dataset_normalisation, open_image_file
+
+    with open_image_file(paths[0]) as f:
+        k = len(class_names_of(f))
+        image_size = int(f["image"].shape[1])
+    if num_classes in (None, DEFAULT_NUM_CLASSES) and k >= 2:
+        num_classes = k
+    norm = dataset_normalisation(paths)
+    kwargs = {"mean": list(norm[0]), "std": list(norm[1])} if norm is not None else {}
+    return (int(num_classes if num_classes is not None else DEFAULT_NUM_CLASSES), kwargs,
+            image_size)
+
+
+def check_model_accepts(model: Any, image_shape: tuple[int, ...], name: str, what: str) -> None:
+    """One forward pass of a blank image (eval mode, no gradients, weights and statistics left
+    as they are); AdvscaleError when the model cannot take images of ``image_shape``."""
+    import torch
+
+    h, w, c = image_shape
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, c, h, w))
+    except RuntimeError as e:
+        msg = " ".join(str(e).split())[:160]
+        raise AdvscaleError(f"{what}: model {name} does not accept {h}x{w} images ({msg})",
+                            field="model") from None
+    finally:
+        model.train(was_training)

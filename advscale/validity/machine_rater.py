@@ -45,6 +45,25 @@ PROMPT = (
 )
 """The GPT-4 prompt of the paper (Bartoldson et al. 2024, Figure 17), sent with every image."""
 
+
+
+def prompt_for(class_names: Sequence[str]) -> str:
+    """The paper's prompt for CIFAR-10's classes; for any other class list, the same prompt
+    naming those classes (CIFAR-100, SVHN, an image folder)."""
+    from advscale.data import CIFAR10_CLASSES
+
+    if list(class_names) == list(CIFAR10_CLASSES):
+        return PROMPT
+    k, names = len(class_names), ", ".join(class_names)
+    return (f"I will give you an image that contains one of {k} classes. The {k} classes are "
+            f"[{names}]. Your reply to the image will tell me which of the {k} classes the image "
+            "contains. Feel free to reason about the contents of the image, but the final two "
+            "words of your response must be in the following format: '{class}, {confidence}'. "
+            f"'class' must be one of the {k} classes. 'confidence' must be 'low' or 'higher' -- "
+            "only say 'low' if you think it is unlikely that you have identified the correct "
+            "class.")
+
+
 BAD_REPLY_POLICIES = ("error", "abstain", "skip")
 _CONF = {"low": "low", "high": "high", "higher": "high"}
 _TAIL = re.compile(r"([^,]*?)\s*,\s*['\"`*]*\s*(low|higher|high)\W*\Z", re.IGNORECASE)
@@ -230,6 +249,8 @@ def rate_images(
     if not versions:
         raise AdvscaleError("versions must name adv and/or clean", field="versions")
     rows = [int(r) for r in (adv.study_rows() if rows is None else rows)]
+    if prompt == PROMPT:  # the default prompt names the file's classes
+        prompt = prompt_for(adv.class_names)
     log = log or (lambda msg: None)
     done = store.answers(rater)
     todo = [(r, v) for r in rows for v in versions if (r, v) not in done]
