@@ -26,7 +26,7 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike | None 
     """Evaluate checkpoints (files, run directories or globs); one ``attack`` record each.
 
     ``settings`` are :class:`~advscale.attacks.settings.AttackSettings` fields: ``attack`` (a
-    registered attack: :func:`attack_help`), ``norm`` (``linf`` or ``l2``), ``eps`` (8/255 for
+    registered attack: {attacks}), ``norm`` (``linf`` or ``l2``), ``eps`` (8/255 for
     L∞, 0.5 for L2; text fractions work), ``steps`` (PGD default 40), ``step_size`` (2/255 L∞,
     2.5·eps/steps L2), ``n`` images of ``data`` in file order, ``batch_size``, ``chunk_size``,
     ``seed``, ``gradient`` (``exact``, or ``bpda`` through MeanSparse layers). ``state``/``results``
@@ -66,3 +66,12 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike | None 
                                   save_adv=save_adv, verbose=verbose):
         keep(rec)
     return out
+
+
+def _document_attacks() -> None:
+    """Fill :func:`attack`'s docstring with the registered attacks (torch-free)."""
+    if attack.__doc__ and "{attacks}" in attack.__doc__:
+        attack.__doc__ = attack.__doc__.replace("{attacks}", attack_help())
+
+
+_document_attacks()
