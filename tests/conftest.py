@@ -159,3 +159,8 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+HANG_GUARD_S = 3600
+"""Timeout of a test's subprocess: a guard against a hang, never a budget (a busy machine may
+run any test many times slower; no test asserts how long it took)."""

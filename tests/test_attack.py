@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import HANG_GUARD_S
 from typer.testing import CliRunner
 
 from advscale.attacks.settings import AttackSettings
@@ -335,7 +336,7 @@ def test_official_backend_cli_pipe_stays_jsonl(fake_official, tiny_ckpt, cifar_h
            f"from advscale.records import read_records; "
            f"print(json.dumps([r[\"package\"] for r in read_records(\"-\")]))'")
     p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
-                       env=env, timeout=300)
+                       env=env, timeout=HANG_GUARD_S)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == ["autoattack"]
     assert "robust accuracy" in p.stderr and "fake warning" in p.stderr

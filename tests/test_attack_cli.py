@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HANG_GUARD_S
 from typer.testing import CliRunner
 
 from advscale.records import loads_all
@@ -66,7 +67,7 @@ def test_killed_run_resumes_to_identical_record(tiny_ckpt, cifar_h5, tmp_path):
     assert 1 <= len(done) < 4 and all(r["kind"] == "attack.chunk" for r in done)
     assert not adv.exists(), "no half-written output"
 
-    resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     (rec,) = loads_all(resumed.stdout, "stdout")

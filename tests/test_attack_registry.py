@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_h5
+from conftest import HANG_GUARD_S, make_h5
 from torch import nn
 
 from advscale.attacks.registry import AttackSpec, RawOutcome, attack_names, get_attack
@@ -122,7 +122,7 @@ def run_cli(*args: str, plugins: bool = False) -> subprocess.CompletedProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(PLUGINS), env.get("PYTHONPATH", "")])
         env["ADVSCALE_ATTACK_MODULES"] = "fgsm_attack"
     return subprocess.run([sys.executable, "-m", "advscale", "attack", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
 
 
 def test_attack_from_one_file_in_help_and_end_to_end(cli_files):
@@ -178,7 +178,8 @@ def test_registry_and_settings_load_no_torch_and_api_lists_attacks():
             "import advscale.api as api; "
             "assert all(n in api.attack.__doc__ for n in names), api.attack.__doc__; "
             "assert 'torch' not in sys.modules, 'torch imported'; print(len(names))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
     assert p.returncode == 0, p.stderr
     assert int(p.stdout) == len(attack_names())
 

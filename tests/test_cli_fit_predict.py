@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import HANG_GUARD_S
 from typer.testing import CliRunner
 
 from advscale.cli.main import app
@@ -58,12 +59,13 @@ def records_file(tmp_path_factory):
 
 
 def test_help_and_fit_never_import_torch(records_file):
-    out = subprocess.run(_cli("fit", "--help"), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(_cli("fit", "--help"), capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
     assert out.returncode == 0 and "--approach" in out.stdout
     assert "TORCH_LOADED=False" in out.stderr
     out = subprocess.run(_cli("fit", str(records_file), "--approach", "2", "-B", "5",
                               "--coarse-grid", "-q"), capture_output=True, text=True,
-                         timeout=300)
+                         timeout=HANG_GUARD_S)
     assert out.returncode == 0, out.stderr
     assert "TORCH_LOADED=False" in out.stderr
     assert loads_all(out.stdout)[0]["kind"] == "fit"
@@ -82,9 +84,9 @@ def test_train_fit_predict_compose_through_pipes():
              "--accuracy"),
         stdin=fit.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fit.stdout.close()
-    out, perr = predict.communicate(timeout=300)
+    out, perr = predict.communicate(timeout=HANG_GUARD_S)
     ferr = fit.stderr.read().decode()
-    assert train.wait(timeout=60) == 0 and fit.wait(timeout=60) == 0, ferr
+    assert train.wait(timeout=HANG_GUARD_S) == 0 and fit.wait(timeout=HANG_GUARD_S) == 0, ferr
     assert predict.returncode == 0, perr
     assert "TORCH_LOADED=False" in ferr and "TORCH_LOADED=False" in perr
     assert "approach 2 stage 1" in ferr and "bootstrap: 40 replicates over 72 runs" in ferr
@@ -240,7 +242,7 @@ def test_fit_protocol_options_reach_the_record(runner, records_file):
     assert rec["provenance"]["config"]["protocol"] == "bartoldson2024"
     assert rec["provenance"]["config"]["protocol_options"]["anchor"] == "fid0"
     res = runner.invoke(app, ["fit", str(records_file), "--approach", "2", "--protocol", "x"])
-    assert res.exit_code == 2 and "--protocol 'x': choose from advscale, bartoldson2024" in \
+    assert res.exit_code == 2 and "protocol 'x': choose from advscale, bartoldson2024" in \
         res.output
 
 

@@ -17,6 +17,7 @@ import sys
 
 import pytest
 import typer.main
+from conftest import HANG_GUARD_S
 
 from advscale.cli.main import app, main
 from advscale.core.fileio import atomic_write
@@ -173,7 +174,7 @@ def test_a_closed_form_preset_query_imports_no_torch_and_no_scipy_optimize():
         " if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True)
+                         timeout=HANG_GUARD_S, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
 
 

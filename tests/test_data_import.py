@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -216,24 +215,14 @@ def test_cli_import_and_info_emit_records(tmp_path):
     assert json.loads(p.stdout)["class_counts"] == [5] * 10
 
 
-def test_help_is_fast_and_torch_free():
-    code = ("import sys, time; t = time.perf_counter(); from advscale.cli.main import app; "
+def test_help_is_torch_free():
+    """``--help`` imports no torch (its speed is a benchmark, benchmarks/startup.py, never a
+    timed test)."""
+    code = ("import sys; from advscale.cli.main import app; "
             "from typer.testing import CliRunner; r = CliRunner().invoke(app, ['--help']); "
-            "assert r.exit_code == 0; print('torch' in sys.modules, time.perf_counter() - t)")
+            "assert r.exit_code == 0; print('torch' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    imported, _ = p.stdout.split()
-    assert imported == "False"
-    env = dict(os.environ)
-    best = min(_timed([*ADVSCALE, "--help"], env) for _ in range(3))
-    assert best < 1.0, f"advscale --help took {best:.2f} s"
-
-
-def _timed(cmd: list[str], env: dict) -> float:
-    import time
-
-    t = time.perf_counter()
-    subprocess.run(cmd, capture_output=True, check=True, env=env)
-    return time.perf_counter() - t
+    assert p.stdout.split() == ["False"]
 
 
 def test_version():

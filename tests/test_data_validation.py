@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import make_h5
+from conftest import HANG_GUARD_S, make_h5
 from test_corpus import BAD_H5, assert_clean_error, untrained_checkpoint
 
 from advscale.data.layout import summarize
@@ -157,7 +157,7 @@ def _run_limited(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=900)
+                          env=env, timeout=HANG_GUARD_S)
 
 
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_AS"), reason="needs RLIMIT_AS")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, cifar_tarball, make_h5
+from conftest import HANG_GUARD_S, ROOT, cifar_tarball, make_h5
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
@@ -175,7 +175,8 @@ def test_every_command_block_runs(tmp_path):
     for name, body in [*first, *[b for b in blocks if b is not first[0]]]:
         script = prepare(body, used)
         res = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=600)
+                             env=env, capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
         assert res.returncode == 0, f"{name}:\n{script}\n--- stderr:\n{res.stderr[-3000:]}"
     assert set(SKIP) == used, f"SKIP entries matching nothing: {set(SKIP) - used}"
     assert (tmp_path / "validity.jsonl").stat().st_size > 0
@@ -191,7 +192,8 @@ def _strip(rec: dict) -> dict:
 
 def _run(argv: list[str], cwd: Path) -> list[dict]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
     assert res.returncode == 0, res.stderr
     return [json.loads(ln) for ln in res.stdout.splitlines() if ln.strip()]
 

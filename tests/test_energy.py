@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 
 from advscale.energy import (
     EnergyConstants,
@@ -399,7 +400,7 @@ def test_cli_energy_passes_stdout_and_exit_code_and_labels_estimate():
     body = bytes(range(256)) * 4 + b"\nlast line\n"
     code = f"import sys; sys.stdout.buffer.write({body!r}); sys.exit(4)"
     p = subprocess.run([*ADVSCALE, "energy", "--no-nvml", "--no-rapl", "--",
-                        sys.executable, "-c", code], capture_output=True, timeout=60)
+                        sys.executable, "-c", code], capture_output=True, timeout=HANG_GUARD_S)
     assert p.returncode == 4
     assert p.stdout.startswith(body)
     rest = p.stdout[len(body):]
@@ -431,7 +432,7 @@ def test_cli_energy_forwards_signals_and_still_writes_the_record(sig):
     try:
         assert proc.stdout.readline() == b"ready\n"
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -486,7 +487,7 @@ def test_cli_energy_bad_input_is_one_line_error(args, message):
 def test_energy_and_count_flops_cli_modules_do_not_import_torch():
     code = ("import sys, advscale.cli.energy, advscale.cli.count_flops, advscale.energy; "
             "sys.exit('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], timeout=HANG_GUARD_S).returncode == 0
 
 
 def test_ctrl_c_at_a_terminal_reaches_the_child_once():

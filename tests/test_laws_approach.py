@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import HANG_GUARD_S
 
 from advscale.errors import AdvscaleError
 from advscale.laws import approach as registry
@@ -125,5 +126,5 @@ def test_laws_import_light():
             "print(sorted(m for m in ('scipy.optimize', 'sklearn', 'matplotlib', 'torch') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True)
+                         timeout=HANG_GUARD_S, check=True)
     assert out.stdout.strip() == "[]"

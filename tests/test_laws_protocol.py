@@ -21,18 +21,20 @@ tolerances; advscale's is its own, so parameters are compared to optimiser toler
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 
 import numpy as np
 import pytest
 from scipy.optimize import minimize
+from scipy.special import huber
 
 from advscale.errors import AdvscaleError
 from advscale.laws.fit import fit_law
 from advscale.laws.presets import PRESETS
 from advscale.laws.protocol import PROTOCOLS, resolve_protocol
-from advscale.records import make_record
+from advscale.records.tables import import_table
 
 TRUTH = PRESETS["bartoldson2024-approach2"]["params"]
 SOURCES = {"dg20": 1.65, "vanilla7": 6.79, "vanilla10": 3.3, "vanilla20": 2.2, "pfgmpp18": 1.76}
@@ -67,35 +69,24 @@ def notebook_rows(seed: int = 0) -> list[dict]:
                 d = precise * 1e6 * tf
                 loss = _loss(n_m * 1e6, d, fid) * (1 + overfit * max(0.0, tf - 0.7))
                 loss *= math.exp(rng.normal(0, 0.004))
-                rows.append({"config": f"{src}-n{n_m:g}-d{d_m}", "params": n_m, "data": d_m,
+                rows.append({"config": f"{src}-n{n_m:g}-d{d_m}", "model": f"wrn-n{n_m:g}-swish",
+                             "params": n_m, "data": d_m,
                              "data_precise": precise, "train_fraction": tf,
                              "flops": K * n_m * 1e6 * d, "FID": fid, "data_source": src,
                              "CW_test_loss": loss,
-                             "CW_test_acc": 1.2575 - 0.7496 * loss + rng.normal(0, 0.002)})
+                             "CW_test_acc": 1.2575 - 0.7496 * loss + rng.normal(0, 0.002),
+                             "auto_attack": None})
     return rows
 
 
-def to_records(rows: list[dict]) -> list[dict]:
-    """The same rows as advscale ``train.eval`` records (``data_source``, ``train_fraction``
-    and ``samples_target`` carry the notebook's columns)."""
-    out = []
-    for r in rows:
-        seen = int(round(r["data_precise"] * 1e6 * r["train_fraction"]))
-        n = int(round(r["params"] * 1e6))
-        out.append(make_record("train.eval", {
-            "run_id": r["config"], "model": "wrn-sim", "activation": "silu", "params": n,
-            "loss": "trades", "beta": 5.0, "pgd_steps": 10, "eps": 8 / 255,
-            "ema_decay": 0.995, "batch_size": 2048, "lr": 0.2, "step": seen // 2048,
-            "samples_seen": seen, "samples_unique": seen,
-            "data": [{"path": f"{r['data_source']}.h5", "source": "synthetic", "weight": 1,
-                      "n": seen, "fid": r["FID"], "fid_metric": "fid"}],
-            "fid": r["FID"], "train_flops": K * n * seen, "train_flops_per_sample": K * n,
-            "wall_s": 1.0, "train_loss": r["CW_test_loss"], "eval_n": 10000,
-            "eval_attack": "pgd-cw-40", "clean_acc": 0.9, "robust_acc": r["CW_test_acc"],
-            "adv_loss": r["CW_test_loss"], "final": r["train_fraction"] == 1.0,
-            "samples_target": int(r["data"] * 1e6), "data_source": r["data_source"],
-            "train_fraction": r["train_fraction"]}, command="test"))
-    return out
+def write_table(path, rows: list[dict]):
+    """The rows as AT_scaling_law_data.csv (an empty cell for a missing auto_attack)."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: ("" if v is None else repr(v) if isinstance(v, float) else v)
+                     for k, v in r.items()} for r in rows)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +95,10 @@ def rows() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def records(rows) -> list[dict]:
-    return to_records(rows)
+def records(rows, tmp_path_factory) -> list[dict]:
+    """The rows imported through the built-in ``bartoldson2024`` map, as a user would."""
+    path = write_table(tmp_path_factory.mktemp("nb") / "AT_scaling_law_data.csv", rows)
+    return import_table(path, "bartoldson2024")
 
 
 # -- the notebook's procedure, re-implemented -----------------------------------------------
@@ -145,7 +138,19 @@ def nb_lbfgs(loss, grad, starts, keep: int = 12) -> np.ndarray:
     return best.x
 
 
-def nb_stage1(obs: dict) -> np.ndarray:
+def nb_scipy_defaults(loss, grad, starts, every: int = 1) -> np.ndarray:
+    """The notebook's optimiser: L-BFGS-B with SciPy's defaults (finite differences, default
+    tolerances, no bounds) from *every* start in order; the first strictly lowest wins. With
+    ``every`` > 1 only every ``every``-th start (the test's coarse grid; ``--coarse-grid``)."""
+    best, best_x = 1e10, None
+    for s in starts[::every]:
+        r = minimize(loss, np.asarray(s, dtype=float), method="L-BFGS-B")
+        if r.fun < best:
+            best, best_x = r.fun, r.x
+    return best_x
+
+
+def nb_stage1(obs: dict, search=nb_lbfgs) -> np.ndarray:
     """``approach_3`` on the base dataset: a, b, e, α, β of lse(a−α ln N, b−β ln D, e)."""
     ln_n, ln_d, ln_l = np.log(obs["N"]), np.log(obs["D"]), np.log(obs["L"])
 
@@ -166,19 +171,21 @@ def nb_stage1(obs: dict) -> np.ndarray:
 
     grid = itertools.product([0, 1, 2, 5, 10], [0, 1, 2, 5, 10], [-1, -0.5, 0, 0.5, 1],
                              [0, 0.1, 0.25, 0.5, 1], [0, 0.1, 0.25, 0.5, 1])
-    return nb_lbfgs(loss, grad, list(grid))
+    return search(loss, grad, list(grid))
 
 
-def nb_stage2(obs: dict, base: np.ndarray, base_fid: float) -> np.ndarray:
+def nb_stage2(obs: dict, base: np.ndarray, base_fid: float, search=nb_lbfgs) -> np.ndarray:
     """``chinchilla_approach_3_FID_with_base``: ε, ζ with b, e shifted by
     (ln(1+FID) − ln(1+FID_base))·ζ and ·ε."""
     a, b, e, al, be = base
     ln_n, ln_d, ln_l = np.log(obs["N"]), np.log(obs["D"]), np.log(obs["L"])
-    du = np.log1p(obs["FID"]) - np.log1p(base_fid)
+    u, u0 = np.log(1 + obs["FID"]), np.log(1 + base_fid)
+    du = u - u0
 
     def parts(x):
-        ep, ze = x
-        t = np.stack([a - al * ln_n, b + ze * du - be * ln_d, e + ep * du])
+        ep, ze = x  # FID_with_base_modifier: param + ln(1+FID)·p − ln(1+FID_base)·p
+        t = np.stack([a - al * ln_n, (b + (u * ze - u0 * ze)) - be * ln_d,
+                      e + (u * ep - u0 * ep)])
         m = t.max(axis=0)
         w = np.exp(t - m)
         return np.log(w.sum(axis=0)) + m - ln_l, w / w.sum(axis=0)
@@ -192,18 +199,41 @@ def nb_stage2(obs: dict, base: np.ndarray, base_fid: float) -> np.ndarray:
         return np.array([psi @ (s[2] * du), psi @ (s[1] * du)])
 
     grid = itertools.product([0.01, 0.1, 0.2], [-0.3, -0.15, 0.15, 0.3])
-    return nb_lbfgs(loss, grad, list(grid))
+    return search(loss, grad, list(grid))
 
 
-def nb_approach2(rows: list[dict]) -> dict[str, float]:
+def nb_approach2(rows: list[dict], search=nb_lbfgs, search2=None) -> dict[str, float]:
     base_fid = SOURCES["dg20"]
-    a, b, e, al, be = nb_stage1(nb_optimum_rows(rows, ["dg20"]))
+    a, b, e, al, be = nb_stage1(nb_optimum_rows(rows, ["dg20"]), search)
     ep, ze = nb_stage2(nb_optimum_rows(rows, ["vanilla7", "vanilla10", "vanilla20"]),
-                       np.array([a, b, e, al, be]), base_fid)
+                       np.array([a, b, e, al, be]), base_fid, search2 or search)
     u0 = math.log1p(base_fid)  # FID_with_base_modifier(…, FID=0, log_first=True)
     return {"A": math.exp(a), "B": math.exp(b - ze * u0), "E": math.exp(e - ep * u0),
             "alpha": al, "beta": be, "epsilon": ep, "zeta": ze,
             "B_base": math.exp(b), "E_base": math.exp(e)}
+
+
+def nb_approach3(rows: list[dict]) -> dict[str, float]:
+    """``Equation_1_5_That_Is_Chinchilla_At_FID0(FID_modifies_E=True)`` on every data source:
+    raw A, B, E, Q, α, β, κ, ε from the code's 648-point grid, SciPy's default L-BFGS-B."""
+    obs = nb_optimum_rows(rows, list(SOURCES))
+    n, d, fid, ln_l = obs["N"], obs["D"], obs["FID"], np.log(obs["L"])
+
+    def loss(x):
+        big_a, big_b, big_e, q, al, be, ka, e_fid = x
+        with np.errstate(all="ignore"):
+            t = np.stack([be * np.log(big_b / d + (q * fid) ** (ka / be)),
+                          np.log(big_e + np.log(1 + fid) * e_fid),
+                          np.log(big_a) - al * np.log(n)])
+            m = t.max(axis=0)
+            lp = np.log(np.exp(t - m).sum(axis=0)) + m
+            return float(np.mean(huber(DELTA, lp - ln_l)))
+
+    grid = itertools.product([5, 6, 7], [6500, 7000, 7500], [0.6, 0.5], [0.01, 0.5],
+                             [0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.8, 0.6], [0.01])
+    x = nb_scipy_defaults(loss, None, list(grid), every=8)
+    return dict(zip(("A", "B", "E", "Q", "alpha", "beta", "kappa", "epsilon"), map(float, x),
+                    strict=True))
 
 
 def nb_accuracy_map(rows: list[dict]) -> tuple[float, float]:
@@ -323,6 +353,8 @@ def test_protocol_names_are_checked(records):
         resolve_protocol("chinchilla")
     with pytest.raises(AdvscaleError, match="anchor 'middle': choose from fid0, base"):
         resolve_protocol("advscale", {"anchor": "middle"})
+    with pytest.raises(AdvscaleError, match="optimizer 'bfgs': choose from advscale, notebook"):
+        resolve_protocol("bartoldson2024", {"optimizer": "bfgs"})
     with pytest.raises(AdvscaleError, match=r"dataset\(s\) 'edm5' not in the records"):
         fit_law(records=records, approach="2", n_boot=0, protocol="bartoldson2024",
                 protocol_options={"stage2_datasets": ["edm5"]})
@@ -338,3 +370,61 @@ def test_protocol_approach1_matches_the_notebook_envelope(rows, records):
     # advscale's own envelope on the same data differs (all checkpoints, no FLOPs floor)
     mine = fit_law(records=records, approach="1", n_boot=0, filters=["dataset == 'pfgmpp18'"])
     assert mine["params"]["a"] != pytest.approx(want["a"], rel=1e-3)
+
+
+# -- the notebook's optimiser (fit --optimizer notebook) -------------------------------------
+NB_OPT = {"optimizer": "notebook"}
+
+
+def test_map_gives_the_exclusion_rule_the_nominal_size(rows, records):
+    """Through the built-in map: samples_target is the nominal ``data`` column, so the rule
+    drops exactly the notebook's runs (``params<100e6 & data>10e6 & FID<10``)."""
+    by_run = {r["run_id"]: r for r in records if r["kind"] == "train.eval"}
+    assert by_run["dg20-n27-d10"]["samples_target"] == 10_000_000
+    assert by_run["dg20-n27-d10"]["samples_seen"] == 10_240_000
+    want = {r["config"] for r in rows if r["params"] * 1e6 < 100e6 and r["data"] * 1e6 > 10e6
+            and r["FID"] < 10}
+    got = fit_law(records=records, approach="1", n_boot=0, protocol="bartoldson2024",
+                  exclusion=True, filters=["dataset == 'pfgmpp18'"])
+    pf = {c for c in want if c.startswith("pfgmpp18")}
+    assert set(got["exclusion"]["dropped_runs"]) == pf and len(pf) == 12
+
+
+@pytest.fixture(scope="module")
+def nb2_default_optimizer(rows) -> dict[str, float]:
+    # the test's size: every 12th start of stage 1's 3,125 (advscale's --coarse-grid)
+    return nb_approach2(rows, lambda f, g, s: nb_scipy_defaults(f, g, s, every=12),
+                        nb_scipy_defaults)
+
+
+def test_notebook_optimizer_approach2_equals_the_notebook(records, rows, nb2_default_optimizer,
+                                                          fit2):
+    want = nb2_default_optimizer
+    got = fit_law(records=records, approach="2", protocol="bartoldson2024", n_boot=0,
+                  protocol_options=NB_OPT, full_grid=False)
+    assert got["protocol"]["optimizer"] == "notebook"
+    assert set(got["exclusion"]["dropped_runs"]) == {
+        r["config"] for r in rows if r["params"] < 100 and r["data"] > 10 and r["FID"] < 10}
+    for k in ("A", "B", "E", "alpha", "beta", "epsilon", "zeta"):
+        assert got["params"][k] == pytest.approx(want[k], rel=1e-3), k
+    # the default (tight) optimiser reaches a lower summed Huber objective on the same data
+    assert fit2["objective"] <= got["objective"]
+
+
+def test_notebook_optimizer_approach3_equals_the_notebook(records, rows):
+    want = nb_approach3(rows)
+    got = fit_law(records=records, approach="3", protocol="bartoldson2024", n_boot=0,
+                  protocol_options=NB_OPT, full_grid=False)
+    assert len(got["exclusion"]["dropped_runs"]) == 60
+    for k in want:
+        assert got["params"][k] == pytest.approx(want[k], rel=1e-3), k
+    tight = fit_law(records=records, approach="3", protocol="bartoldson2024", n_boot=0)
+    assert tight["objective"] <= got["objective"]
+
+
+def test_notebook_optimizer_approach1_equals_the_notebook(rows, records):
+    want = nb_approach1(rows, "dg20")
+    got = fit_law(records=records, approach="1", n_boot=0, protocol="bartoldson2024",
+                  protocol_options=NB_OPT, filters=["dataset == 'dg20'"])
+    for k in ("a", "b", "s"):
+        assert got["params"][k] == pytest.approx(want[k], rel=1e-3), k

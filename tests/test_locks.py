@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_h5
+from conftest import HANG_GUARD_S, ROOT, make_h5
 from test_corpus import assert_clean_error, run_main, untrained_checkpoint
 
 from advscale.core.locks import LockedError, hold_lock
@@ -99,9 +99,9 @@ def _overlap(first: list[str], second: list[str], run: Path) -> tuple[int, str, 
                          text=True)
     try:
         _wait_for_holder(run / ".lock", a.pid, a)
-        b = subprocess.run(second, env=ENV, capture_output=True, text=True, timeout=600)
+        b = subprocess.run(second, env=ENV, capture_output=True, text=True, timeout=HANG_GUARD_S)
     finally:
-        out_a, err_a = a.communicate(timeout=600)
+        out_a, err_a = a.communicate(timeout=HANG_GUARD_S)
     assert a.returncode == 0, err_a
     return b.returncode, b.stderr, len([ln for ln in out_a.splitlines() if ln.strip()])
 
@@ -130,7 +130,7 @@ def test_two_overlapping_resumes_one_runs_the_other_fails_at_once(tmp_path):
     while first.poll() is None and not (run / "state.safetensors").is_file():
         time.sleep(0.05)
     first.kill()  # a cron job killed after its first checkpoint
-    first.wait(timeout=600)
+    first.wait(timeout=HANG_GUARD_S)
     assert (run / "state.safetensors").is_file(), first.stderr.read()
     resume = [*_train(run, data, 1024, *longer), "--resume"]
     code, err, _ = _overlap(resume, resume, run)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_adv_h5, make_h5
+from conftest import HANG_GUARD_S, ROOT, make_adv_h5, make_h5
 from test_corpus import assert_clean_error, run_main, snapshot
 
 from advscale.core.outputs import OWNER_MARK, check_output, output_dir
@@ -269,7 +269,7 @@ def test_numeric_warnings_are_one_line(capsys):
 def _run_closed_stdout(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "advscale", *argv], cwd=cwd, env=ENV,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          preexec_fn=lambda: os.close(1), timeout=600)
+                          preexec_fn=lambda: os.close(1), timeout=HANG_GUARD_S)
 
 
 def test_closed_stdout_is_one_line_and_exit_141(tmp_path):
@@ -307,7 +307,7 @@ def test_a_reader_that_goes_away_is_one_line_and_exit_141(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         p.stdout.close()  # `| head -0`
         err = p.stderr.read()
-        p.wait(timeout=600)
+        p.wait(timeout=HANG_GUARD_S)
         assert p.returncode == 141, (argv, err)
         assert "Traceback" not in err and err.count("advscale: error:") == 1
 
@@ -353,7 +353,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path, case):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=600)
+        _, err = p.communicate(timeout=HANG_GUARD_S)
         assert "Traceback" not in err, (delay, err)
         if p.returncode == -signal.SIGINT and not err:
             continue  # the signal came before the interpreter was up: the OS's own exit

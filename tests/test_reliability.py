@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import ROOT, make_adv_h5, make_h5
+from conftest import HANG_GUARD_S, ROOT, make_adv_h5, make_h5
 from test_corpus import assert_clean_error, run_main
 
 from advscale.core.fileio import atomic_write, refuse_overwrite_of_inputs, remove_stale_temps
@@ -367,7 +367,7 @@ def test_soak_reduced(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--kills", "2",
                         "--workdir", str(tmp_path / "soak")], capture_output=True, text=True,
-                       env=env, timeout=300, cwd=ROOT)
+                       env=env, timeout=HANG_GUARD_S, cwd=ROOT)
     assert r.stdout.strip(), f"the soak stopped without a report: {r.stderr[-3000:]}"
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["total"] == {"kills": 8, "differences": 0, "corrupted": 0,

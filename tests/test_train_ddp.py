@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import make_h5
+from conftest import HANG_GUARD_S, make_h5
 
 from advscale.records import loads_all, read_records
 
@@ -23,7 +23,7 @@ def test_ddp_two_gloo_processes(tmp_path):
            "--eval-data", str(test), "--model", "wrn-10-1", "--samples", "96",
            "--batch-size", "32", "--lr", "0.1", "--pgd-steps", "1", "--eval-every", "64",
            "--eval-n", "16", "--eval-steps", "1", "--seed", "2", "--no-progress"]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert p.returncode == 0, p.stderr[-3000:]
     recs = loads_all(p.stdout)
     # one set of records: rank 1 writes nothing

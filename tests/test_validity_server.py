@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HANG_GUARD_S
 
 from advscale.errors import AdvscaleError
 from advscale.records import read_records
@@ -276,7 +277,7 @@ def test_cli_serve_prints_links_and_stops_cleanly(adv_h5, tmp_path):
         conn.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 0, stderr
     assert stdout == "" and "every answer given is saved" in stderr
     assert len(list(read_records(out / "alice.jsonl"))) == 1
@@ -308,7 +309,7 @@ def test_300_concurrent_requests_are_all_answered(served):
 
     def one() -> None:
         try:
-            start.wait(timeout=60)
+            start.wait(timeout=HANG_GUARD_S)
             conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
             conn.request("GET", "/")
             resp = conn.getresponse()
@@ -322,7 +323,7 @@ def test_300_concurrent_requests_are_all_answered(served):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=HANG_GUARD_S)
     assert errors == [] and statuses == [200] * n, (errors[:3], len(statuses))
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
+from advscale.laws import notebook
 from advscale.laws.approach import FitData, register_approach
 from advscale.laws.data import Point
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
@@ -275,6 +276,50 @@ def fit(x: Design, *, top_k: int = 8, screen_iters: int = 30, full_grid: bool = 
                         joint.best, anchoring)
 
 
+def fit_notebook(x: Design, *, full_grid: bool = True, delta: float = HUBER_DELTA, log=None,
+                 how: Stages | None = None) -> Approach2Fit:
+    """Eq. 3 by the authors' optimiser (:mod:`advscale.laws.notebook`): stage 1 on the base
+    rows, stage 2 on the stage-2 rows anchored at the base FID (``how.anchor == "base"``, the
+    code's; else at FID 0), B and E rescaled to FID 0; ``how.joint_polish`` then polishes all
+    7 with advscale's optimiser. ``objective`` is the summed Huber loss on all of ``x``."""
+    log = log or (lambda msg: None)
+    how = how or Stages()
+    base_rows = base_group(x) if how.base_rows is None else how.base_rows
+    z1, f1, n1 = notebook.stage1(x.take(base_rows), delta, 1 if full_grid else 12)
+    log(f"approach 2 stage 1 (notebook optimiser): {n1} L-BFGS-B runs on {len(base_rows)} "
+        f"points: mean Huber {f1:.6g}")
+    stages: dict = {"optimizer": "notebook",
+                    "stage1": {"starts": n1, "notebook_objective": f1}}
+    theta = np.zeros(7)
+    theta[:5] = z1
+    fixed = np.unique(x.fid).size < 2
+    base_fid = float(np.median(x.fid[base_rows]))
+    anchoring = None
+    if not fixed:
+        rows2 = (np.setdiff1d(np.arange(len(x)), base_rows) if how.stage2_rows is None
+                 else how.stage2_rows)
+        fid_at = base_fid if how.anchor == "base" else 0.0
+        (ep, ze), f2, n2 = notebook.stage2(x.take(rows2) if rows2.size else x, z1, fid_at,
+                                           delta)
+        stages["stage2"] = {"starts": n2, "notebook_objective": f2, "anchor": how.anchor,
+                            "points": int(rows2.size)}
+        theta[5], theta[6] = ep, ze
+        u0 = float(np.log1p(fid_at))
+        theta = _to_fid0(theta, u0)
+        if how.anchor == "base":
+            anchoring = _anchoring(theta, base_fid, u0)
+    pj = Problem(FORM, x, theta, np.arange(5) if fixed else np.arange(7), delta)
+    objective = float(pj.objective(pj.free_of(theta)))
+    polished = None
+    if how.joint_polish:
+        joint = multistart(pj, pj.free_of(theta)[None], top_k=1, screen_iters=0)
+        theta, objective, polished = pj.full(joint.best.z), joint.best.objective, joint.best
+        stages["joint"] = joint.summary()
+    log(f"approach 2 (notebook optimiser) on {len(x)} points: objective {objective:.6g}")
+    return Approach2Fit(theta, objective, stages, fixed, base_fid if fixed else 0.0, polished,
+                        anchoring)
+
+
 def _anchoring(theta_fid0: np.ndarray, base_fid: float, u0: float) -> dict:
     """The fit record's ``anchoring``: the base FID and B, E as stage 1 fitted them there."""
     return {"base_fid": base_fid,
@@ -369,9 +414,13 @@ class Approach2(ParametricApproach):
         return how
 
     def search(self, x: Design, data: FitData) -> Search:
-        res = fit(x, top_k=self.top_k, screen_iters=self.screen_iters,
-                  full_grid=data.full_grid, delta=data.delta, log=data.log,
-                  how=self._stages(data))
+        if data.protocol.optimizer == "notebook":
+            res = fit_notebook(x, full_grid=data.full_grid, delta=data.delta, log=data.log,
+                               how=self._stages(data))
+        else:
+            res = fit(x, top_k=self.top_k, screen_iters=self.screen_iters,
+                      full_grid=data.full_grid, delta=data.delta, log=data.log,
+                      how=self._stages(data))
         fixed = ["epsilon", "zeta"] if res.fixed_quality else []
         if res.fixed_quality:
             data.log(f"one FID ({res.base_fid:g}) in the data: epsilon and zeta fixed at 0; "

@@ -26,6 +26,7 @@ import numpy as np
 
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
+from advscale.laws import notebook
 from advscale.laws.approach import FitData, register_approach
 from advscale.laws.objective import HUBER_DELTA, Design, Problem
 from advscale.laws.optimal import budget_numeric, optimal_numeric, tradeoff_numeric
@@ -226,6 +227,8 @@ class Approach3(ParametricApproach):
         check_design(x)
 
     def search(self, x: Design, data: FitData) -> Search:
+        if data.protocol.optimizer == "notebook":
+            return self._search_notebook(x, data)
         res = fit(x, top_k=self.top_k, screen_iters=self.screen_iters,
                   full_grid=data.full_grid, delta=data.delta, log=data.log,
                   grids=data.protocol.grids)
@@ -235,6 +238,25 @@ class Approach3(ParametricApproach):
             return refit_batch(x, theta, counts, data.delta)
 
         return Search(theta, res.best.objective, res.summary(), np.arange(len(NAMES)), replicates)
+
+    def _search_notebook(self, x: Design, data: FitData) -> Search:
+        """The authors' optimiser on raw A, B, E, Q (:func:`notebook.approach3`)."""
+        z, f, n = notebook.approach3(x, data.delta, 1 if data.full_grid else 8)
+        if not np.all(z[:4] > 0):
+            raise AdvscaleError(f"approach 3 (notebook optimiser): L-BFGS-B ended at A, B, E, "
+                                f"Q = {', '.join(f'{v:.4g}' for v in z[:4])}; all must be > 0")
+        theta = FORM.from_public(dict(zip(PUBLIC, (float(v) for v in z), strict=True)))
+        pr = Problem.all_free(FORM, x, data.delta)
+        objective = float(pr.objective(theta))
+        data.log(f"approach 3 (notebook optimiser): {n} L-BFGS-B runs on {len(x)} points: "
+                 f"mean Huber {f:.6g}, summed {objective:.6g}")
+
+        def replicates(counts: np.ndarray) -> np.ndarray:
+            return refit_batch(x, theta, counts, data.delta)
+
+        info = {"optimizer": "notebook", "starts": n, "notebook_objective": f,
+                "best_objective": objective}
+        return Search(theta, objective, info, np.arange(len(NAMES)), replicates)
 
     def predict(self, params: dict, n, d, fid=0.0) -> np.ndarray:
         return predict_loss(params, n, d, fid)

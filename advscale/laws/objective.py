@@ -139,6 +139,10 @@ class Problem:
         theta[..., self.free] = z
         return theta
 
+    def free_of(self, theta: np.ndarray) -> np.ndarray:
+        """The free entries of full θ (..., p): (..., q)."""
+        return np.asarray(theta, dtype=float)[..., self.free]
+
     @property
     def lower(self) -> np.ndarray:
         return self.form.lower[self.free]

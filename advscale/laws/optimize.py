@@ -73,8 +73,40 @@ class MultiResult:
         }
 
 
-def screen(problem: Problem, starts: np.ndarray, iters: int = 30, tol: float | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
+BLOCK_ELEMENTS = 1 << 21
+"""Starts are screened in blocks of at most this many Jacobian entries (starts × rows × free
+parameters; ~16 MB of float64 per array), so memory stays bounded and time linear in the
+rows however many starts or rows there are. Every start's path is independent of the others,
+so the blocking changes no result."""
+
+
+def block_size(n_rows: int, n_free: int, limit: int | None = None) -> int:
+    """How many starts one screening block holds (at least 1; ``limit``: Jacobian entries,
+    default :data:`BLOCK_ELEMENTS`)."""
+    return max(1, (limit or BLOCK_ELEMENTS) // max(1, n_rows * max(1, n_free)))
+
+
+def screen(problem: Problem, starts: np.ndarray, iters: int = 30, tol: float | None = None,
+           block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Take up to ``iters`` damped Gauss–Newton (IRLS-Huber) steps from every start, in blocks
+    of ``block`` starts (default :func:`block_size`); see :func:`screen_block`."""
+    starts = np.atleast_2d(np.asarray(starts, dtype=float))
+    k = block or block_size(len(problem.x), starts.shape[1])
+    if len(starts) <= k:
+        return screen_block(problem, starts, iters, tol)
+    batched_w = problem.weights is not None and problem.weights.ndim == 2
+    zs, fs = [], []
+    for i in range(0, len(starts), k):
+        idx = np.arange(i, min(i + k, len(starts)))
+        sub = problem.subset(idx) if batched_w else problem
+        z, f = screen_block(sub, starts[idx], iters, tol)
+        zs.append(z)
+        fs.append(f)
+    return np.concatenate(zs), np.concatenate(fs)
+
+
+def screen_block(problem: Problem, starts: np.ndarray, iters: int = 30,
+                 tol: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Take up to ``iters`` damped Gauss–Newton (IRLS-Huber) steps from every start at once.
 
     Returns the improved starts (K, q) and their summed Huber losses (K,). A step is kept only

@@ -47,7 +47,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from advscale.core.options import option
 from advscale.errors import AdvscaleError
+from advscale.laws.notebook import OPTIMIZERS
 
 NOTEBOOK_FLOPS_FLOOR = 1.9e17
 """The notebook's ``approach_1_flop_floor``: Approach 1 uses evaluations above it only."""
@@ -70,6 +72,10 @@ class Protocol:
     envelope: str = "advscale"
     accuracy_runs: str = "fitted"
     grids: str = "appendix"
+    optimizer: str = option(
+        "advscale", help="Approaches 2 and 3: advscale (screened grid, tight polish: the "
+        "objective's minimum) or notebook (the authors' L-BFGS-B with SciPy's defaults, "
+        "finite differences, their parameterisation and grids: their constants).")
 
     def record(self) -> dict[str, Any]:
         """The fit record's ``protocol`` block."""
@@ -95,6 +101,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "envelope": ("advscale", "bartoldson2024"),
     "accuracy_runs": ("fitted", "base"),
     "grids": ("appendix", "code"),
+    "optimizer": OPTIMIZERS,
 }
 """The allowed values of the choices that are names."""
 

@@ -87,13 +87,18 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return x & ((1 << 63) - 1)
 
 
-def bn_momentum_at(step: int, momentum: float) -> float:
+def bn_momentum_at(step: int, momentum: float, schedule: str = "advscale") -> float:
     """Batch-norm momentum at 0-based ``step``: 1 on the first batch (its statistics replace the
     initial ones), then ``max(momentum, 9 / (10 + step))``, the EMA's warm-up decay
     ``(1 + t) / (10 + t)`` seen from the other side, so the statistics' horizon grows with the
     run like the averaged weights' and early, untrained-network statistics fade in short runs.
+    ``schedule="reference"``: DM-Improves-AT's ``watrain.py`` — 1 at step 0, then ``momentum``.
     """
-    return 1.0 if step == 0 else max(float(momentum), 9.0 / (10.0 + step))
+    if step == 0:
+        return 1.0
+    if schedule == "reference":
+        return float(momentum)
+    return max(float(momentum), 9.0 / (10.0 + step))
 
 
 @dataclass
@@ -299,7 +304,7 @@ class TrainingSession:
                     x8 = random_crop_flip(x8, 4, True, generator=gen)
                 x = to_model_input(x8, self.channels_last)
                 set_lr(self.optimizer, self.schedule(t))
-                bn_m = bn_momentum_at(t, cfg.bn_momentum)
+                bn_m = bn_momentum_at(t, cfg.bn_momentum, cfg.bn_schedule)
                 for m in bns:
                     m.momentum = bn_m
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
