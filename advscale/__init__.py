@@ -1,7 +1,8 @@
 """advscale: scaling laws for adversarial robustness.
 
-A library first; ``advscale.cli`` is a thin typer layer over it. The public API is one
-function per subcommand, loaded on first use so ``import advscale`` stays light (no torch)::
+A library first; ``advscale.cli`` is a thin typer adapter over its API. The public API is one
+function per command family, loaded on first use so ``import advscale`` stays light (no
+torch)::
 
     import advscale
     records = advscale.train("train.h5", "runs/a", model="wrn-10-1", samples=4096)
@@ -20,9 +21,10 @@ install_interrupt_hook()  # only in the `advscale` command: a Ctrl-C while impor
 
 from advscale.version import __version__  # noqa: E402
 
-API = ("train", "attack", "count_flops", "measure_energy", "fit", "predict", "report",
-       "read_records")
-"""The functions of :mod:`advscale.api`, re-exported here on first use."""
+API = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measure_energy", "fit",
+       "predict", "report", "validity_study", "model", "tables", "read_records")
+"""The functions of :mod:`advscale.api` (one per command family, and ``read_records``),
+re-exported here on first use."""
 
 __all__ = ["AdvscaleError", "__version__", *API]
 

@@ -83,3 +83,62 @@ def test_defaults_use_one_format_everywhere() -> None:
 def test_root_help_offers_completion() -> None:
     text = _render(())
     assert "--install-completion" in text and "--show-completion" in text
+
+
+def test_no_show_default_restates_a_default():
+    """Defaults are written once, in the request dataclasses' fields: a hand-written
+    ``show_default`` only describes a computed default (``"all"``, ``"D/10"``), never a
+    number, a fraction or a flag that a field already holds."""
+    import re
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[1] / "advscale" / "cli"
+    literal = re.compile(r"^(-?[\d.]+(e-?\d+)?|\d+/\d+|--[\w-]+)$")
+    for path in sorted(cli.glob("*.py")):
+        for text in re.findall(r'show_default\s*=\s*f?"([^"]*)"', path.read_text()):
+            assert not literal.match(text), f"{path.name}: show_default={text!r} restates a default"
+
+
+def test_options_are_generated_from_request_fields():
+    """A request field's flag, help with unit, shown default, metavar and named parser."""
+    from dataclasses import dataclass
+
+    from typer.testing import CliRunner
+
+    from advscale.api.options import option
+    from advscale.cli.common import handle_errors
+    from advscale.cli.help import App
+    from advscale.cli.requests import request_command
+
+    @dataclass
+    class Demo:
+        eps: float = option(8 / 255, help="Radius.", unit="[0,1] pixel units",
+                            parse="fraction", default_text="8/255")
+        samples: int = option(0, help="Samples D.", parse="count", default_text="")
+        model_kwargs: dict = option(default_factory=dict, parse="kwargs", help="Model keywords.")
+        fast: bool = option(True, help="Go fast.")
+        n_boot: int = option(1000, flag="--bootstrap", short="-B", help="Replicates.")
+
+    seen = {}
+    app = App()
+
+    @app.command()
+    @handle_errors
+    @request_command(Demo)
+    def cmd(*, given: dict) -> None:
+        seen.update(given)
+
+    r = CliRunner().invoke(app, ["--help"])
+    text = " ".join(r.output.split())
+    assert "Radius, in [0,1] pixel units. [default: 8/255]" in text
+    assert "--model-kwargs KEY=VALUE,..." in text and "--fast / --no-fast" in text
+    assert "-B, --bootstrap" in text and "[default: 1000]" in text
+    r = CliRunner().invoke(app, ["--eps", "4/255", "--samples", "5e3", "--model-kwargs",
+                                 "img_size=32,patch_size=4,act=gelu,dims=[1,2]", "--no-fast",
+                                 "-B", "7"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"eps": 4 / 255, "samples": 5000, "fast": False, "n_boot": 7,
+                    "model_kwargs": {"img_size": 32, "patch_size": 4, "act": "gelu",
+                                     "dims": [1, 2]}}
+    r = CliRunner().invoke(app, ["--samples", "lots"])
+    assert r.exit_code == 2 and "--samples 'lots' is not a number" in r.output

@@ -182,3 +182,17 @@ def test_completion_script_is_offered(monkeypatch, capsys):
     monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     code, out, err = run_main(["--show-completion", "bash"], monkeypatch, capsys)
     assert code == 0 and "complete" in out, err
+
+
+def test_library_notes_go_through_one_handler_that_q_and_v_set(monkeypatch, capsys):
+    """Library notes are logging records; the CLI shows them as ``advscale CMD: message``
+    lines on stderr, ``-q`` hides them (warnings only), and the handler is gone afterwards."""
+    import logging
+
+    code, out, err = run_main(["count-flops", "--model", "wrn-10-1"], monkeypatch, capsys)
+    assert code == 0 and out.count("\n") == 1
+    assert "advscale count-flops: wrn-10-1: N=77,850" in err
+    code, out, err = run_main(["count-flops", "-q", "--model", "wrn-10-1"], monkeypatch, capsys)
+    assert code == 0 and out.count("\n") == 1 and err == ""
+    root = logging.getLogger("advscale")
+    assert not root.handlers and root.propagate

@@ -231,7 +231,7 @@ def test_cli_annotate_reads_stdin():
     "args, message",
     [
         ([], "give --model"),
-        (["--model", "no-such-net-xyz", "--loss", "standard"], "unknown model"),
+        (["--model", "no-such-net-xyz", "--loss", "standard"], "unknown --model"),
         (["--model", "wrn-10-1", "--loss", "mart"], "unknown loss"),
         (["--model", "wrn-10-1", "--samples", "many"], "--samples"),
         (["--model", "wrn-10-1", "--method", "guess"], "--method"),

@@ -34,7 +34,7 @@ def test_every_approach_has_one_name_and_its_spellings():
         appr = get_approach(name)
         assert appr.name == name and appr.option == option
         assert get_approach(option) is appr
-    with pytest.raises(AdvscaleError, match=r"--approach '4': choose from 1, 2, 3, gbr"):
+    with pytest.raises(AdvscaleError, match=r"approach '4': choose from 1, 2, 3, gbr"):
         get_approach("4")
 
 

@@ -134,7 +134,7 @@ def test_attack_records_join_their_run(tmp_path):
     with pytest.raises(AdvscaleError, match=r"l\.jsonl:3: .*'zz' has no train\.eval records"):
         collect_points(rs, "aa_acc")
     rs = read_runs(_write(tmp_path / "e.jsonl", evals))
-    with pytest.raises(AdvscaleError, match="no usable records for --target aa_acc"):
+    with pytest.raises(AdvscaleError, match="no usable records for target aa_acc"):
         collect_points(rs, "aa_acc")
 
 
@@ -147,7 +147,7 @@ def test_filter_expressions():
     assert RecordFilter("log10(D) > 6.5 and not (params > 1e9)")(rec)
     assert not RecordFilter("missing_field * 2 > 1")(rec)
     for bad in ("__import__('os')", "params.real > 1", "lambda: 1", "(params"):
-        with pytest.raises(AdvscaleError, match="--filter"):
+        with pytest.raises(AdvscaleError, match="filters"):
             RecordFilter(bad)
 
 
@@ -175,14 +175,14 @@ def test_fit_reports_exclusion_and_refuses_too_few_sizes(tmp_path):
     recs = simulate_runs(A2, n_values=[6e6, 2e7, 6e7], d_values=[5e6, 2e7, 5e7], fids=[2.0])
     with pytest.raises(AdvscaleError, match="at least 2 distinct nonzero FIDs"):
         fit_law(records=recs, approach="3", n_boot=0, exclusion=False)
-    with pytest.raises(AdvscaleError, match="--approach '4'"):
+    with pytest.raises(AdvscaleError, match="approach '4'"):
         fit_law(records=recs, approach="4")
     with pytest.raises(AdvscaleError, match="approach 1 needs training curves"):
         fit_law(records=recs, approach="1", n_boot=0)
     bad = [_eval(run_id=f"r{i}", params=1_000_000 * (i + 1),
                  samples_seen=1_000_000 * (i % 3 + 1), adv_loss=0.0, fid=1.0) for i in range(9)]
     with pytest.raises(AdvscaleError, match=r"9 of 9 points have adv_loss <= 0 \(e\.g\. "
-                       r"<records>:1\).*--filter 'adv_loss > 0'"):
+                       r"<records>:1\).*filters 'adv_loss > 0'"):
         fit_law(records=bad, approach="2", n_boot=0)
 
 

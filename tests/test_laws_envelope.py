@@ -54,7 +54,7 @@ def test_approach1_recovers_compute_optimal_exponents():
 def test_approach1_refuses_mixed_datasets_and_single_models():
     recs = simulate_runs(A2, n_values=[1e7, 1e8], d_values=[1e8], fids=[1.0, 5.0],
                          curve_points=5)
-    with pytest.raises(AdvscaleError, match="one dataset at a time.*--filter 'FID == 1'"):
+    with pytest.raises(AdvscaleError, match="one dataset at a time.*filters 'FID == 1'"):
         fit_law(records=recs, approach="1", n_boot=0)
     recs = simulate_runs(A2, n_values=[1e7], d_values=[1e7, 1e8], fids=[1.0], curve_points=5)
     with pytest.raises(AdvscaleError, match="at least 2 distinct model sizes on the envelope"):

@@ -49,9 +49,9 @@ def test_bins_and_x():
         predict_one(law, {"flops": 1e18})
     back = predict_one(law, {"target_accuracy": rec["accuracy"]})
     assert back["flops_needed"] == pytest.approx(10.0, rel=1e-9)
-    with pytest.raises(AdvscaleError, match="--bins applies to --approach power-law, not 2"):
+    with pytest.raises(AdvscaleError, match="bins applies to approach power-law, not 2"):
         fit_law(records=_table_runs(), approach="2", bins=5)
-    with pytest.raises(AdvscaleError, match="--x no_such: no point's record"):
+    with pytest.raises(AdvscaleError, match="x no_such: no point's record"):
         fit_law(records=_table_runs(), approach="power-law", target="robust_acc", x="no_such")
 
 
@@ -73,7 +73,7 @@ def test_zero_targets_counted_with_a_hint():
     acc = 0.5 * (np.geomspace(1e15, 1e19, 24) / 1e12) ** 0.02
     acc[:5] = 0.0
     with pytest.raises(AdvscaleError, match=r"5 of 24 points have robust_acc <= 0 .*"
-                                            r"--filter 'robust_acc > 0'"):
+                                            r"filters 'robust_acc > 0'"):
         fit_law(records=_table_runs(acc=acc), approach="power-law", target="robust_acc")
     doc = fit_law(records=_table_runs(acc=acc), approach="power-law", target="robust_acc",
                   filters=["robust_acc > 0"], n_boot=0)

@@ -42,6 +42,22 @@ def read_layers(text: str) -> tuple[dict[str, int], set[str]]:
 LAYERS, TORCH_FREE = read_layers((ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8"))
 
 
+def read_front_end_rule(text: str) -> tuple[set[str], set[str]]:
+    """``({packages cli may import}, {record writers it may import from records})`` from
+    ARCHITECTURE.md's sentence ``**`cli` imports only `api`, ... (`write_record`, ...) and
+    itself**``."""
+    m = re.search(r"\*\*`cli` imports\s+only(.*?)\*\*", text, re.S)
+    assert m, "ARCHITECTURE.md states no import rule for cli"
+    rule = m.group(1)
+    writers = set(re.findall(r"`([a-z_]+)`", re.search(r"\((.*?)\)", rule, re.S).group(1)))
+    packages = set(re.findall(r"`([a-z_]+)`", re.sub(r"\(.*?\)", "", rule, flags=re.S)))
+    return packages | {"cli"}, writers
+
+
+CLI_MAY_IMPORT, RECORD_WRITERS = read_front_end_rule(
+    (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+
+
 def package_of(module: str) -> str | None:
     """``advscale.attacks.pgd`` → ``attacks``; ``advscale`` (the root) → ``advscale``."""
     parts = module.split(".")
@@ -66,9 +82,36 @@ def imports_of(tree: ast.AST) -> list[tuple[str, int, bool]]:
     return out
 
 
+def front_end_violations(files: dict[str, str]) -> list[str]:
+    """Imports of ``advscale/cli/`` beyond the API, errors, version and the record writers."""
+    bad = []
+    for rel, src in files.items():
+        if not rel.startswith("advscale/cli/"):
+            continue
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [f"{node.module}.{a.name}" if node.module == "advscale" else node.module
+                         for a in node.names]
+                what = {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                names, what = [a.name for a in node.names], set()
+            else:
+                continue
+            for name in names:
+                there = package_of(name)
+                if there == "records":  # only its writers
+                    if name == "advscale.records" and what and what <= RECORD_WRITERS:
+                        continue
+                elif there is None or there in CLI_MAY_IMPORT:
+                    continue
+                bad.append(f"{rel}:{node.lineno}: the CLI imports {name} "
+                           f"{sorted(what) if what else ''}; it may import only the API")
+    return bad
+
+
 def violations(files: dict[str, str]) -> list[str]:
     """Layer-rule breaches in ``{relative path: source}``."""
-    bad = []
+    bad = front_end_violations(files)
     for rel, src in files.items():
         parts = Path(rel).with_suffix("").parts
         mod = ".".join(("advscale", *parts[1:])) if parts[0] == "advscale" else ".".join(parts)
@@ -111,11 +154,20 @@ def test_every_import_points_down():
     assert not bad, "layer rule broken:\n" + "\n".join(bad)
 
 
+def test_cli_imports_only_the_api():
+    assert {"api", "errors", "version", "records", "cli"} == CLI_MAY_IMPORT
+    assert "write_record" in RECORD_WRITERS
+    bad = front_end_violations(package_files())
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("rel,line,why", [
     ("advscale/models/registry.py", "from advscale.training.loop import train", "layer"),
     ("advscale/attacks/pgd.py", "    from advscale.training import losses", "layer"),
     ("advscale/training/loop.py", "from advscale.synthetic import jobs", "peers"),
     ("advscale/laws/law.py", "import torch", "torch-free"),
+    ("advscale/cli/train.py", "    from advscale.training.loop import train", "front end"),
+    ("advscale/cli/fit.py", "from advscale.records import read_records", "front end"),
 ])
 def test_a_back_import_fails(rel, line, why):
     """Adding one deliberate back-arrow (even inside a function) makes the check fail."""
@@ -139,3 +191,32 @@ def test_import_advscale_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+FLAG = re.compile(r"(?<![\w-])--([a-z][\w-]*|\{)")
+
+
+def flag_texts(files: dict[str, str]) -> list[str]:
+    """``--flag`` text in the literal parts of ``AdvscaleError(...)`` messages outside
+    ``advscale/cli/`` (and in the message column of ``TrainConfig._rules``-style tables)."""
+    bad = []
+    for rel, src in files.items():
+        if rel.startswith("advscale/cli/"):
+            continue
+        for node in ast.walk(ast.parse(src)):
+            if not (isinstance(node, ast.Call) and node.args and getattr(
+                    node.func, "id", getattr(node.func, "attr", None)) == "AdvscaleError"):
+                continue
+            text = ast.unparse(node.args[0])  # the message as written, f-string fields too
+            bad += [f"{rel}:{node.lineno}: --{m}" for m in FLAG.findall(text)]
+    return bad
+
+
+def test_library_errors_name_fields_not_flags():
+    """A notebook caller never typed ``--eps``: library errors name the field (``eps``, with
+    ``field="eps"``) and the CLI's error boundary writes the flag."""
+    bad = flag_texts(package_files())
+    assert not bad, "AdvscaleError messages with --flag text:\n" + "\n".join(bad)
+    assert flag_texts({"advscale/x.py": 'raise AdvscaleError(f"--eps {e} is bad")'})
+    assert flag_texts({"advscale/x.py": 'raise AdvscaleError(f"--{k} {v} is bad")'})
+    assert not flag_texts({"advscale/cli/x.py": 'raise AdvscaleError("--eps is bad")'})

@@ -164,9 +164,9 @@ def test_cli_count_flops_vit_at_32px_and_refusals():
     validate(rec)
     assert rec["model_kwargs"] == {"img_size": 32, "patch_size": 4}
     assert rec["params"] == 5_362_762 and rec["forward_flops_per_image"] > 0
-    for extra, message in (([], "model_kwargs img_size=32,patch_size=4"),
+    for extra, message in (([], "--model-kwargs img_size=32,patch_size=4"),
                            (["--model-kwargs", "img_size=32,patch_size=4", "--activation",
-                             "relu"], "takes no option 'activation'"),
+                             "relu"], "takes no option '--activation'"),
                            (["--model-kwargs", "img_size"], "KEY=VALUE")):
         r = runner.invoke(app, [*args, *extra])
         assert r.exit_code != 0 and r.stdout == ""
@@ -257,7 +257,7 @@ def test_a_family_from_one_file_lists_and_trains_through_the_cli(tmp_path):
     r = runner.invoke(app, ["train", "--out", str(tmp_path / "r2"), "--data", str(train),
                             "--eval-data", str(test), "--samples", "64", "--model", "tinymlp",
                             "--activation", "relu"])
-    assert r.exit_code != 0 and "takes no option 'activation'" in r.stderr
+    assert r.exit_code != 0 and "takes no option '--activation'" in r.stderr
     assert r.stderr.count("\n") == 1 and not (tmp_path / "r2" / "records.jsonl").exists()
 
 

@@ -20,10 +20,13 @@ def doc_examples() -> list[str]:
 
 def test_doc_has_examples_for_every_api_function():
     import advscale
+    from advscale import api
 
     code = "\n".join(doc_examples())
+    assert set(api.FAMILIES) | {"read_records"} == set(advscale.API)
     for name in advscale.API:
         assert f"advscale.{name}(" in code, f"docs/python-api.md has no example of {name}"
+        assert getattr(advscale, name).__doc__, f"advscale.{name} has no docstring"
 
 
 def test_doc_examples_run(tmp_path, monkeypatch):
@@ -39,7 +42,8 @@ def test_doc_examples_run(tmp_path, monkeypatch):
 
 
 def test_import_advscale_imports_no_torch():
-    code = ("import sys, advscale; advscale.fit, advscale.predict, advscale.read_records; "
+    code = ("import sys, advscale, advscale.api, advscale.cli.main; "
+            "[getattr(advscale, name) for name in advscale.API]; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

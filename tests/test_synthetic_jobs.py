@@ -97,7 +97,7 @@ def test_kill_and_resume_gives_identical_output(gauss, tmp_path):
     assert part.exists() and not out.exists()
     with h5py.File(part, "r") as f:
         assert f.attrs["count"] == 32 and f.attrs["status"] == "partial"
-    with pytest.raises(AdvscaleError, match="--resume"):
+    with pytest.raises(AdvscaleError, match="resume"):
         generate(gauss, out, num=40, steps=3, batch_size=16, seed=3)
     with pytest.raises(AdvscaleError, match="other settings.*steps"):
         generate(gauss, out, num=40, steps=4, batch_size=16, seed=3, resume=True)

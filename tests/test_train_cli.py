@@ -101,7 +101,7 @@ def test_timm_model_and_weighted_mixture(small, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--model", "no-such-net"], "unknown model"),
+        (["--model", "no-such-net"], "unknown --model"),
         (["--eps", "0"], "eps"),
         (["--eps", "2"], "eps"),
         (["--eps", "eight"], "eps"),

@@ -90,3 +90,69 @@ def test_torn_record_line_is_dropped(tmp_path):
     assert run.records_on_disk() == 1
     run.drop_torn_record()
     assert run.records.read_text() == '{"kind":"train.eval"}\n'
+
+
+TINY_CFG = {"model": "wrn-10-1", "samples": 64, "batch_size": 32, "lr": 0.1, "pgd_steps": 1,
+            "eval_every": 32, "eval_n": 16, "eval_steps": 1, "seed": 3, "progress": False}
+
+
+def _flags(cfg: dict) -> list[str]:
+    out = []
+    for k, v in cfg.items():
+        flag = "--" + k.replace("_", "-")
+        out += [flag if v else "--no-" + flag[2:]] if isinstance(v, bool) else [flag, str(v)]
+    return out
+
+
+def _stop_after_first_checkpoint(monkeypatch) -> None:
+    """Interrupt training (as Ctrl-C would) right after its first checkpoint is written."""
+    from advscale.training import loop
+
+    real = loop.save_state
+
+    def save_then_stop(*a, **kw):
+        real(*a, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_state", save_then_stop)
+
+
+def _same_run(a: Path, b: Path) -> None:
+    from safetensors.torch import load_file
+
+    ra, rb = _payloads(a / "records.jsonl"), _payloads(b / "records.jsonl")
+    assert [r["samples_seen"] for r in ra] == [32, 64] and ra == rb
+    wa, wb = load_file(str(a / "last.safetensors")), load_file(str(b / "last.safetensors"))
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_cli_and_api_resume_each_others_runs(tmp_path, monkeypatch, one_torch_thread):
+    """One run-directory rule: a run the CLI started continues through ``advscale.train`` and
+    one the API started continues through ``advscale train --resume``, with the records and
+    checkpoint of an uninterrupted run."""
+    import pytest
+    from typer.testing import CliRunner
+
+    import advscale
+    from advscale.cli.main import app
+
+    train = str(make_h5(tmp_path / "train.h5", 64, seed=1))
+    test = str(make_h5(tmp_path / "test.h5", 16, seed=2))
+    ref, by_cli, by_api = tmp_path / "ref", tmp_path / "cli", tmp_path / "api"
+    advscale.train(train, ref, eval_data=test, **TINY_CFG)
+
+    with monkeypatch.context() as m:
+        _stop_after_first_checkpoint(m)
+        r = CliRunner().invoke(app, ["train", "--out", str(by_cli), "--data", train,
+                                     "--eval-data", test, *_flags(TINY_CFG)])
+        assert r.exit_code == 130, r.stderr
+        with pytest.raises(KeyboardInterrupt):
+            advscale.train(train, by_api, eval_data=test, **TINY_CFG)
+    assert len(_payloads(by_cli / "records.jsonl")) == 1
+
+    resumed = advscale.train(train, by_cli, resume=True)
+    assert [r["samples_seen"] for r in resumed] == [64]
+    r = CliRunner().invoke(app, ["train", "--out", str(by_api), "--resume", "--no-progress"])
+    assert r.exit_code == 0, r.stderr
+    _same_run(ref, by_cli)
+    _same_run(ref, by_api)

@@ -137,13 +137,13 @@ def test_random_crop_flip_matches_reference():
     [
         ({"eps": 0.0}, "eps"),
         ({"eps": 1.5}, "eps"),
-        ({"loss": "mart"}, "unknown --loss"),
+        ({"loss": "mart"}, "unknown loss"),
         ({"samples": 0}, "samples"),
-        ({"data": ""}, "--data"),
-        ({"ema_decay": 1.0}, "ema-decay"),
+        ({"data": ""}, "data is required"),
+        ({"ema_decay": 1.0}, "ema_decay"),
         ({"lr": -1.0}, "lr"),
-        ({"attack_bn": "train"}, "unknown --attack-bn"),
-        ({"eval_loss": "dlr"}, "unknown --eval-loss"),
+        ({"attack_bn": "train"}, "unknown attack_bn"),
+        ({"eval_loss": "dlr"}, "unknown eval_loss"),
         ({"model_kwargs": ["x"]}, "model_kwargs must map"),
     ],
 )

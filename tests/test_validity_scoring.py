@@ -169,7 +169,7 @@ def test_all_fooled_file_needs_n_eval(tmp_path):
     from conftest import make_adv_h5
 
     adv = load_adv_set(make_adv_h5(tmp_path / "all.h5", n=5, n_fooled=5), images=False)
-    with pytest.raises(AdvscaleError, match="--n-eval"):
+    with pytest.raises(AdvscaleError, match="n_eval"):
         resolve_n_eval(adv, None)
     assert resolve_n_eval(adv, 50) == 50
 

@@ -296,7 +296,8 @@ def attack_checkpoints(
     check_outputs(data_path, [t.path for t in targets], state=state, results=results,
                   save_adv=save_adv)
     if save_adv is not None and len(targets) > 1:
-        raise AdvscaleError("--save-adv writes one file: give it one checkpoint at a time")
+        raise AdvscaleError("save_adv writes one file: give it one checkpoint at a time",
+                            field="save_adv")
     dev = resolve_device(device)
     config = settings_config(resolved, device=str(dev), shard=f"{shard[0]}/{shard[1]}")
     with hold_locks([state, results, save_adv], "attack output"):  # one writer at a time

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from advscale.core.fileio import file_sha256
+from advscale.core.logs import log_line
 from advscale.core.tensors import to_nchw
 from advscale.data.layout import (
     IMAGE_KEY,
@@ -36,8 +37,12 @@ logger = logging.getLogger(__name__)
 
 def info_log(message: str) -> None:
     """The default log of ``advscale attack``: an INFO line of this module's logger (the CLI
-    shows it on stderr; ``-q`` silences it)."""
-    logger.info("%s", message.rstrip("\n"))
+    shows it on stderr as ``advscale attack: ...``; ``-q`` silences it)."""
+    log_line(logger, message)
+
+
+stderr_log = info_log
+"""The old name of :func:`info_log`."""
 
 
 @dataclass
@@ -69,7 +74,7 @@ def load_test_data(path: str | os.PathLike[str], n: int) -> TestData:
     with open_image_file(path) as f:
         available = valid_count(f)
         if n > available:
-            raise AdvscaleError(f"{path}: --n {n} exceeds its {available} valid images")
+            raise AdvscaleError(f"{path}: n {n} exceeds its {available} valid images", field="n")
         names = class_names_of(f)
         labels = np.asarray(f[LABEL_KEY][:n]).astype(np.int64)
         problem = labels_problem(labels, len(names))

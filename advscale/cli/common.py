@@ -8,18 +8,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import inspect
 import io
-import json
-import logging
 import os
+import re
 import sys
+import typing
 import warnings
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any, TypeVar
 
 import typer
 
+try:  # typer >= 0.20 vendors click as typer._click
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover
+    from click import get_current_context
+
+from advscale import api
+from advscale.cli import logs
+from advscale.cli.shared import common
 from advscale.errors import AdvscaleError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,12 +72,37 @@ def os_error_message(e: OSError) -> str:
     return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
+FLAGS = {"laws": "--law", "filters": "--filter", "stage2_datasets": "--stage2-dataset",
+         "interval_s": "--interval"}
+"""API parameters whose flag is not ``--`` + the name (request fields declare their own)."""
+
+
+def flag_for(field: str) -> str:
+    """The command-line flag of a request field: the one field → flag map of the CLI.
+
+    The flag a field declares (``option(flag=...)``) in any request class of the API, else
+    ``--`` + the name with ``_`` → ``-`` (``eval_data`` → ``--eval-data``).
+    """
+    for cls in api.REQUESTS:
+        spec = api.options.field_spec(cls, field)
+        if spec is not None and spec.flag:
+            return spec.flag
+    return FLAGS.get(field) or "--" + field.replace("_", "-")
+
+
+def flag_message(message: str, field: str | None) -> str:
+    """``message`` with the first mention of each field it names (``eps``; ``data,samples``)
+    written as that field's flag (``--eps``): library errors name fields, users typed flags."""
+    for name in filter(None, (field or "").split(",")):
+        pattern = rf"(?<![\w.\-/]){re.escape(name)}(?![\w\-]|\.\w)"
+        message = re.sub(pattern, flag_for(name).replace("\\", "\\\\"), message, count=1)
+    return message
+
+
 def error_message(e: BaseException) -> str | None:
     """The one-line message of an error the boundary reports, or None for a real bug."""
     if isinstance(e, AdvscaleError):
-        if getattr(e, "field", None) == "force":  # the library's "with force" is --force here
-            return str(e).replace(" with force", " with --force")
-        return str(e)
+        return flag_message(str(e), e.field)
     if isinstance(e, OSError):
         return os_error_message(e)
     if isinstance(e, UnicodeError):
@@ -88,11 +121,22 @@ def handle_errors(fn: F) -> F:
     open files, ...) and decoding errors become one line naming the path and the cause; Ctrl-C
     exits 130; a closed stdout, or one whose reader went away (`advscale ... | head`), is one
     line and exit 141. Numeric warnings (numpy overflow, ...) become one ``advscale: warning:``
-    line each. Anything else is a bug and keeps its traceback.
+    line each. Anything else is a bug and keeps its traceback. The command also gets the shared
+    ``-q/--quiet`` and ``-v/--verbose`` options (passed on when it declares them itself), which
+    set the level of the one stderr handler of the library's log messages
+    (:mod:`advscale.cli.logs`).
     """
+    sig = inspect.signature(fn)
+    own = set(sig.parameters)
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                               default=common(name))
+             for name in ("quiet", "verbose") if name not in own]
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        quiet = kwargs["quiet"] if "quiet" in own else kwargs.pop("quiet", False)
+        verbose = kwargs["verbose"] if "verbose" in own else kwargs.pop("verbose", False)
+        handler = logs.install(_command_name(), quiet=bool(quiet), verbose=bool(verbose))
         guard_stdout()
         try:
             with _warnings_as_lines():
@@ -103,8 +147,24 @@ def handle_errors(fn: F) -> F:
             raise stdout_failure(e) or fail(error_message(e) or str(e), 2) from None
         except (AdvscaleError, OSError, UnicodeError, RecursionError, MemoryError) as e:
             raise fail(error_message(e) or str(e), getattr(e, "exit_code", 2)) from None
+        finally:
+            logs.uninstall(handler)
 
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+              if p.kind == inspect.Parameter.VAR_KEYWORD else p for p in sig.parameters.values()]
+    params = [p for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
+    wrapper.__signature__ = sig.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**typing.get_type_hints(fn), **{p.name: bool for p in extra}}
     return wrapper  # type: ignore[return-value]
+
+
+def _command_name() -> str:
+    """``train`` or ``data import``: the command path without the program's name."""
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return ""
+    words = ctx.command_path.split()
+    return " ".join(words[words.index("advscale") + 1:] if "advscale" in words else words[1:])
 
 
 class StdoutClosed(AdvscaleError):
@@ -186,81 +246,5 @@ def _quiet_stdout() -> None:
         pass
 
 
-def parse_fraction(text: str, name: str = "value") -> float:
-    """Parse ``8/255``, ``0.031`` or ``2e-3`` into a float; AdvscaleError when malformed."""
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise AdvscaleError(f"{name} {text!r} is not a number or fraction like 8/255") from None
-    return value
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """Parse ``--shard i/k`` (0-based i < k) into (i, k); None means (0, 1)."""
-    if text is None:
-        return 0, 1
-    try:
-        i_s, k_s = text.split("/")
-        i, k = int(i_s), int(k_s)
-    except ValueError:
-        raise AdvscaleError(f"--shard {text!r} must look like i/k, e.g. 0/4") from None
-    if not (k >= 1 and 0 <= i < k):
-        raise AdvscaleError(f"--shard {text!r} needs 0 <= i < k")
-    return i, k
-
-
-def _split_top(text: str) -> list[str]:
-    """Split on commas outside brackets, braces and double quotes."""
-    parts, depth, quoted, cur = [], 0, False, []
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in "[{":
-            depth += 1
-        elif not quoted and ch in "]}":
-            depth -= 1
-        if ch == "," and depth == 0 and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return [p for p in (q.strip() for q in parts) if p]
-
-
-def parse_kwargs(text: str | None, name: str = "--model-kwargs") -> dict[str, Any]:
-    """``KEY=VALUE[,KEY=VALUE]`` into a dict; each VALUE is JSON where it parses (``32``,
-    ``true``, ``[0.5,0.5,0.5]``, ``null``), else the text. None or empty → ``{}``."""
-    out: dict[str, Any] = {}
-    for part in _split_top(text or ""):
-        key, eq, raw = part.partition("=")
-        key = key.strip()
-        if not eq or not key.isidentifier():
-            raise AdvscaleError(f"{name} {text!r}: give KEY=VALUE[,KEY=VALUE], e.g. "
-                                "img_size=32,patch_size=4")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw.strip()
-    return out
-
-
-class _StderrHandler(logging.Handler):
-    """Log records as plain lines on the current ``sys.stderr`` (test runners swap it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            err(self.format(record))
-        except (OSError, ValueError):  # a closed stderr loses the note, never the result
-            pass
-
-
-def log_to_stderr(verbose: bool = False, quiet: bool = False) -> None:
-    """Show the library's ``advscale.*`` log on stderr: warnings only with ``quiet``, info by
-    default, debug (what was read, counts) with ``verbose``."""
-    logger = logging.getLogger("advscale")
-    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("advscale: %(message)s"))
-        logger.addHandler(handler)
+parse_kwargs = api.options.parse_kwargs
+"""``KEY=VALUE[,KEY=VALUE]`` with JSON values (:func:`advscale.core.options.parse_kwargs`)."""

@@ -7,21 +7,18 @@ generates; the subcommands ``stitch``, ``fid``, ``export`` and ``train-denoiser`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from advscale.cli.common import err, handle_errors, parse_shard
+from advscale import api
+from advscale.cli.common import handle_errors
 from advscale.cli.help import App
-from advscale.core.outputs import check_output
-from advscale.data.records import info_record
+from advscale.cli.requests import request_command
+from advscale.cli.shared import common
+from advscale.cli.shared import seed as seed_option
 from advscale.errors import AdvscaleError
 from advscale.records import write_record
-from advscale.synthetic.records import (
-    export_record,
-    gaussian_fit_record,
-    generation_record,
-    quality_record,
-)
 
 app = App(
     help="Generate synthetic CIFAR-style data with the EDM sampler (Karras et al. 2022) into "
@@ -40,6 +37,7 @@ def _console():
 
 @app.callback()
 @handle_errors
+@request_command(api.SamplerConfig)
 def generate_cmd(
     ctx: typer.Context,
     generator: str = typer.Option(
@@ -48,10 +46,9 @@ def generate_cmd(
         "edm-export, diffusers.",
     ),
     out: Path = typer.Option(None, "-o", "--out", help="Output HDF5 file (this shard's rows)."),
-    steps: int = typer.Option(18, help="EDM sampler steps N (NFE = 2N-1). Paper: 5,6,7,10,20."),
     num: int = typer.Option(50_000, "--num", "-n", help="Images in the whole job (all shards)."),
     shard: str = typer.Option(None, help="i/k: write only shard i (0-based) of k."),
-    seed: int = typer.Option(0, help="Job seed: labels and per-image noise derive from it."),
+    seed: int = seed_option("the job: labels and per-image noise derive from it"),
     batch_size: int = typer.Option(
         500, help="Images per batch and per commit; part of the job's identity (keep it fixed "
         "across shards and resumes)."),
@@ -69,18 +66,12 @@ def generate_cmd(
         show_default="all"),
     prediction_type: str = typer.Option(
         None, help="diffusers: epsilon, sample or v_prediction (what the network outputs)."),
-    sigma_min: float = typer.Option(None, help="Smallest noise level σ.", show_default="0.002"),
-    sigma_max: float = typer.Option(None, help="Largest noise level σ.", show_default="80"),
-    rho: float = typer.Option(None, help="Schedule exponent ρ.", show_default="7"),
-    churn: float = typer.Option(None, help="S_churn (0: deterministic).", show_default="0"),
-    s_min: float = typer.Option(None, help="S_min: churn only at sigma >= this."),
-    s_max: float = typer.Option(None, help="S_max: churn only at sigma <= this."),
-    s_noise: float = typer.Option(None, help="S_noise: churn noise inflation.", show_default="1"),
-    solver: str = typer.Option(None, help="heun or euler.", show_default="heun"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    device: str = common("device"),
     dtype: str = typer.Option("fp32", help="Network compute dtype: fp32 or bf16."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    force: bool = common("force"),
+    *,
+    given: dict[str, Any],
 ) -> None:
     """Generate a synthetic dataset shard (prints one `synthetic` JSONL record on stdout)."""
     if ctx.invoked_subcommand is not None:
@@ -90,36 +81,21 @@ def generate_cmd(
                             "train-denoiser)")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from advscale.synthetic.generators import load_generator
-    from advscale.synthetic.jobs import generate
-
-    shard_ik = parse_shard(shard)
-    check_output(out, [data, model], force=force or resume)  # --resume continues OUT
-    gen = load_generator(generator, data=data, model=model, device=device, dtype=dtype,
-                         components=components, residual=residual,
-                         fit_per_class=fit_per_class, prediction_type=prediction_type,
-                         compile=compile)
-    if not gen.is_trained_diffusion_model:
-        err(f"advscale: note: {getattr(gen, 'name', generator)} is NOT a trained diffusion "
-            "model; its samples exercise the pipeline (see docs/synthetic.md)")
-    overrides = {"sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho, "s_churn": churn,
-                 "s_min": s_min, "s_max": s_max, "s_noise": s_noise, "solver": solver}
     cols = (*Progress.get_default_columns()[:2], BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn())
     with Progress(*cols, console=_console(), transient=True) as bar:
+        steps = given.pop("steps", api.SamplerConfig.steps)
         task = bar.add_task(f"{generator} {steps} steps", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = generate(gen, out, num=num, steps=steps, seed=seed, batch_size=batch_size,
-                           shard=shard_ik, resume=resume, sampler_overrides=overrides,
-                           progress=progress, log=err)
-    err(f"{out}: {summary['n']:,} images ({summary['rows_generated']:,} new), "
-        f"{generator} {steps} steps (NFE {summary['nfe']}), {summary['wall_s']:.1f} s")
-    config = {"generator": generator, "steps": steps, "num": num, "shard": shard,
-              "batch_size": batch_size, "data": data, "model": model, **overrides}
-    write_record(generation_record(summary, config=config, seed=seed))
+        write_record(api.gen_synthetic(
+            "generate", out, generator=generator, steps=steps, num=num, shard=shard, seed=seed,
+            batch_size=batch_size, resume=resume, data=data, model=model,
+            components=components, residual=residual, fit_per_class=fit_per_class,
+            prediction_type=prediction_type, device=device, dtype=dtype, compile=compile,
+            progress=progress, force=force, **given))
 
 
 @app.command("fit-gaussian")
@@ -131,18 +107,12 @@ def fit_gaussian_cmd(
     residual: str = typer.Option("none", help="Variance off the components: none or "
                                  "isotropic."),
     fit_per_class: int = typer.Option(None, help="Use the first N images of each class."),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    force: bool = common("force"),
 ) -> None:
     """Fit the builtin-gaussian once and save it (then generate with --model FILE)."""
-    from advscale.synthetic.builtin_gaussian import gaussian_from_file
-
-    check_output(out, [data], force=force)
-    gen = gaussian_from_file(data, components=components, residual=residual,
-                             max_per_class=fit_per_class)
-    gen.save(out)
-    err(f"{out}: class-conditional Gaussian ({gen.components} components) fitted to {data}; "
-        "NOT a trained diffusion model")
-    write_record(gaussian_fit_record(str(out), str(data), gen.attrs()))
+    write_record(api.gen_synthetic("fit-gaussian", data, out, components=components,
+                                   residual=residual, fit_per_class=fit_per_class,
+                                   force=force))
 
 
 @app.command("stitch")
@@ -152,18 +122,10 @@ def stitch_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Virtual HDF5 file to write."),
     real: list[Path] = typer.Option(
         None, "--real", help="Real data to put first (e.g. train.h5); repeatable."),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    force: bool = common("force"),
 ) -> None:
     """Check a job's shards are complete and stitch them (after --real files) into one file."""
-    from advscale.synthetic.jobs import stitch_synthetic
-
-    if out.resolve() in {p.resolve() for p in [*shards, *(real or [])]}:
-        raise AdvscaleError(f"{out}: the output must not be one of the inputs")
-    check_output(out, [*shards, *(real or [])], force=force)
-    summary = stitch_synthetic(shards, out, real=real or [])
-    err(f"{out}: {summary['n']:,} images from {len(shards)} shard(s)"
-        + (f" and {len(real)} real file(s)" if real else ""))
-    write_record(info_record(summary))
+    write_record(api.gen_synthetic("stitch", shards, out, real=real or [], force=force))
 
 
 @app.command("fid")
@@ -190,33 +152,25 @@ def fid_cmd(
     annotate: bool = typer.Option(
         False, "--annotate", help="Also store the result in GEN's attributes."),
     batch_size: int = typer.Option(100, help="Feature-extraction batch size."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
-    seed: int = typer.Option(0, help="Seed of the image subsets (n < all) and KID subsets."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --save-ref-stats' file."),
+    device: str = common("device"),
+    seed: int = seed_option("the image subsets (n < all) and KID subsets"),
+    force: bool = common("force"),
 ) -> None:
     """FID/KID of GEN against a reference, honestly named (prints a `synthetic.quality` record)."""
     from rich.progress import Progress
 
-    from advscale.synthetic.quality import measure_quality
 
-    check_output(save_ref_stats, [gen, ref], force=force)
     with Progress(console=_console(), transient=True) as bar:
         task = bar.add_task("features", total=None)
 
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        result = measure_quality(
-            gen, ref, n=n, ref_n=ref_n, extractor=extractor,
+        write_record(api.gen_synthetic(
+            "fid", gen, ref, n=n, ref_n=ref_n, extractor=extractor,
             inception_weights=inception_weights, pca_dim=pca_dim, classifier=classifier,
             save_ref_stats=save_ref_stats, annotate=annotate, batch_size=batch_size,
-            device=device, seed=seed, progress=progress,
-        )
-    err(f"{gen}: {result['quality_metric']} = {result['quality_value']:.4g}, "
-        f"{result['kid_metric']} = {result['kid_value']:.4g}"
-        + ("" if result["comparable_to_published"]
-           else " (not comparable to published FIDs)"))
-    write_record(quality_record(result, seed=seed))
+            device=device, seed=seed, progress=progress, force=force))
 
 
 @app.command("export")
@@ -229,16 +183,11 @@ def export_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Exported program (.pt2) to write."),
     key: str = typer.Option("ema", help="Entry of the pickle holding the network."),
     num_classes: int = typer.Option(None, help="Override the network's label count."),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    force: bool = common("force"),
 ) -> None:
     """Export an NVlabs EDM network once with torch.export (run in a trusted environment)."""
-    from advscale.synthetic.edm_export import export_edm_pickle
-
-    check_output(out, [pkl], force=force)
-    info = export_edm_pickle(pkl, edm_code, out, key=key, num_classes=num_classes)
-    err(f"{out}: exported {info['source_name']} ({info['num_classes']} classes); it loads "
-        "without unpickling code")
-    write_record(export_record(info))
+    write_record(api.gen_synthetic("export", pkl, edm_code, out, key=key,
+                                   num_classes=num_classes, force=force))
 
 
 @app.command("train-denoiser")
@@ -256,21 +205,15 @@ def train_denoiser_cmd(
     dropout: float = typer.Option(0.1, help="Dropout in residual blocks."),
     ema_kimg: float = typer.Option(500.0, help="EMA half-life in thousands of images."),
     save_every_kimg: float = typer.Option(500.0, help="Checkpoint interval (thousand images)."),
-    seed: int = typer.Option(0, help="Training seed."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    seed: int = seed_option("training"),
+    device: str = common("device"),
     dtype: str = typer.Option("fp32", help="Autocast dtype on GPU: fp32 or bf16."),
     resume: bool = typer.Option(True, help="Continue from RUN_DIR's state when present."),
 ) -> None:
     """Train the small class-conditional EDM U-Net (resumable); prints progress records."""
-    from advscale.synthetic.builtin_unet import UNetConfig, train_denoiser
-    try:
-        mult = tuple(int(c) for c in channel_mult.split(","))
-    except ValueError:
-        raise AdvscaleError(f"--channel-mult {channel_mult!r} must look like 1,2,2") from None
-    cfg = UNetConfig(channels=channels, channel_mult=mult, blocks=blocks, dropout=dropout)
-    for rec in train_denoiser(
-        data, run_dir, config=cfg, kimg=kimg, batch_size=batch_size, lr=lr, ema_kimg=ema_kimg,
-        save_every_kimg=save_every_kimg, seed=seed, device=device, dtype=dtype,
-        resume=resume, log=err,
-    ):
+    for rec in api.gen_synthetic(
+            "train-denoiser", data, run_dir, channels=channels, channel_mult=channel_mult,
+            blocks=blocks, dropout=dropout, kimg=kimg, batch_size=batch_size, lr=lr,
+            ema_kimg=ema_kimg, save_every_kimg=save_every_kimg, seed=seed, device=device,
+            dtype=dtype, resume=resume):
         write_record(rec)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 
 import typer
 
-from advscale.cli.common import err, handle_errors
-from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
+from advscale import api
+from advscale.cli.common import handle_errors
+from advscale.cli.logs import warn
 from advscale.errors import AdvscaleError
-from advscale.laws.law import Law
-from advscale.laws.predict import iter_predictions, prediction_record
-from advscale.laws.published import builtin_runs, load_runs, placement_record
 from advscale.records import write_record
 
 
@@ -44,7 +41,7 @@ def predict_cmd(
         None, "--flops-per-param-sample",
         help="FLOPs = K*N*D constant (e.g. count-flops' flops_per_param_sample).",
         show_default=f"the law's own (from its records), else the paper's "
-        f"{PAPER_FLOPS_PER_PARAM_SAMPLE:g}"),
+        f"{api.PAPER_FLOPS_PER_PARAM_SAMPLE:g}"),
     accuracy: bool = typer.Option(False, "--accuracy",
                                   help="Also give accuracies (loss->accuracy regression)."),
     acc_map: str = typer.Option("auto", "--acc-map",
@@ -73,41 +70,20 @@ def predict_cmd(
     --fid and --omega-n are defaults for stdin queries. Warnings (FID metric, extrapolation
     past 10x the fitted ranges, degenerate N*/D*) go to stderr. See docs/laws.md.
     """
-    if acc_map not in ("auto", "paper", "law"):
-        raise AdvscaleError(f"--acc-map {acc_map!r}: choose auto, paper or law")
+    source = queries or "-"
     option_query = any(v is not None for v in (n, d, flops, target_accuracy, target_loss, x))
-    if law == "-" and not option_query and queries in (None, "-"):
-        raise AdvscaleError("--law - reads the law from stdin: give the query as options "
-                            "(--n/--d/--fid, --flops) or --queries FILE")
-    the_law = Law.load(law)
-    if k is not None:
-        the_law.set_flops_per_param_sample(k)
-    if (published or runs) and not _place(the_law, published, runs, fid, acc_map, option_query):
-        return
-    if option_query:
-        q = {"n": n, "d": d, "fid": fid, "flops": flops, "omega_n": omega_n, "x": x,
-             "target_accuracy": target_accuracy, "target_loss": target_loss}
-        _emit([prediction_record(the_law, q, accuracy, acc_map, where="options")])
-    else:
-        source = queries or "-"
-        if source == "-" and sys.stdin.isatty():
-            raise AdvscaleError(NO_QUERY)
-        done = _emit(iter_predictions(the_law, source, sys.stdin, fid=fid, omega_n=omega_n,
-                                      accuracy=accuracy, acc_map=acc_map))
-        if not done:
-            where = "stdin" if source == "-" else source
-            raise AdvscaleError(f"no queries in {where}; {NO_QUERY.split(': ', 1)[1]}")
+    placing = published or runs is not None
+    if not option_query and not placing and source == "-" and law != "-" \
+            and sys.stdin.isatty():
+        raise AdvscaleError(NO_QUERY)
+    warned: set[str] = set()
+    api.predict(law, accuracy=accuracy, acc_map=acc_map, flops_per_param_sample=k,
+                queries=None if option_query else source, n=n, d=d, fid=fid, flops=flops,
+                omega_n=omega_n, x=x, target_accuracy=target_accuracy, target_loss=target_loss,
+                published=published, runs=runs, emit=lambda rec: _emit(rec, warned))
 
 
-def _place(law: Law, published: bool, runs: str | None, fid: float | None, acc_map: str,
-           more: bool) -> bool:
-    """Emit one placement per published (and own) run; whether queries follow (``more``)."""
-    table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
-    _emit([placement_record(law, r, fid, acc_map) for r in table])
-    return more
-
-
-SAME_COST_CO2 = ("advscale predict: note: cost_usd and co2_kg are equal: Debenedetti et al. "
+SAME_COST_CO2 = ("note: cost_usd and co2_kg are equal: Debenedetti et al. "
                  "(2024, section 3.2) give one power law (C, alpha) for both electricity cost "
                  "(USD) and CO2 (kg)")
 
@@ -115,19 +91,12 @@ NO_QUERY = ("no query: give --n/--d (--fid), --flops, --target-accuracy or --tar
             "--queries FILE, or pipe JSONL queries on stdin")
 
 
-def _emit(records: Iterable[dict]) -> int:
-    """Write each record to stdout, and each distinct warning once to stderr; returns the
-    number written."""
-    warned: set[str] = set()
-    count = 0
-    for rec in records:
-        count += 1
-        same = "cost_usd" in rec and rec.get("cost_usd") == rec.get("co2_kg")
-        notes = {"also": SAME_COST_CO2 if same else None}
-        for key in ("fid_warning", "extrapolation_warning", "degenerate", "also"):
-            w = rec.get(key) if key != "also" else notes[key]
-            if w and w not in warned:
-                warned.add(w)
-                err(w)
-        write_record(rec)
-    return count
+def _emit(rec: dict, warned: set[str]) -> None:
+    """Write the record to stdout, and each distinct warning once to stderr."""
+    same = "cost_usd" in rec and rec.get("cost_usd") == rec.get("co2_kg")
+    for w in (rec.get("fid_warning"), rec.get("extrapolation_warning"), rec.get("degenerate"),
+              SAME_COST_CO2 if same else None):
+        if w and w not in warned:
+            warned.add(w)
+            warn(w)
+    write_record(rec)

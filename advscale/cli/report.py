@@ -1,4 +1,7 @@
-"""``advscale report``: figures and a self-contained HTML page from records and laws."""
+"""``advscale report``: figures and a self-contained HTML page from records and laws.
+
+A thin adapter over :func:`advscale.api.report`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,10 @@ from pathlib import Path
 
 import typer
 
-from advscale.cli.common import err, handle_errors, log_to_stderr
-from advscale.laws.published import builtin_runs, load_runs
+from advscale import api
+from advscale.cli.common import handle_errors
+from advscale.cli.shared import common
 from advscale.records import write_record
-from advscale.report.accuracy import ACC_FLOOR_PCT
-from advscale.report.command import held_out_note, report_record
 
 
 @handle_errors
@@ -25,7 +27,11 @@ def report(
     ),
     out: Path = typer.Option(Path("report"), "-o", "--out", help="Output folder (made by the "
                              "report; an earlier report there is replaced only with --force)."),
-    force: bool = typer.Option(False, "--force", help="Replace an earlier report in OUT."),
+    force: bool = common("force"),
+    acc_floor: float = typer.Option(
+        api.ACC_FLOOR_PCT, "--acc-floor", min=0.0, max=100.0,
+        help="Accuracy (percent) under which a run sits at the accuracy figure's axis floor, so "
+        "the ~0% one-step runs do not take the log axis from the envelope."),
     held_out: list[str] = typer.Option(
         [], "--held-out", help="Run id left out of the fit: its prediction error is reported."
     ),
@@ -35,22 +41,8 @@ def report(
         "2/3 --law (Figures 6 and 7: N vs N*, compute overhead vs model size)."),
     runs: str = typer.Option(None, "--runs", help="Place your own runs too (JSONL or CSV: "
                              "name, params, samples_seen [, fid])."),
-    acc_floor: float = typer.Option(
-        ACC_FLOOR_PCT, "--acc-floor", min=0.0, max=100.0,
-        help="Accuracy (percent) under which a run sits at the accuracy figure's axis floor, so "
-        "the ~0% one-step runs do not take the log axis from the envelope."),
-    verbose: bool = typer.Option(False, "--verbose", "-v",
-                                 help="Say what was read (records, runs, records joined to none)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
 ) -> None:
     """Write PNG figures and report.html; print one `report` record (held-out errors) on stdout."""
-    log_to_stderr(verbose, quiet)
-    table = (builtin_runs() if published else []) + (load_runs(runs) if runs else [])
-    rec = report_record(records, out, laws=law, held_out=held_out, title=title,
-                        published=table, force=force, acc_floor=acc_floor)
-    if not quiet:
-        for e in rec["held_out"]:
-            err(held_out_note(e))
-        err(f"{rec['report']}: {len(rec['figures'])} figures, {rec['runs']} runs, laws "
-            f"{', '.join(rec['law_names']) or 'none'}")
-    write_record(rec)
+    write_record(api.report(records, out, laws=law, held_out=held_out, title=title,
+                            published=published, runs=runs, force=force,
+                            acc_floor=acc_floor))

@@ -1,4 +1,7 @@
-"""``advscale validity``: the human study of invalid adversarial images (serve, rate, score)."""
+"""``advscale validity``: the human study of invalid adversarial images (serve, rate, score).
+
+A thin adapter over :func:`advscale.api.validity`.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,17 @@ from pathlib import Path
 
 import typer
 
+from advscale import api
 from advscale.cli.common import err, handle_errors
 from advscale.cli.help import App
-from advscale.errors import AdvscaleError
+from advscale.cli.shared import common
 from advscale.records import write_record
-from advscale.validity.records import rate_record, score_records
 
 app = App(
     help="Are adversarial images still their class? Rate them (web page or a command) and score "
     "them with the rule of Bartoldson et al. 2024, appendix G (docs/validity.md).",
     no_args_is_help=True,
 )
-
-
-def _default_out(adv: Path) -> Path:
-    return adv.with_suffix(".labels")
 
 
 @app.command("serve")
@@ -42,43 +41,12 @@ def serve_cmd(
         False, help="Rate every row, not only the images that fooled the model."
     ),
     scale: int = typer.Option(8, help="Nearest-neighbour upscaling factor of the images."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No request log on stderr."),
+    quiet: bool = common("quiet"),
 ) -> None:
     """Serve the rating web page; every answer is appended to the rater's labels file."""
-    import signal
-
-    from advscale.validity.advset import load_adv_set
-    from advscale.validity.server import RatingApp, make_server, rater_link, server_url
-
-    out = out or _default_out(adv)
-    data = load_adv_set(adv)
-    app_ = RatingApp(data, out, batch=batch, raters=rater, allow_join=join,
-                     include_unfooled=include_unfooled, scale=scale, log=err)
-    httpd = make_server(app_, host, port, quiet=quiet)
-    url = server_url(httpd)
-    if host not in ("127.0.0.1", "localhost"):
-        err(f"advscale validity: warning: listening on {host}, reachable beyond this machine")
-    n = len(app_.items)
-    err(f"advscale validity: {n} image pairs of {adv} in {-(-n // batch)} tab(s) of {batch}; "
-        f"labels in {out}/")
-    err(f"advscale validity: listening on {url}")
-    for r in rater:
-        err(f"  {r}: {rater_link(url, r, app_.token(r))}")
-    if join:
-        err(f"  new raters: open {url} and choose an id")
-    for r in sorted(set(app_.store.raters()) - set(rater)):
-        err(f"  {r} (resuming): {rater_link(url, r, app_.token(r))}")
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        err("advscale validity: stopped; every answer given is saved")
-    finally:
-        httpd.server_close()
-        app_.close()
+    api.validity_study("serve", adv, port=port, host=host, batch=batch, out=out, rater=rater,
+                 join=join, include_unfooled=include_unfooled, scale=scale, quiet=quiet,
+                 announce=lambda line: err(f"advscale validity: {line}"))
 
 
 @app.command("score")
@@ -99,38 +67,16 @@ def score_cmd(
     ),
     summary_only: bool = typer.Option(False, help="Write only the summary record."),
     out: str = typer.Option("-", "--out", "-o", help="Output JSONL file ('-' = stdout)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    force: bool = common("force"),
 ) -> None:
     """Judge each image valid/deceptive/ambiguous; per-image records, then a summary (JSONL)."""
-    from advscale.core.fileio import atomic_write
-    from advscale.core.outputs import check_output
-    from advscale.validity.advset import load_adv_set
-    from advscale.validity.scoring import load_labels, score_labels
-
-    check_output(out, [adv, *labels], force=force)
-    data = load_adv_set(adv, images=False)
-    records = load_labels(labels, log=err)
-    scores = score_labels(records, data, n_eval=n_eval, min_correct=min_correct,
-                          min_raters=min_raters, majority_of=majority_of)
-    config = {"labels": [str(p) for p in labels], "adv": str(adv), "n_eval": n_eval,
-              "min_correct": min_correct, "min_raters": min_raters, "majority_of": majority_of}
-    recs = score_records(scores.images, scores.summary, config, summary_only=summary_only)
+    recs = api.validity_study("score", labels, adv, n_eval=n_eval, min_correct=min_correct,
+                        min_raters=min_raters, majority_of=majority_of,
+                        summary_only=summary_only, output=None if out == "-" else out,
+                        force=force)
     if out == "-":
         for r in recs:
             write_record(r)
-    else:
-        with atomic_write(out) as f:
-            for r in recs:
-                write_record(r, f)
-    s = scores.summary
-    err(f"advscale validity: {s['n_fooled']} fooling images: {s['n_valid']} valid, "
-        f"{s['n_invalid']} invalid ({s['n_deceptive']} deceptive, {s['n_ambiguous']} ambiguous), "
-        f"{s['n_unrated']} unrated; invalid {_pct(s['invalid_frac_rated'])} of the rated, "
-        f"{_pct(s['invalid_frac'])} of all; robust acc {s['robust_acc']:.4f} -> "
-        f"{s['robust_acc_valid']:.4f} without invalid images")
-    if s["n_unrated"]:
-        err(f"advscale validity: warning: {s['n_unrated']} images have fewer than "
-            f"{min_raters} rater(s) and are neither valid nor removed")
 
 
 @app.command("rate")
@@ -161,50 +107,16 @@ def rate_cmd(
     include_unfooled: bool = typer.Option(False, help="Rate every row, not only fooling ones."),
 ) -> None:
     """Let a command (e.g. a vision-language model you run) rate the images as a machine rater."""
+    from rich.console import Console
     from rich.progress import Progress
 
-    from advscale.validity.advset import load_adv_set
-    from advscale.validity.machine_rater import PROMPT, CommandRater, rate_images
-    from advscale.validity.store import LabelStore, check_rater_id
-
-    check_rater_id(rater)
-    vers = [v.strip() for v in versions.split(",") if v.strip()]
-    if not vers or set(vers) - {"adv", "clean"}:
-        raise AdvscaleError(f"--versions {versions!r} must be adv, clean or adv,clean")
-    prompt = PROMPT
-    if prompt_file is not None:
-        if not prompt_file.is_file():
-            raise AdvscaleError(f"{prompt_file}: no such prompt file")
-        prompt = prompt_file.read_text(encoding="utf-8").strip()
-    out = out or _default_out(adv)
-    data = load_adv_set(adv)
-    rows = data.study_rows(include_unfooled)
-    console = _stderr_console()
-    with LabelStore(out, data, rows=rows, kind="machine", log=err) as store, \
-            CommandRater(command, per_image=per_image, timeout_s=timeout_s) as asker, \
-            Progress(transient=True, console=console) as bar:
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"rating as {rater}", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        counts = rate_images(data, store, rater, asker.ask, versions=vers, rows=rows,
-                             scale=scale, prompt=prompt, on_bad_reply=on_bad_reply, log=err,
-                             progress=progress)
-    write_record(rate_record(rater, str(adv), data.fingerprint, str(out), vers, counts, config={
-        "command": command, "per_image": per_image, "scale": scale, "versions": vers,
-        "on_bad_reply": on_bad_reply, "prompt_file": str(prompt_file) if prompt_file else None}))
-    err(f"advscale validity: {rater} rated {counts['n_rated']} images now "
-        f"({counts['n_already']} done before, {counts['n_bad_reply']} bad replies); labels in "
-        f"{out}/{rater}.jsonl")
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _pct(frac: float | None) -> str:
-    """A fraction as a percentage, or an em dash when there is none yet."""
-    return "\u2014" if frac is None else f"{100 * frac:.1f}%"
+        write_record(api.validity_study(
+            "rate", adv, command, rater, out=out, per_image=per_image, versions=versions,
+            scale=scale, timeout_s=timeout_s, on_bad_reply=on_bad_reply,
+            prompt_file=prompt_file, include_unfooled=include_unfooled, progress=progress))

@@ -26,14 +26,16 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int | None =
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError):
-        raise AdvscaleError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, "
-                            "mps, auto)") from None
+        raise AdvscaleError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, "
+                            "mps, auto)", field="device") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise AdvscaleError(f"--device {device}: no CUDA GPU is available here")
+            raise AdvscaleError(f"device {device}: no CUDA GPU is available here",
+                                field="device")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise AdvscaleError(f"--device {device}: only {torch.cuda.device_count()} GPUs")
+            raise AdvscaleError(f"device {device}: only {torch.cuda.device_count()} GPUs",
+                                field="device")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps")
                                   and torch.backends.mps.is_available()):
-        raise AdvscaleError(f"--device {device}: MPS is not available here")
+        raise AdvscaleError(f"device {device}: MPS is not available here", field="device")
     return dev

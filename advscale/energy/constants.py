@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from advscale.core.options import option
 from advscale.errors import AdvscaleError
 
 
@@ -49,10 +50,14 @@ SAMPLE_INTERVAL_S = 1.0
 class EnergyConstants:
     """The constants one energy figure is converted with (defaults: the papers' values)."""
 
-    pue: float = PUE.value
-    usd_per_kwh: float = USD_PER_KWH.value
-    gco2_per_kwh: float = GCO2_PER_KWH.value
-    cpu_w_per_core: float = CPU_W_PER_CORE.value
+    pue: float = option(PUE.value, help="Power usage effectiveness (Uptime Institute 2018).",
+                        unit=PUE.unit)
+    usd_per_kwh: float = option(USD_PER_KWH.value, help="Electricity price.",
+                                unit=USD_PER_KWH.unit)
+    gco2_per_kwh: float = option(GCO2_PER_KWH.value, help="Carbon intensity (ML CO2 Impact, "
+                                 "GCP us-central1).", unit=GCO2_PER_KWH.unit)
+    cpu_w_per_core: float = option(CPU_W_PER_CORE.value, help="Assumed power per busy core "
+                                   "when RAPL is not readable.", unit=CPU_W_PER_CORE.unit)
 
     def __post_init__(self) -> None:
         if not self.pue >= 1.0:

@@ -67,7 +67,8 @@ def _log_columns(rows: Iterator[list[str]], name: str
     cols = {h.split(" [")[0]: i for i, h in enumerate(header)}
     if "timestamp" not in cols:
         raise AdvscaleError(f"{name}: no 'timestamp' column (header {', '.join(header)}); "
-                            "record with --query-gpu=timestamp,power.draw --format=csv")
+                            "record it with nvidia-smi's query-gpu=timestamp,power.draw and "
+                            "format=csv options")
     power_col = next((i for h, i in cols.items() if h.startswith("power.draw")), None)
     if power_col is None:
         raise AdvscaleError(f"{name}: no 'power.draw' column (header {', '.join(header)})")

@@ -60,15 +60,14 @@ def measure_energy(
     ``nvml=False`` / ``rapl_root=None`` turn those counters off; ``out`` receives the
     command's stdout (default: this process's). Raises AdvscaleError for unusable inputs.
     """
-    modes = [m for m, given in (("command", bool(command)), ("--from-log", from_log is not None),
-                                ("--flops", flops is not None)) if given]
+    modes = [m for m, given in (("command", bool(command)), ("from_log", from_log is not None),
+                                ("flops", flops is not None)) if given]
     if len(modes) != 1:
         raise AdvscaleError(
-            "give exactly one of: -- CMD ARGS..., --from-log FILE, --flops F --device NAME"
-            + (f" (got {' and '.join(modes)})" if modes else "")
-        )
+            "give exactly one of: a command to run, from_log FILE, or flops F with the hardware"
+            + (f" (got {' and '.join(modes)})" if modes else ""), field="from_log,flops,hardware")
     if not interval_s > 0:
-        raise AdvscaleError(f"--interval {interval_s} must be > 0 seconds")
+        raise AdvscaleError(f"interval_s {interval_s} must be > 0 seconds", field="interval_s")
     constants = constants or EnergyConstants()
     config: dict[str, Any] = {"pue": constants.pue, "usd_per_kwh": constants.usd_per_kwh,
                               "gco2_per_kwh": constants.gco2_per_kwh,
@@ -89,7 +88,8 @@ def measure_energy(
         config.update(from_log=str(from_log), gpus=gpus)
     else:
         if require_measured:
-            raise AdvscaleError("--require-measured: an estimate from FLOPs is not a measurement")
+            raise AdvscaleError("require_measured: an estimate from FLOPs is not a measurement",
+                                field="require_measured")
         if device is None:
             raise AdvscaleError("an estimate from flops needs the hardware it ran on (e.g. "
                                 "h100, or cpu for a CPU core)", field="device")

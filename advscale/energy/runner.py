@@ -89,8 +89,9 @@ def run_with_energy(
                            visible_gpus=os.environ.get("CUDA_VISIBLE_DEVICES"))
     unavailable = monitor.open()
     if require_measured and not monitor.can_measure:
-        raise AdvscaleError("--require-measured: no power counter is readable ("
-                            + "; ".join(f"{k}: {v}" for k, v in unavailable.items()) + ")")
+        raise AdvscaleError("require_measured: no power counter is readable ("
+                            + "; ".join(f"{k}: {v}" for k, v in unavailable.items()) + ")",
+                            field="require_measured")
     if out is None:
         sys.stdout.flush()
         out = sys.stdout.buffer

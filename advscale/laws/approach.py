@@ -208,12 +208,13 @@ def approach_name(spelling: Any) -> str | None:
     return _SPELLINGS.get(str(spelling)) if spelling is not None else None
 
 
-def get_approach(spelling: Any, what: str = "--approach") -> Approach:
-    """The registered approach for ``spelling`` (``2``, ``approach2``, ``power-law``...)."""
+def get_approach(spelling: Any, what: str = "approach") -> Approach:
+    """The registered approach for ``spelling`` (``2``, ``approach2``, ``power-law``...);
+    ``what`` names the field it came from."""
     name = approach_name(spelling)
     if name is None:
         raise AdvscaleError(f"{what} {spelling!r}: choose from "
-                            f"{', '.join(a.option for a in _REGISTRY.values())}")
+                            f"{', '.join(a.option for a in _REGISTRY.values())}", field=what)
     return _REGISTRY[name]
 
 

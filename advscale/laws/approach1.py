@@ -207,8 +207,8 @@ def _one_dataset(pts: list) -> None:
     if len(fids) > 1:
         raise AdvscaleError(
             f"approach 1 fits one dataset at a time (it does not model FID); the records have "
-            f"FIDs {', '.join(f'{f:g}' for f in fids[:6])}: add e.g. --filter 'FID == {fids[0]:g}'"
-        )
+            f"FIDs {', '.join(f'{f:g}' for f in fids[:6])}: add e.g. the filters "
+            f"'FID == {fids[0]:g}'", field="filters")
 
 
 def _thinned(env: Envelope) -> dict[str, list[float]]:
@@ -254,7 +254,8 @@ def _protocol_points(pts: list, data: FitData) -> tuple[list, tuple[float, float
                  f"{len(pts)} evaluations")
         if not kept:
             raise AdvscaleError(f"approach 1: no evaluation above the FLOPs floor "
-                                f"{proto.flops_floor:g} (set --flops-floor 0 for small runs)")
+                                f"{proto.flops_floor:g} (set flops_floor 0 for small runs)",
+                                field="flops_floor")
         pts = kept
     return pts, flops_range
 

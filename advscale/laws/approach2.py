@@ -393,8 +393,8 @@ class Approach2(ParametricApproach):
         if missing:
             raise AdvscaleError(
                 f"approach 2: dataset(s) {', '.join(map(repr, missing))} not in the records "
-                f"(their datasets: {', '.join(names[:12])}); name yours with --base-dataset "
-                f"and --stage2-dataset")
+                f"(their datasets: {', '.join(names[:12])}); name yours with base_dataset "
+                f"and stage2_datasets", field="base_dataset,stage2_datasets")
         if not proto.stage2_datasets:
             return data
         keep = [p for p in data.points if p.rec["dataset"] in wanted]

@@ -96,7 +96,8 @@ def collect_points(
     ``samples_seen`` may be missing or null (the point's N, D are then None).
     """
     if points not in POINT_MODES:
-        raise AdvscaleError(f"--points {points!r}: choose from {', '.join(POINT_MODES)}")
+        raise AdvscaleError(f"points {points!r}: choose from {', '.join(POINT_MODES)}",
+                            field="points")
     out: list[Point] = []
     nulls, dropped = 0, []
     screen = _Screen(min_train_fraction, pre_filters)
@@ -122,9 +123,8 @@ def collect_points(
         _refuse_orphan_attacks(rs, attack)
     if not out:
         raise AdvscaleError(
-            f"no usable records for --target {target}: need train.eval records"
-            + (f" and '{attack}' attack records" if target == "aa_acc" else "")
-        )
+            f"no usable records for target {target}: need train.eval records"
+            + (f" and '{attack}' attack records" if target == "aa_acc" else ""), field="target")
     return out
 
 
@@ -323,10 +323,10 @@ def check_target_values(pts: list[Point], target: str, log_space: bool = True,
         over = [v for v in values if v > 1]
         if over:
             raise AdvscaleError(
-                f"--target {target}: {len(over)} of {len(values)} values exceed 1 (largest "
+                f"target {target}: {len(over)} of {len(values)} values exceed 1 (largest "
                 f"{max(over):g}): accuracies look like percents, and advscale takes fractions in "
                 f"[0, 1]; divide them by 100 (`advscale records import` converts a column whose "
-                f"map says unit = \"percent\")")
+                f"map says unit = \"percent\")", field="target")
     if not log_space:
         return
     error = as_error and not is_loss(target)
@@ -334,9 +334,9 @@ def check_target_values(pts: list[Point], target: str, log_space: bool = True,
     if bad:
         what, keep = (f"1 - {target}", f"{target} < 1") if error else (target, f"{target} > 0")
         raise AdvscaleError(
-            f"--target {target}: {len(bad)} of {len(pts)} points have {what} <= 0 (e.g. "
-            f"{bad[0].where}), which a fit in log space cannot use; drop them with --filter "
-            f"'{keep}'")
+            f"target {target}: {len(bad)} of {len(pts)} points have {what} <= 0 (e.g. "
+            f"{bad[0].where}), which a fit in log space cannot use; drop them with the filters "
+            f"'{keep}'", field="target,filters")
 
 
 def single_fid_metric(info: dict[str, Any], option: str) -> str | None:
@@ -346,8 +346,8 @@ def single_fid_metric(info: dict[str, Any], option: str) -> str | None:
     if len(metrics) > 1:
         raise AdvscaleError(
             f"approach {option} fits one quality metric at a time, and the records' FIDs are "
-            f"measured by {len(metrics)}: {', '.join(metrics)}; keep one, e.g. --filter "
-            f"\"FID == 0 or fid_metric == '{metrics[0]}'\"")
+            f"measured by {len(metrics)}: {', '.join(metrics)}; keep one, e.g. the filters "
+            f"\"FID == 0 or fid_metric == '{metrics[0]}'\"", field="filters")
     return metrics[0] if metrics else None
 
 

@@ -46,18 +46,19 @@ class RecordFilter:
         try:
             self.tree = ast.parse(expr.strip(), mode="eval")
         except SyntaxError as e:
-            raise AdvscaleError(f"--filter {expr!r}: not a valid expression ({e.msg})") from None
+            raise AdvscaleError(f"filters {expr!r}: not a valid expression ({e.msg})",
+                                field="filters") from None
         for node in ast.walk(self.tree):
             if not isinstance(node, _ALLOWED):
                 raise AdvscaleError(
-                    f"--filter {expr!r}: {type(node).__name__} is not allowed in a filter"
-                )
+                    f"filters {expr!r}: {type(node).__name__} is not allowed in a filter",
+                    field="filters")
             if isinstance(node, ast.Call) and not (
                 isinstance(node.func, ast.Name) and node.func.id in _FUNCS
             ):
                 raise AdvscaleError(
-                    f"--filter {expr!r}: only the functions {', '.join(_FUNCS)} may be called"
-                )
+                    f"filters {expr!r}: only the functions {', '.join(_FUNCS)} may be called",
+                    field="filters")
 
     def names(self) -> set[str]:
         """The field names the expression reads (not constants, not the functions called)."""
@@ -73,8 +74,8 @@ class RecordFilter:
         for name in sorted(self.names() - known):
             close = difflib.get_close_matches(name, sorted(known), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise AdvscaleError(f"--filter {self.expr!r}: unknown field {name} (no record has "
-                                f"it){hint}")
+            raise AdvscaleError(f"filters {self.expr!r}: unknown field {name} (no record has "
+                                f"it){hint}", field="filters")
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
         try:
@@ -82,13 +83,14 @@ class RecordFilter:
         except _Null:
             return False
         except (TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
-            raise AdvscaleError(f"--filter {self.expr!r}: {e}") from None
+            raise AdvscaleError(f"filters {self.expr!r}: {e}", field="filters") from None
 
     def _eval(self, node: ast.AST, rec: Mapping[str, Any]) -> Any:
         for kind, method in _EVALUATORS:
             if isinstance(node, kind):
                 return method(self, node, rec)
-        raise AdvscaleError(f"--filter {self.expr!r}: cannot evaluate {type(node).__name__}")
+        raise AdvscaleError(f"filters {self.expr!r}: cannot evaluate {type(node).__name__}",
+                            field="filters")
 
     def _name(self, node: ast.Name, rec: Mapping[str, Any]) -> Any:
         return rec[node.id] if node.id in rec else _CONST.get(node.id)

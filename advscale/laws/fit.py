@@ -97,7 +97,7 @@ def fit_law(
     appr = get_approach(approach)
     proto = resolve_protocol(protocol, protocol_options)
     if n_boot < 0:
-        raise AdvscaleError("--bootstrap must be >= 0")
+        raise AdvscaleError("n_boot must be >= 0", field="n_boot")
     _check_options(appr, bins=bins, x=x)
     target = target or appr.default_target
     filters = list(filters)
@@ -166,8 +166,8 @@ def _check_options(appr: Approach, **given: Any) -> None:
         if value is not None and name not in appr.options:
             takers = [get_approach(a).option for a in list_approaches()
                       if name in get_approach(a).options]
-            raise AdvscaleError(f"--{name} applies to --approach {', '.join(takers)}, "
-                                f"not {appr.option}")
+            raise AdvscaleError(f"{name} applies to approach {', '.join(takers)}, "
+                                f"not {appr.option}", field=f"{name},approach")
 
 
 def _fid_metric(appr: Approach, info: dict[str, Any], log: Log) -> str | None:

@@ -49,8 +49,8 @@ def load_law_doc(spec: str, stdin: IO[str] | None = None) -> dict[str, Any]:
             close = difflib.get_close_matches(spec, list(PRESETS), n=2, cutoff=0.6)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise AdvscaleError(
-                f"--law {spec!r}: no such file, and not a preset ({', '.join(PRESETS)}){hint}"
-            )
+                f"law {spec!r}: no such file, and not a preset ({', '.join(PRESETS)}){hint}",
+                field="law")
         where = os.fspath(path)
         text = decode_text(path.read_bytes(), where)
     docs = _parse_docs(text, where)
@@ -143,7 +143,8 @@ class Law:
     def set_flops_per_param_sample(self, k: float) -> None:
         """Use ``k`` in FLOPs = k·N·D instead of the law's own constant."""
         if not k > 0:
-            raise AdvscaleError(f"--flops-per-param-sample must be > 0, got {k!r}")
+            raise AdvscaleError(f"flops_per_param_sample must be > 0, got {k!r}",
+                                field="flops_per_param_sample")
         self.k = self.k_override = float(k)
 
     # -- parameter samples ----------------------------------------------------------------

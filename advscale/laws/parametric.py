@@ -86,7 +86,7 @@ class ParametricApproach(Approach):
 
     def fit(self, data: FitData) -> dict[str, Any]:
         if not data.delta > 0:
-            raise AdvscaleError(f"--huber-delta must be > 0, got {data.delta!r}")
+            raise AdvscaleError(f"delta must be > 0, got {data.delta!r}", field="delta")
         given = len(data.points)
         data = self.select(data)
         y, quantity = fitted_values(data.points, data.target)

@@ -139,13 +139,13 @@ def x_values(data: FitData, xname: str) -> tuple[list[Point], np.ndarray]:
     xs = np.array([field_of_run(data.runs, p, xname) for p in pts])
     ok = np.isfinite(xs)
     if not ok.any():
-        raise AdvscaleError(f"--x {xname}: no point's record (or joined energy record) has "
-                            f"a numeric {xname!r}")
+        raise AdvscaleError(f"x {xname}: no point's record (or joined energy record) has "
+                            f"a numeric {xname!r}", field="x")
     if not ok.all():
-        data.log(f"--x {xname}: dropped {int((~ok).sum())} of {len(pts)} points without it")
+        data.log(f"x {xname}: dropped {int((~ok).sum())} of {len(pts)} points without it")
     if np.any(xs[ok] <= 0):
-        raise AdvscaleError(f"--x {xname}: {int((xs[ok] <= 0).sum())} points have {xname} <= 0,"
-                            f" which a log-log fit cannot use")
+        raise AdvscaleError(f"x {xname}: {int((xs[ok] <= 0).sum())} points have {xname} <= 0,"
+                            f" which a log-log fit cannot use", field="x")
     return [p for p, k in zip(pts, ok, strict=True) if k], xs[ok]
 
 
@@ -186,7 +186,7 @@ class PowerLaw(Approach):
     def fit(self, data: FitData) -> dict[str, Any]:
         higher, bins, xname = not is_loss(data.target), data.bins or N_BINS, data.x or DEFAULT_X
         if bins < 1:
-            raise AdvscaleError(f"--bins must be >= 1, got {bins}")
+            raise AdvscaleError(f"bins must be >= 1, got {bins}", field="bins")
         pts, flops = x_values(data, xname)
         value = np.array([p.value for p in pts], dtype=float)
         extra = {name: np.array([field_of_run(data.runs, p, name) for p in pts])

@@ -68,7 +68,7 @@ def iter_queries(source: str = "-", stdin: IO[str] | None = None
         stream, name, close = (stdin if stdin is not None else sys.stdin), "<stdin>", False
     else:
         if not Path(source).is_file():
-            raise AdvscaleError(f"--queries {source!r}: no such file")
+            raise AdvscaleError(f"queries {source!r}: no such file", field="queries")
         stream, name, close = open(source, encoding="utf-8"), source, True
     try:
         for i, line in enumerate(stream, start=1):
@@ -267,8 +267,8 @@ def _inverse(p: _Prediction, acc_map: str) -> bool:
         goal, asked = law.from_accuracy(q["target_accuracy"], acc_map), "accuracy"
     else:
         if qn != "loss":
-            raise AdvscaleError(f"--target-loss: the law {law.name!r} fits {qn}, not a loss; "
-                                f"give --target-accuracy")
+            raise AdvscaleError(f"target_loss: the law {law.name!r} fits {qn}, not a loss; "
+                                f"give target_accuracy", field="target_loss,target_accuracy")
         goal, asked = q["target_loss"], "loss"
     p.out["target_value"] = goal
     flops = law.inverse(goal, fid)

@@ -150,9 +150,11 @@ def unwrap(obj: Any, fmt: str, weights: str = "averaged") -> tuple[dict[str, Any
     """``(state dict, container, ema)`` of format ``fmt``; ``ema`` is None unless the file holds
     both an averaged and a raw copy (then ``weights`` chooses, and ``ema`` says which came)."""
     if weights not in WEIGHTS:
-        raise AdvscaleError(f"unknown --weights {weights!r}; choose from {', '.join(WEIGHTS)}")
+        raise AdvscaleError(f"unknown weights {weights!r}; choose from {', '.join(WEIGHTS)}",
+                            field="weights")
     if fmt not in FORMATS:
-        raise AdvscaleError(f"unknown --format {fmt!r}; choose from auto, {', '.join(FORMATS)}")
+        raise AdvscaleError(f"unknown format {fmt!r}; choose from auto, {', '.join(FORMATS)}",
+                            field="format")
     held = [(k, avg) for k, avg in _CONTAINERS[fmt] if isinstance(obj, dict) and k in obj]
     if not held:
         if fmt in ("timm-adv", "robustbench") and _is_state(obj):
@@ -252,7 +254,7 @@ def _mean_std(style: str, norm: dict[str, tuple[float, ...]], num_classes: int,
               given: tuple[Any, Any]) -> tuple[tuple[float, ...], tuple[float, ...], str]:
     if given[0] is not None or given[1] is not None:
         if given[0] is None or given[1] is None:
-            raise AdvscaleError("give both --mean and --std, or neither")
+            raise AdvscaleError("give both mean and std, or neither", field="mean,std")
         return tuple(map(float, given[0])), tuple(map(float, given[1])), "given"
     if "mean" in norm and "std" in norm:
         return norm["mean"], norm["std"], "the file's normaliser tensors"
@@ -274,7 +276,7 @@ def _outer_normaliser(m: tuple[float, ...], s: tuple[float, ...], num_classes: i
     ((x - m) / d - m) / s = (x - m(1 + d)) / (d s), one mean/std pair."""
     if num_classes != 10:
         raise AdvscaleError("the WRN sits behind a Normalization layer of unknown statistics "
-                            "(not CIFAR-10): give --mean and --std")
+                            "(not CIFAR-10): give mean and std", field="mean,std")
     mean = tuple(mi * (1 + di) for mi, di in zip(m, DM_DATA_STD, strict=True))
     std = tuple(di * si for di, si in zip(DM_DATA_STD, s, strict=True))
     return mean, std, "the DM repos' CIFAR-10 Normalization layer composed with the WRN's constants"

@@ -103,8 +103,8 @@ class Tagged:
         if f is None and required:
             raise AdvscaleError(
                 f"{self.where}: {self.kind} record lacks 'train_flops' (and "
-                f"'train_flops_per_sample'); run `advscale count-flops --annotate` on it first"
-            )
+                f"'train_flops_per_sample'); run count-flops with annotate on it first",
+                field="annotate")
         if f is not None and f <= 0:
             raise AdvscaleError(f"{self.where}: 'train_flops' must be > 0, got {f!r}")
         return f

@@ -26,7 +26,8 @@ def held_out_errors(
         return []
     law = next((x for x in laws if loss_function(x) is not None), None)
     if law is None:
-        raise AdvscaleError("--held-out needs an Approach 2 or 3 law (--law)")
+        raise AdvscaleError("held_out needs an Approach 2 or 3 law (laws)",
+                            field="held_out,laws")
     fn = loss_function(law)
     target = str(law.get("target", "adv_loss"))
     runs = {r.run_id: r for r in group_runs(records)[0]}

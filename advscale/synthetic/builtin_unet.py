@@ -390,7 +390,8 @@ def _resume_denoiser(state_path: Path, run_meta: dict[str, Any], net: nn.Module,
     if not state_path.exists():
         return 0, 0
     if not resume:
-        raise AdvscaleError(f"{state_path} exists; pass --resume or use a new run dir")
+        raise AdvscaleError(f"{state_path} exists; resume, or use a new run_dir",
+                            field="resume,run_dir")
     tensors, md = _load(state_path)
     for k in ("unet_config", "seed", "batch_size"):
         if md.get(k) != (run_meta[k] if isinstance(run_meta[k], str)

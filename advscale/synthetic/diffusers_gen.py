@@ -60,8 +60,8 @@ class DiffusersGenerator(DiffusionGenerator):
     def __init__(self, unet: Any, alphas_cumprod: np.ndarray, prediction_type: str,
                  device: torch.device, dtype: str, fingerprint: str, source: str) -> None:
         if prediction_type not in PREDICTION_TYPES:
-            raise AdvscaleError(f"--prediction-type {prediction_type!r} must be one of "
-                                f"{', '.join(PREDICTION_TYPES)}")
+            raise AdvscaleError(f"prediction_type {prediction_type!r} must be one of "
+                                f"{', '.join(PREDICTION_TYPES)}", field="prediction_type")
         cfg = unet.config
         k = getattr(cfg, "num_class_embeds", None)
         if not k:

@@ -24,69 +24,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from advscale.core.tensors import to_nchw
-
-SIGMA_MIN = 0.002
-SIGMA_MAX = 80.0
-RHO = 7.0
-SIGMA_DATA = 0.5
+from advscale.synthetic.sampler import (  # noqa: F401  (re-exported: the sampler's settings)
+    RHO,
+    SIGMA_DATA,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    SamplerConfig,
+    nfe_for,
+)
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``denoise(x float64 (B, C, H, W), sigma float64 (B,), labels int64 (B,)) -> D(x; sigma)``."""
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Every setting of the EDM sampler (Karras et al. 2022, Algorithm 2).
-
-    ``steps`` is N, the number of noise levels before 0 (so NFE = 2N - 1 for Heun).
-    ``s_churn`` = 0 gives the deterministic sampler (the paper's CIFAR-10 setting).
-    """
-
-    steps: int = 18
-    sigma_min: float = SIGMA_MIN
-    sigma_max: float = SIGMA_MAX
-    rho: float = RHO
-    s_churn: float = 0.0
-    s_min: float = 0.0
-    s_max: float = math.inf
-    s_noise: float = 1.0
-    solver: str = "heun"
-
-    def __post_init__(self) -> None:
-        if self.steps < 2:
-            raise ValueError(f"steps must be >= 2 (got {self.steps})")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise ValueError("need 0 < sigma_min < sigma_max")
-        if self.rho <= 0:
-            raise ValueError("rho must be positive")
-        if self.s_churn < 0 or self.s_noise < 0:
-            raise ValueError("s_churn and s_noise must be >= 0")
-        if self.solver not in ("heun", "euler"):
-            raise ValueError(f"solver {self.solver!r} must be 'heun' or 'euler'")
-
-    @property
-    def nfe(self) -> int:
-        """Denoiser evaluations per image: 2·steps − 1 for Heun, steps for Euler."""
-        return nfe_for(self.steps, self.solver)
-
-    def as_attrs(self) -> dict[str, Any]:
-        """Settings as plain values for file attributes and records (``s_max`` inf → null)."""
-        d = asdict(self)
-        d["s_max"] = None if math.isinf(self.s_max) else self.s_max
-        d["nfe"] = self.nfe
-        return d
-
-
-def nfe_for(steps: int, solver: str = "heun") -> int:
-    """Number of denoiser evaluations of an EDM sampler run of ``steps`` steps."""
-    return 2 * steps - 1 if solver == "heun" else steps
 
 
 def edm_sigmas(

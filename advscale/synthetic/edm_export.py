@@ -157,8 +157,8 @@ def _export_unpickled(
         with open(pkl, "rb") as f:
             data = pickle.load(f)  # noqa: S301 - the documented, user-confirmed trust step
     except (ModuleNotFoundError, ImportError) as e:
-        raise AdvscaleError(f"{pkl}: unpickling needs the EDM code ({e}); check --edm-code") \
-            from None
+        raise AdvscaleError(f"{pkl}: unpickling needs the EDM code ({e}); check edm_code",
+                            field="edm_code") from None
     except (pickle.UnpicklingError, EOFError, OSError) as e:
         raise AdvscaleError(f"{pkl}: not a readable network pickle ({e})") from None
     net = data.get(key) if isinstance(data, dict) else data

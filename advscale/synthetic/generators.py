@@ -46,7 +46,7 @@ def register_generator(name: str, needs_model: bool = True) -> Callable[[Loader]
     def deco(fn: Loader) -> Loader:
         def checked(opts: GeneratorOptions) -> Any:
             if needs_model and opts.model is None:
-                raise AdvscaleError(f"{name} needs --model PATH")
+                raise AdvscaleError(f"{name} needs model PATH", field="model")
             return fn(opts)
 
         checked.__doc__ = fn.__doc__
@@ -69,7 +69,7 @@ def _gaussian(o: GeneratorOptions) -> Any:
         return GaussianGenerator.load(o.model, device=o.device)
     if o.data is None:
         raise AdvscaleError("builtin-gaussian fits a Gaussian to your training data: "
-                            "pass --data train.h5 (or --model FIT.safetensors)")
+                            "pass data train.h5 (or model FIT.safetensors)", field="data,model")
     return gaussian_from_file(o.data, components=o.components, residual=o.residual,
                               max_per_class=o.fit_per_class, device=o.device)
 
@@ -93,8 +93,9 @@ def _diffusers(o: GeneratorOptions) -> Any:
     """A diffusers model folder; ``prediction_type`` says what the network outputs."""
 
     if o.prediction_type is None:
-        raise AdvscaleError("diffusers models need --prediction-type epsilon|sample|"
-                            "v_prediction (what the network was trained to output)")
+        raise AdvscaleError("diffusers models need prediction_type epsilon|sample|"
+                            "v_prediction (what the network was trained to output)",
+                            field="prediction_type")
     return DiffusersGenerator.load(o.model, prediction_type=o.prediction_type, device=o.device,
                                    dtype=o.dtype, compile=o.compile)
 
@@ -118,5 +119,5 @@ def load_generator(kind: str, *, device: str = "auto", **options: Any) -> Any:
         raise AdvscaleError(f"unknown generator {kind!r}; choose from {', '.join(_LOADERS)}")
     opts = GeneratorOptions(device=resolve_device(device), **options)
     if opts.dtype not in ("fp32", "bf16"):
-        raise AdvscaleError(f"--dtype {opts.dtype!r} must be fp32 or bf16")
+        raise AdvscaleError(f"dtype {opts.dtype!r} must be fp32 or bf16", field="dtype")
     return _LOADERS[kind](opts)

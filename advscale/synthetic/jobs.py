@@ -135,7 +135,7 @@ def generate(
     if out.exists():
         if resume and _same_job(read_attrs(out), sig):
             return _summary(out, sig, generator, n_rows, 0, n_rows, time.perf_counter() - t0)
-        raise AdvscaleError(f"{out} already exists; remove it or choose another --out")
+        raise AdvscaleError(f"{out} already exists; remove it or choose another out", field="out")
     part = partial_path(out)
     writer = _open_writer(part, generator, sig, n_rows, rows, batch_size, resume)
     resumed_from = writer.written
@@ -161,9 +161,9 @@ def _check_job(generator: Any, num: int, steps: int, batch_size: int, shard: tup
                sampler_overrides: dict[str, Any] | None) -> Any:
     """Validate a job's sizes and shard; return the generator's sampler config."""
     if num < 1:
-        raise AdvscaleError("--num must be >= 1")
+        raise AdvscaleError("num must be >= 1", field="num")
     if batch_size < 1:
-        raise AdvscaleError("--batch-size must be >= 1")
+        raise AdvscaleError("batch_size must be >= 1", field="batch_size")
     i, k = shard
     if not (k >= 1 and 0 <= i < k):
         raise AdvscaleError(f"shard {i}/{k} needs 0 <= i < k")
@@ -187,9 +187,8 @@ def _open_writer(part: Path, generator: Any, sig: dict[str, Any], n_rows: int,
         )
     if not resume:
         raise AdvscaleError(
-            f"{part} is left from an interrupted run: pass --resume to continue it, or "
-            "delete it to start over"
-        )
+            f"{part} is left from an interrupted run: resume to continue it, or "
+            "delete it to start over", field="resume")
     diff = _differences(read_attrs(part), sig)
     if diff:
         raise AdvscaleError(f"{part} was made with other settings ({diff}); cannot resume")
@@ -285,7 +284,8 @@ def stitch_synthetic(
         if not isinstance(job, dict):
             raise AdvscaleError(f"{p}: not a gen-synthetic shard (no job attribute)")
         if a.get("status") != "complete":
-            raise AdvscaleError(f"{p}: shard is not complete; finish it with --resume")
+            raise AdvscaleError(f"{p}: shard is not complete; finish it with resume",
+                                field="resume")
         infos.append((Path(p), job))
     shard_keys = {"shard_index", "shard_count", "row_start", "row_end"}
     ref = {k: v for k, v in infos[0][1].items() if k not in shard_keys}

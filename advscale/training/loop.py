@@ -17,6 +17,7 @@ would have, given the same hardware and thread count.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -30,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
+from advscale.core.logs import log_line
 from advscale.data.reader import ImageMixture, parse_mixture, torch_loader
 from advscale.data.sampler import MixtureStream, ResumableBatchSampler
 from advscale.errors import AdvscaleError
@@ -66,10 +68,13 @@ from advscale.training.sources import (
 )
 from advscale.training.state import collect_state, read_state, restore_state, save_state
 
+logger = logging.getLogger(__name__)
+
+
 
 def _log(msg: str) -> None:
-    sys.stderr.write(msg.rstrip("\n") + "\n")
-    sys.stderr.flush()
+    """A human line to this module's logger (the command line shows it on stderr)."""
+    log_line(logger, msg)
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -130,8 +135,8 @@ class TrainingSession:
         self.amp = cfg.amp if cfg.amp is not None else self.cuda
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else True
         if cfg.batch_size % dist.world_size:
-            raise AdvscaleError(f"--batch-size {cfg.batch_size} is not divisible by the "
-                                f"{dist.world_size} ranks")
+            raise AdvscaleError(f"batch_size {cfg.batch_size} is not divisible by the "
+                                f"{dist.world_size} ranks", field="batch_size")
 
         # -- model: built for the training file's classes, image size and mean/std ----------
 
@@ -220,8 +225,7 @@ class TrainingSession:
         if lab.min() < 0 or lab.max() >= self.cfg.num_classes:
             raise AdvscaleError(
                 f"{what}: labels span {int(lab.min())}..{int(lab.max())}, outside the "
-                f"{self.cfg.num_classes} classes of the model (--num-classes)"
-            )
+                f"{self.cfg.num_classes} classes of the model (num_classes)", field="num_classes")
 
     def _warn_short_schedule(self) -> None:
         """Warn when the budget is only a few optimizer steps: the one-cycle schedule cannot
@@ -360,8 +364,7 @@ class TrainingSession:
             raise AdvscaleError(
                 f"the training loss or weights became non-finite by step {c.step:,} "
                 f"({c.samples_seen:,} samples); stopped without saving; {kept} (try a lower "
-                "--lr)"
-            )
+                "lr)", field="lr")
 
     def _wall(self) -> float:
         return self._wall_before + (time.perf_counter() - self._segment_start)
@@ -548,9 +551,8 @@ def train(
         cfg = check_resumable(run_dir, cfg)
     elif not run_dir.is_empty():
         raise AdvscaleError(
-            f"--out {run_dir.path} already exists and is not empty; pass --resume to continue "
-            "its run, or choose a new directory (advscale never deletes a run directory)"
-        )
+            f"out {run_dir.path} already exists and is not empty; resume its run, or choose a "
+            "new directory (advscale never deletes a run directory)", field="out,resume")
     cfg = cfg.resolved()
     device = pick_device(cfg.device, dist)
     init_distributed(device, dist)

@@ -11,6 +11,7 @@ if it made it), so the same command can simply be run again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import uuid
@@ -20,13 +21,13 @@ from typing import Any
 
 from advscale.core.jsonl import repair_tail
 from advscale.core.locks import hold_lock
+from advscale.core.options import parse_fields
 from advscale.errors import AdvscaleError
 from advscale.models.checkpoint import LAST_NAME
 from advscale.records import parse_line
 from advscale.training.config import (
     TrainConfig,
     apply_init,
-    config_differences,
     merge_for_resume,
 )
 from advscale.training.state import STATE_NAME
@@ -83,8 +84,8 @@ class RunDir:
 
 def _not_empty_error(run: RunDir) -> AdvscaleError:
     return AdvscaleError(
-        f"--out {run.path} already exists and is not empty; pass --resume to continue its "
-        "run, or choose a new directory (advscale never deletes a run directory)")
+        f"out {run.path} already exists and is not empty; resume its run, or choose a new "
+        "directory (advscale never deletes a run directory)", field="out")
 
 
 @contextlib.contextmanager
@@ -128,43 +129,55 @@ def _empty_out(run: RunDir) -> None:
 
 
 def resolve_run_config(
-    out: str | os.PathLike[str], overrides: dict[str, Any], resume: bool
+    out: str | os.PathLike[str], options: dict[str, Any], resume: bool
 ) -> tuple[TrainConfig, bool]:
-    """The config for ``advscale train`` and whether it continues an existing run.
+    """The one run-directory rule: the config of a run in ``out`` and whether it continues.
 
-    ``overrides`` are the options given (None values are ignored). Without ``resume`` the
-    directory must be missing or empty; with it, the saved config is used and options given
-    again must agree with it (runtime options may change).
+    ``options`` are the :class:`TrainConfig` fields given (None values are ignored; text for a
+    field with a named parser, e.g. ``samples="5e6"`` or ``eps="8/255"``, is parsed). Without
+    ``resume`` the directory must be missing or empty; with it, the saved ``config.json`` is used
+    and options given again must agree with it, runtime options (:data:`RUNTIME_KEYS`) aside.
+    The command line and :func:`advscale.api.train` both come here.
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = parse_fields(TrainConfig, {k: v for k, v in options.items() if v is not None})
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise AdvscaleError(f"unknown training setting(s): {', '.join(unknown)} (see "
+                            "TrainConfig)", field=unknown[0])
     run = RunDir(out)
     if run.path.exists() and not run.path.is_dir():
-        raise AdvscaleError(f"--out {run.path}: exists and is not a directory")
+        raise AdvscaleError(f"out {run.path}: exists and is not a directory", field="out")
     if resume and run.has_run():
         cfg = merge_for_resume(TrainConfig.load(run.config), given)
         return cfg.resolved(), True
     if not run.is_empty():
         if resume:
-            raise AdvscaleError(f"--out {run.path}: not empty and holds no advscale run "
-                                f"({CONFIG_NAME}); nothing to resume")
+            raise AdvscaleError(f"out {run.path}: not empty and holds no advscale run "
+                                f"({CONFIG_NAME}); nothing to resume", field="out")
         raise _not_empty_error(run)
-    cfg = TrainConfig.from_dict(apply_init(given)).resolved()
-    return cfg, False
+    _check_new(run.path, given, resume)
+    return TrainConfig.from_dict(apply_init(given)).resolved(), False
+
+
+def _check_new(out: Path, given: dict[str, Any], resume: bool) -> None:
+    """Name what a new run lacks (and that there was nothing to resume)."""
+    if resume and "data" not in given:
+        raise AdvscaleError(f"resume: {out} holds no run to continue (no {CONFIG_NAME}); start "
+                            "one with data, eval_data and samples", field="data,eval_data,samples")
+    missing = [name for name in ("data", "samples") if name not in given]
+    if missing:
+        raise AdvscaleError(f"a new run needs {' and '.join(missing)} (e.g. data train.h5, "
+                            "eval_data test.h5, samples 20000)", field=",".join(missing))
 
 
 def check_resumable(run: RunDir, cfg: TrainConfig) -> TrainConfig:
-    """For a library-level resume: ``cfg`` must match the saved run (runtime options aside).
-    Returns the saved config with ``cfg``'s runtime options."""
+    """The saved run's config with ``cfg``'s runtime options; AdvscaleError when ``cfg`` would
+    change the run's results (the same rule as :func:`resolve_run_config`)."""
     saved = TrainConfig.load(run.config)
     probe = cfg.resolved()
     if probe.run_id is None:
         probe.run_id = saved.run_id
-    diff = config_differences(saved, probe)
-    if diff:
-        raise AdvscaleError(f"--resume: settings differ from the saved run: {', '.join(diff)}")
-    return merge_for_resume(saved, {k: getattr(cfg, k) for k in ("workers", "compile",
-                                                                 "progress", "log_every",
-                                                                 "device")})
+    return merge_for_resume(saved, probe.to_dict()).resolved()
 
 
 def new_run_id(cfg: TrainConfig) -> str:

@@ -117,7 +117,7 @@ class CommandRater:
     ) -> None:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
-            raise AdvscaleError("--command is empty")
+            raise AdvscaleError("command is empty", field="command")
         self.per_image = per_image
         self.timeout_s = timeout_s
         self._proc: subprocess.Popen[str] | None = None
@@ -243,10 +243,11 @@ def rate_images(
     (``abstain``), or is left unanswered for a later run (``skip``). Returns counts.
     """
     if on_bad_reply not in BAD_REPLY_POLICIES:
-        raise AdvscaleError(f"--on-bad-reply must be one of {', '.join(BAD_REPLY_POLICIES)}")
+        raise AdvscaleError(f"on_bad_reply must be one of {', '.join(BAD_REPLY_POLICIES)}",
+                            field="on_bad_reply")
     versions = [v for v in ("adv", "clean") if v in set(versions)]
     if not versions:
-        raise AdvscaleError("--versions must name adv and/or clean")
+        raise AdvscaleError("versions must name adv and/or clean", field="versions")
     rows = [int(r) for r in (adv.study_rows() if rows is None else rows)]
     if prompt == PROMPT:  # the default prompt names the file's classes
         prompt = prompt_for(adv.class_names)
@@ -268,8 +269,7 @@ def rate_images(
             if on_bad_reply == "error":
                 raise AdvscaleError(
                     f"row {row} ({version}): reply does not end in 'class, confidence': "
-                    f"{snippet!r} (see --on-bad-reply)"
-                )
+                    f"{snippet!r} (see on_bad_reply)", field="on_bad_reply")
             log(f"row {row} ({version}): unparsable reply {snippet!r} ({on_bad_reply})")
             if on_bad_reply == "skip":
                 counts["n_skipped"] += 1

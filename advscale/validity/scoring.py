@@ -374,14 +374,12 @@ def resolve_n_eval(adv: AdvSet, n_eval: int | None) -> int:
         if n_eval is not None and n_eval != len(adv) and not bool(adv.success.all()):
             raise AdvscaleError(
                 f"{adv.path} holds {len(adv)} of the {n_eval} attacked images (one shard?); "
-                f"pass --n-eval {len(adv)} to score these images alone"
-            )
+                f"pass n_eval {len(adv)} to score these images alone", field="n_eval")
     if n_eval is None:
         if len(adv) and bool(adv.success.all()):
             raise AdvscaleError(
                 f"{adv.path}: every image in it fooled the model, so it does not tell how many "
-                "test images were attacked; pass --n-eval N (the attack's n)"
-            )
+                "test images were attacked; pass n_eval N (the attack's n)", field="n_eval")
         n_eval = len(adv)
     if n_eval < len(adv) or n_eval <= 0:
         raise AdvscaleError(f"n_eval {n_eval} is smaller than the {len(adv)} rows of {adv.path}")

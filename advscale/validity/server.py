@@ -144,9 +144,9 @@ class RatingApp:
         if adv.image_adv is None or adv.image_clean is None:
             raise AdvscaleError("the rating server needs the images: load with images=True")
         if batch < 1:
-            raise AdvscaleError(f"--batch {batch} must be at least 1")
+            raise AdvscaleError(f"batch {batch} must be at least 1", field="batch")
         if not 1 <= scale <= MAX_SCALE:
-            raise AdvscaleError(f"--scale {scale} must be between 1 and {MAX_SCALE}")
+            raise AdvscaleError(f"scale {scale} must be between 1 and {MAX_SCALE}", field="scale")
         self.adv = adv
         self.items = [int(r) for r in adv.study_rows(include_unfooled)]
         if not self.items:

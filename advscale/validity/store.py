@@ -182,8 +182,7 @@ class LabelStore:
             if rec.get("adv_fingerprint") != self.adv.fingerprint:
                 raise AdvscaleError(
                     f"{path}: labels were made for a different adversarial-image file than "
-                    f"{self.adv.path}; use another --out directory"
-                )
+                    f"{self.adv.path}; use another out directory", field="out")
             if rec.get("rater") != rater:
                 raise AdvscaleError(f"{path}: holds labels of rater {rec.get('rater')!r}")
             if rec.get("rater_kind") != self.kind:
