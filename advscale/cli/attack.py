@@ -69,7 +69,12 @@ def attack(
     seed: int = typer.Option(0, "--seed", help="PGD: image i starts from a point seeded by "
                              "(seed, i), whatever the batch and chunk size; AutoAttack: chunk c "
                              "uses seed+c."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ... Under "
+                               "torchrun: one model per rank on cuda:LOCAL_RANK (or cpu, gloo)."),
+    precision: str = typer.Option("fp32", "--precision", metavar="fp32|bf16|tf32",
+                                  help="The model's forward: fp32 (leaderboard numbers), bf16 "
+                                  "(autocast, float32 logits) or tf32 (CUDA matmuls; none on "
+                                  "CPU). Recorded when not fp32."),
     state: Path = typer.Option(None, "--state", help="Append one attack.chunk record per "
                                "finished chunk here; a re-run resumes from it."),
     results: Path = typer.Option(None, "--results", help="Append final records here and skip "
@@ -98,14 +103,15 @@ def attack(
     with _stderr_logging(quiet, verbose):
         _attack(checkpoints, data, attack_name, norm, eps, steps, step_size, n, batch_size,
                 chunk_size, seed, device, state, results, force, shard, merge, save_adv, verbose,
-                gradient)
+                gradient, precision)
 
 
 def _attack(checkpoints: list[str], data: Path | None, attack_name: str, norm: str,
             eps: str | None, steps: int | None, step_size: str | None, n: int | None,
             batch_size: int, chunk_size: int, seed: int, device: str, state: Path | None,
             results: Path | None, force: bool, shard: str | None, merge: bool,
-            save_adv: Path | None, verbose: bool, gradient: str = "exact") -> None:
+            save_adv: Path | None, verbose: bool, gradient: str = "exact",
+            precision: str = "fp32") -> None:
     if merge:
         from advscale.attacks.merge import merge_chunk_records  # torch: imported when run
 
@@ -125,9 +131,19 @@ def _attack(checkpoints: list[str], data: Path | None, attack_name: str, norm: s
         steps=steps,
         step_size=None if step_size is None else parse_fraction(step_size, "--step-size"),
         n=n, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
-        gradient=gradient.strip().lower(),
+        gradient=gradient.strip().lower(), precision=precision,
     )
     settings.resolved()  # a typo'd attack or a bad value fails before any file is opened
+    from advscale.attacks.distributed import attack_torchrun, torchrun_world
+
+    if torchrun_world() > 1:  # under torchrun: one shard per rank, rank 0 merges and writes
+        if shard is not None:
+            raise AdvscaleError("--shard and torchrun both split the chunks: give one of them")
+        for rec in attack_torchrun(checkpoints, data, settings, device=device, state=state,
+                                   results=results, force=force, save_adv=save_adv,
+                                   verbose=verbose):
+            write_record(rec)
+        return
     for rec in attack_checkpoints(checkpoints, data, settings, device=device, state=state,
                                   results=results, force=force, shard=parse_shard(shard),
                                   save_adv=save_adv, verbose=verbose):
