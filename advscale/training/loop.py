@@ -151,8 +151,10 @@ class TrainingSession:
 
         self._load_data(spec, raw)
 
-        # -- FLOPs (same counter as count-flops) --------------------------------------------
-        self.flops_per_sample = self._count_flops()
+        # FLOPs per sample: counted once per run (same counter as count-flops), then kept in
+        # the training state, so a resume does not count again
+        self.flops_per_sample: float | None = None
+        self._flops_cached = False
 
         # -- model, EMA, optimizer, schedule -------------------------------------------------
 
@@ -176,6 +178,8 @@ class TrainingSession:
         elif resuming:
             self.log(f"advscale train: {self.run_dir.path} has no checkpoint yet; starting the "
                      "run from the beginning")
+        if not self._flops_cached:
+            self.flops_per_sample = self._count_flops()
         if self.dist.is_main:
             self.run_dir.drop_torn_record()
             self.records_on_disk = self.run_dir.records_on_disk()
@@ -235,6 +239,11 @@ class TrainingSession:
                  "one-cycle learning-rate schedule cannot complete a cycle; raise samples or "
                  "lower batch_size for a real run")
 
+    def _flops_key(self) -> list[Any]:
+        """What the FLOPs count depends on (a cached count is reused only when it matches)."""
+        cfg = self.cfg
+        return [cfg.model, cfg.loss, cfg.pgd_steps, cfg.activation, cfg.num_classes]
+
     def _count_flops(self) -> float | None:
         from advscale.training.flops import count_training_flops
 
@@ -257,6 +266,9 @@ class TrainingSession:
         self.ema.load_state_dict(meta["ema"])
         c = meta["counters"]
         self.counters = Counters(**c)
+        flops = meta.get("flops")
+        if isinstance(flops, dict) and flops.get("key") == self._flops_key():
+            self.flops_per_sample, self._flops_cached = flops.get("per_sample"), True
         if meta.get("sampler", {}).get("seed", self.cfg.seed) != self.cfg.seed:
             raise AdvscaleError("training state was saved with another seed")
         self.log(f"advscale train: resuming {self.cfg.run_id} at step {self.counters.step:,} "
@@ -465,6 +477,7 @@ class TrainingSession:
                             "num_samples": cfg.samples, "batch_size": cfg.batch_size},
                 "schedule": self.schedule.state_dict(),
                 "run_id": cfg.run_id,
+                "flops": {"per_sample": self.flops_per_sample, "key": self._flops_key()},
             }
             tensors, meta_s = collect_state(self.raw, self.ema.module, self.optimizer, scalars)
             try:
