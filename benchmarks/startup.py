@@ -81,6 +81,8 @@ def torch_commands(files: dict[str, Path], d: Path) -> dict[str, list[str]]:
                           "wrn-10-1", "--samples", "32", "--batch-size", "32", "--pgd-steps",
                           "1", "--eval-n", "16", "--eval-steps", "1", "--eval-every", "0",
                           "--no-progress"],
+        # the finished run again: set-up only (model, data, FLOPs from the state, not recounted)
+        "train --resume (short)": [*ADVSCALE, "train", "--out", str(d / "run-{i}"), "--resume"],
         "attack (short)": [*ADVSCALE, "attack", str(files["ckpt"]), "--data", str(files["test"]),
                            "--attack", "pgd-cw", "--steps", "2", "--n", "16", "--device", "cpu",
                            "-q"],
@@ -116,7 +118,7 @@ def torch_processes(repeat: int) -> dict[str, dict[str, float]]:
     base = res[TORCH_BASE]["cpu_s"]
     for name, r in res.items():
         r["vs_import_torch"] = r["cpu_s"] / base if base > 0 else None
-        if name in ("train (short)", "attack (short)"):
+        if name in ("train (short)", "train --resume (short)", "attack (short)"):
             r["imports_share"] = res[IMPORTS]["cpu_s"] / r["cpu_s"] if r["cpu_s"] else None
         print(f"{name:34s} {r['cpu_s']:.3f} CPU-s ({r['vs_import_torch']:.2f}x import torch), "
               f"wall {r['wall_s']:.3f} s" + (f", imports {r['imports_share']:.0%}"

@@ -151,11 +151,7 @@ class TrainingSession:
 
         self._load_data(spec, raw)
 
-        # FLOPs per sample: counted once per run (same counter as count-flops), then kept in
-        # the training state, so a resume does not count again
-        self.flops_per_sample: float | None = None
-        self._flops_cached = False
-
+        self._cached_flops: tuple[float | None] | None = None  # set by a resume's state
         # -- model, EMA, optimizer, schedule -------------------------------------------------
 
         raw = raw.to(device)
@@ -178,8 +174,7 @@ class TrainingSession:
         elif resuming:
             self.log(f"advscale train: {self.run_dir.path} has no checkpoint yet; starting the "
                      "run from the beginning")
-        if not self._flops_cached:
-            self.flops_per_sample = self._count_flops()
+        self.flops_per_sample = self._count_flops()
         if self.dist.is_main:
             self.run_dir.drop_torn_record()
             self.records_on_disk = self.run_dir.records_on_disk()
@@ -245,6 +240,10 @@ class TrainingSession:
         return [cfg.model, cfg.loss, cfg.pgd_steps, cfg.activation, cfg.num_classes]
 
     def _count_flops(self) -> float | None:
+        """Training FLOPs per sample (same counter as count-flops), counted once per run: a
+        resume reuses the count its training state keeps."""
+        if self._cached_flops is not None:
+            return self._cached_flops[0]
         from advscale.training.flops import count_training_flops
 
         cfg = self.cfg
@@ -268,7 +267,7 @@ class TrainingSession:
         self.counters = Counters(**c)
         flops = meta.get("flops")
         if isinstance(flops, dict) and flops.get("key") == self._flops_key():
-            self.flops_per_sample, self._flops_cached = flops.get("per_sample"), True
+            self._cached_flops = (flops.get("per_sample"),)
         if meta.get("sampler", {}).get("seed", self.cfg.seed) != self.cfg.seed:
             raise AdvscaleError("training state was saved with another seed")
         self.log(f"advscale train: resuming {self.cfg.run_id} at step {self.counters.step:,} "
