@@ -61,7 +61,7 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
            chunk_size: int = 1000, seed: int = 0, device: str = "auto",
            state: PathLike | None = None, results: PathLike | None = None,
            save_adv: PathLike | None = None, norm: str = "linf",
-           gradient: str = "exact") -> list[dict[str, Any]]:
+           gradient: str = "exact", precision: str = "fp32") -> list[dict[str, Any]]:
     """Evaluate checkpoints (files, run directories or globs); one ``attack`` record each.
 
     ``attack``: a registered attack ({attacks}) PGD's ``steps`` default 40 and ``step_size``
@@ -69,7 +69,8 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
     defaults to 8/255 (L∞) or 0.5 (L2). ``n`` images of ``data`` in file order.
     ``state``/``results`` make the evaluation resumable and skip checkpoints already
     evaluated; ``save_adv`` writes the adversarial images (HDF5). ``gradient="bpda"``:
-    MeanSparse layers pass gradients straight through.
+    MeanSparse layers pass gradients straight through. ``precision``: ``fp32``
+    (leaderboard numbers), ``bf16`` or ``tf32`` (docs/attack.md).
     """
     from advscale.attacks.evaluate import attack_checkpoints
     from advscale.attacks.settings import AttackSettings
@@ -78,7 +79,7 @@ def attack(checkpoints: PathLike | Sequence[PathLike], *, data: PathLike,
     settings = AttackSettings(attack=attack.strip().lower(), eps=eps, steps=steps,
                               step_size=step_size, n=n, batch_size=batch_size,
                               chunk_size=chunk_size, seed=seed, norm=norm,
-                              gradient=gradient)
+                              gradient=gradient, precision=precision)
     return list(attack_checkpoints(specs, data, settings, device=device, state=state,
                                    results=results, save_adv=save_adv))
 
