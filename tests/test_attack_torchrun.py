@@ -93,6 +93,16 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tmp_path):
     assert a["attack"] == b["attack"]
     assert a["attrs"]["attack_settings"] == b["attrs"]["attack_settings"]
 
+    # relaunched: every rank resumes from its own state, nothing is attacked again
+    again = [a for a in cmd if a not in ("--save-adv", str(tmp_path / "two.h5"))]
+    p = subprocess.run([*again, "--force"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    [three] = loads_all(p.stdout)
+    assert {k: v for k, v in three.items() if k != "provenance"} == \
+        {k: v for k, v in two.items() if k != "provenance"}  # wall_s too: the chunks' own
+    assert "resuming, 2 of 2 chunks already done" in p.stderr
+    assert "chunk 1/4" not in p.stderr  # no chunk attacked
+
 
 def test_torchrun_needs_a_state_file(monkeypatch, tmp_path, tiny_h5):
     from advscale.attacks.distributed import attack_torchrun

@@ -12,6 +12,8 @@ uses). That gives:
   ``attack`` record equals an uninterrupted run's (``wall_s`` is the sum of the chunks' seconds);
 * **shards**: ``shard=(i, k)`` attacks chunks ``c`` with ``c % k == i`` and returns their chunk
   records; :func:`advscale.attacks.merge.merge_chunk_records` combines them into the final record;
+  under ``torchrun`` each rank runs shard ``(RANK, WORLD_SIZE)`` and rank 0 merges
+  (:mod:`advscale.attacks.distributed`);
 * **idempotent results files**: a record is identified by
   :func:`advscale.attacks.settings.settings_key` (checkpoint hash, data hash, attack settings,
   package and version); a cron job only pays for new checkpoints.
