@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import HANG_GUARD_S
 from typer.testing import CliRunner
 
 from advscale.records import loads_all, read_records
@@ -70,7 +71,7 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tmp_path):
            "-m", "advscale", "--", "attack", *_args(ckpt, test_h5, tmp_path / "two.h5",
                                               tmp_path / "two.st"),
            "--results", str(tmp_path / "res.jsonl")]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert p.returncode == 0, p.stderr[-3000:]
     [two] = loads_all(p.stdout)  # rank 1 writes nothing to stdout
     validate(two)
@@ -95,13 +96,22 @@ def test_torchrun_two_gloo_ranks_equal_one_process(tmp_path):
 
     # relaunched: every rank resumes from its own state, nothing is attacked again
     again = [a for a in cmd if a not in ("--save-adv", str(tmp_path / "two.h5"))]
-    p = subprocess.run([*again, "--force"], env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run([*again, "--force"], env=env, capture_output=True, text=True,
+                       timeout=HANG_GUARD_S)
     assert p.returncode == 0, p.stderr[-3000:]
     [three] = loads_all(p.stdout)
     assert {k: v for k, v in three.items() if k != "provenance"} == \
         {k: v for k, v in two.items() if k != "provenance"}  # wall_s too: the chunks' own
     assert "resuming, 2 of 2 chunks already done" in p.stderr
     assert "chunk 1/4" not in p.stderr  # no chunk attacked
+
+    # and without --force the evaluation is found in --results: printed again, not re-run
+    p = subprocess.run(again, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert p.returncode == 0, p.stderr[-3000:]
+    [four] = loads_all(p.stdout)
+    assert {k: v for k, v in four.items() if k != "provenance"} == \
+        {k: v for k, v in two.items() if k != "provenance"}
+    assert "already evaluated" in p.stderr
 
 
 def test_torchrun_needs_a_state_file(monkeypatch, tmp_path, tiny_h5):

@@ -29,12 +29,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from advscale.attacks.advfile import read_adv_file, write_adv_file
+from advscale.attacks.advfile import read_adv_file, read_adv_settings, write_adv_file
 from advscale.attacks.evaluate import attack_checkpoints
-from advscale.attacks.inputs import Log, count_test_images, info_log, load_test_data
+from advscale.attacks.inputs import (
+    Log,
+    count_test_images,
+    info_log,
+    load_test_data,
+    resolve_targets,
+)
 from advscale.attacks.merge import merge_records
-from advscale.attacks.settings import AttackSettings, settings_config
+from advscale.attacks.settings import AttackSettings, package_of, settings_config, settings_key
+from advscale.attacks.statefile import find_result
 from advscale.core.devices import resolve_device
+from advscale.core.locks import hold_locks
 from advscale.errors import AdvscaleError
 
 
@@ -114,6 +122,31 @@ def _write_merged_adv(path: str | os.PathLike[str], pieces: Sequence[dict[str, A
     write_adv_file(path, parts, data, record, s)
 
 
+def _split_done(specs: Sequence[str | os.PathLike[str]], data_path: str | os.PathLike[str],
+                s: AttackSettings, results: str | os.PathLike[str] | None, force: bool,
+                save_adv: str | os.PathLike[str] | None, log: Log
+                ) -> tuple[list[str], list[dict[str, Any]]]:
+    """(checkpoints still to evaluate, final records already in ``results``): what a
+    single-process run skips, decided alike on every rank (``results`` is only read here)."""
+    targets = resolve_targets(specs, log)
+    if results is None or force:
+        return [str(t.path) for t in targets], []
+    data_sha = load_test_data(data_path, int(s.n)).sha256  # type: ignore[arg-type]
+    package, version = package_of(s.attack)
+    todo, done = [], []
+    for t in targets:
+        key = settings_key(t.sha256, data_sha, s, package, version)
+        prior = find_result(results, key)
+        if prior is not None and (save_adv is None
+                                  or read_adv_settings(save_adv).get("settings_key") == key):
+            log(f"advscale attack: {t.path}: already evaluated in {results} (key {key}); "
+                "skipping (use --force to re-run)")
+            done.append(prior)
+        else:
+            todo.append(str(t.path))
+    return todo, done
+
+
 def attack_torchrun(
     specs: Sequence[str | os.PathLike[str]],
     data_path: str | os.PathLike[str],
@@ -142,11 +175,16 @@ def attack_torchrun(
         torch.cuda.set_device(dev)
     resolved = settings.resolved(count_test_images(data_path))
     adv_rank = None if save_adv is None else rank_path(save_adv, rank, world)
-    with _process_group(dev, rank, world), _quiet_unless(rank == 0):
-        recs = list(attack_checkpoints(
-            specs, data_path, resolved, device=dev, state=rank_path(state, rank, world),
-            results=results, force=force, shard=(rank, world), save_adv=adv_rank,
-            verbose=verbose, log=log if rank == 0 else (lambda m: None)))
+    quiet: Log = log if rank == 0 else (lambda m: None)
+    # rank 0 is the one writer of results and save_adv: it holds their locks for the whole job
+    with hold_locks([results, save_adv] if rank == 0 else [], "attack output"), \
+            _process_group(dev, rank, world), _quiet_unless(rank == 0):
+        todo, recs = _split_done(specs, data_path, resolved, results, force, save_adv, quiet)
+        if todo:
+            recs += attack_checkpoints(
+                todo, data_path, resolved, device=dev, state=rank_path(state, rank, world),
+                force=force, shard=(rank, world), save_adv=adv_rank, verbose=verbose,
+                log=quiet)
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, (recs, _adv_arrays(adv_rank)))
         out: list[dict[str, Any]] = []
