@@ -32,7 +32,7 @@ def test_resume_does_not_count_flops_again(tmp_path, monkeypatch):
     assert len(calls) == 1
     meta = read_state(out)[1]
     assert meta["flops"]["per_sample"] > 0
-    assert meta["flops"]["key"] == ["wrn-10-1", "trades", 1, "silu", 10]
+    assert meta["flops"]["key"][:3] == ["wrn-10-1", "trades", 1]  # model, loss, pgd_steps
     again = CliRunner().invoke(app, ["train", "--out", str(out), "--resume"])
     assert again.exit_code == 0, again.stderr
     assert len(calls) == 1  # the resume read the count from the state
