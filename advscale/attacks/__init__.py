@@ -7,6 +7,8 @@ attack), ``registry`` (``register_attack``: every attack's name, threat models, 
 validation, settings-key extras and chunk runner) with ``catalog`` (the built-in attacks: PGD,
 AutoAttack), ``autoattack`` (the AutoAttack adapter), and the ``advscale attack`` pipeline:
 ``settings``, ``inputs``, ``chunks``, ``records``, ``statefile``, ``merge``, ``progress``,
-``evaluate`` (the driver) and ``advfile`` (``--save-adv`` files). Attacks import ``core``,
+``evaluate`` (the driver), ``distributed`` (the driver under torchrun: one shard per rank,
+rank 0 merges), ``precision`` (fp32 / bf16 autocast / tf32 forward) and ``advfile``
+(``--save-adv`` files). Attacks import ``core``,
 ``records``, ``data`` and ``models`` only, never ``training``.
 """

@@ -12,6 +12,8 @@ uses). That gives:
   ``attack`` record equals an uninterrupted run's (``wall_s`` is the sum of the chunks' seconds);
 * **shards**: ``shard=(i, k)`` attacks chunks ``c`` with ``c % k == i`` and returns their chunk
   records; :func:`advscale.attacks.merge.merge_chunk_records` combines them into the final record;
+  under ``torchrun`` each rank runs shard ``(RANK, WORLD_SIZE)`` and rank 0 merges
+  (:mod:`advscale.attacks.distributed`);
 * **idempotent results files**: a record is identified by
   :func:`advscale.attacks.settings.settings_key` (checkpoint hash, data hash, attack settings,
   package and version); a cron job only pays for new checkpoints.
@@ -49,6 +51,7 @@ from advscale.attacks.inputs import (
     load_test_data,
     resolve_targets,
 )
+from advscale.attacks.precision import precision_context, precision_note, with_precision
 from advscale.attacks.progress import Progress
 from advscale.attacks.records import attack_record, chunk_record, combine_chunks, static_fields
 from advscale.attacks.settings import AttackSettings, package_of, settings_config, settings_key
@@ -224,7 +227,9 @@ def evaluate_checkpoint(
 
     dev = torch.device(device)
     model, params = load_model(target, data, dev, s.gradient)
-    static = static_fields(target, data, s, params, package, package_version)
+    model = with_precision(model, s.precision, dev)
+    static = static_fields(target, data, s, params, package, package_version,
+                           precision_note(s.precision, dev))
     st = StateFile(state, log) if state is not None else None
     job = _Job(model, data, s, dev, key, name, static, st, st.done(key) if st else {},
                save_adv is not None, verbose, log, config, on_chunk)
@@ -237,10 +242,11 @@ def evaluate_checkpoint(
                             s.chunks)
     chunk_recs: dict[int, dict[str, Any]] = {}
     parts: list[ChunkResult] = []
-    for c in mine:
-        chunk_recs[c], res = job.run(c, ev)
-        if res is not None:
-            parts.append(res)
+    with precision_context(s.precision, dev):
+        for c in mine:
+            chunk_recs[c], res = job.run(c, ev)
+            if res is not None:
+                parts.append(res)
 
     if save_adv is not None:
         write_adv_file(save_adv, parts, data, static, s)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from advscale.attacks.inputs import Log, info_log
@@ -41,24 +41,45 @@ def merge_chunk_records(
     Groups chunk records by settings key (one evaluation each); every group must cover all its
     chunks. Records are appended to ``results`` unless already there. ``-`` reads stdin.
     """
-    groups: dict[str, list[dict[str, Any]]] = {}
+    return merge_records(_read_sources(sources, log), results=results, config=config, log=log)
+
+
+def merge_records(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    results: str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    force: bool = False,
+    log: Log = info_log,
+) -> list[dict[str, Any]]:
+    """Final ``attack`` records from ``attack.chunk`` (and already final ``attack``) records.
+
+    One final record per settings key, in the order the keys first appear; appended to
+    ``results`` unless already there (or always, with ``force``).
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     finals: dict[str, dict[str, Any]] = {}
-    for r in _read_sources(sources, log):
+    order: dict[str, None] = {}
+    for r in records:
         if "settings_key" not in r:
             raise AdvscaleError(f"an {r['kind']} record has no settings_key")
+        order.setdefault(r["settings_key"])
         if r["kind"] == "attack":  # already final (e.g. a shard skipped via --results)
-            finals.setdefault(r["settings_key"], r)
+            finals.setdefault(r["settings_key"], dict(r))
         else:
             groups.setdefault(r["settings_key"], []).append(r)
     if not groups and not finals:
         raise AdvscaleError("no attack.chunk records found to merge")
-    out = [r for key, r in finals.items() if key not in groups]
-    for key, recs in groups.items():
-        payload = combine_chunks(recs)
+    out: dict[str, dict[str, Any]] = {}
+    for key in order:
+        if key not in groups:
+            out[key] = finals[key]
+            continue
+        payload = combine_chunks(groups[key])
         rec = attack_record(payload, config)
-        if results is not None and find_result(results, key) is None:
+        if results is not None and (force or find_result(results, key) is None):
             append_record(results, rec)
         log(f"advscale attack: merged {payload['chunks']} chunks of {payload['checkpoint']}: "
             f"clean {payload['clean_acc']:.4f}, robust {payload['robust_acc']:.4f}")
-        out.append(rec)
-    return out
+        out[key] = rec
+    return list(out.values())

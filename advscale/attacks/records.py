@@ -22,13 +22,26 @@ RECORD_FIELDS = ("run_id", "model", "params", "checkpoint", "checkpoint_sha256",
 """Fields an ``attack`` record takes from the evaluation's settings (not from results)."""
 
 
+OPTIONAL_FIELDS = ("precision", "precision_note")
+"""Settings fields present only when not at their default (``precision`` other than fp32)."""
+
+
 def static_fields(target: Target, data: TestData, s: AttackSettings, params: int,
-                  package: str, package_version: str) -> dict[str, Any]:
-    """The settings part of an ``attack`` record (docs/formats.md, ``attack``)."""
+                  package: str, package_version: str, precision_note: str | None = None
+                  ) -> dict[str, Any]:
+    """The settings part of an ``attack`` record (docs/formats.md, ``attack``).
+
+    ``precision`` (and ``precision_note``, e.g. tf32 on CPU) appear only when not fp32, so
+    fp32 records are those of advscale before precisions existed."""
     meta = target.meta
     samples = meta.get("samples_seen")
     sparse = bool((meta.get("model_kwargs") or {}).get("meansparse"))
     gradient = {"gradient": s.gradient} if s.gradient != "exact" or sparse else {}
+    extra: dict[str, Any] = {}
+    if s.precision != "fp32":
+        extra["precision"] = s.precision
+        if precision_note:
+            extra["precision_note"] = precision_note
     return {
         "run_id": meta.get("run_id"),
         "model": meta.get("model"),
@@ -51,6 +64,7 @@ def static_fields(target: Target, data: TestData, s: AttackSettings, params: int
         "package_version": package_version,
         "settings_key": settings_key(target.sha256, data.sha256, s, package, package_version),
         **gradient,
+        **extra,
     }
 
 
@@ -129,6 +143,7 @@ def combine_chunks(chunks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     losses = [c.get("adv_loss_sum") for c in ordered]
     out = {k: first.get(k) for k in RECORD_FIELDS if k in first or k != "gradient"}
     out["norm"] = first.get("norm") or "linf"  # chunks of an advscale without threat models
+    out.update({k: first[k] for k in OPTIONAL_FIELDS if k in first})
     out.update({
         "clean_acc": clean / n,
         "robust_acc": robust / n,

@@ -24,6 +24,8 @@ passes gradients straight through (:mod:`advscale.models.meansparse`; RobustBenc
 MeanSparse evaluation), its forward pass unchanged."""
 
 DEFAULT_N = 10_000
+PRECISIONS = ("fp32", "bf16", "tf32")
+"""Numeric precisions of the model's forward (:mod:`advscale.attacks.precision`)."""
 
 
 def __getattr__(name: str) -> Any:
@@ -98,6 +100,9 @@ class AttackSettings:
                            "(autograd) or bpda (MeanSparse layers pass gradients straight "
                            "through; RobustBench's best-known MeanSparse evaluation).",
                            metavar="exact|bpda")
+    precision: str = option("fp32", help="The model's forward: fp32 (leaderboard numbers), bf16 "
+                            "(autocast, float32 logits) or tf32 (CUDA matmuls; none on CPU).",
+                            metavar="fp32|bf16|tf32")
 
     def resolved(self, available: int | None = None) -> AttackSettings:
         """Validated settings with defaults filled in; AdvscaleError (naming the field) on bad
@@ -113,13 +118,17 @@ class AttackSettings:
                                 f"{', '.join(GRADIENTS)}", field="gradient")
         steps, step_size = _resolve_steps(spec, self.steps, self.step_size, norm, eps)
         n = _resolve_n(self.n, available)
+        precision = str(self.precision).strip().lower()
+        if precision not in PRECISIONS:
+            raise AdvscaleError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                                f"{self.precision!r}", field="precision")
         for name, value, low in (("batch_size", self.batch_size, 1),
                                  ("chunk_size", self.chunk_size, 1), ("seed", self.seed, 0)):
             if value < low:
                 raise AdvscaleError(f"{name} must be >= {low}, got {value}", field=name)
         out = replace(self, steps=steps, step_size=step_size, n=n, eps=eps, norm=norm,
                       batch_size=int(self.batch_size), chunk_size=int(self.chunk_size),
-                      seed=int(self.seed))
+                      seed=int(self.seed), precision=precision)
         if spec.validate is not None:
             spec.validate(out)
         return out
@@ -157,7 +166,7 @@ def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
     The attack's ``key_extras`` are hashed too (PGD: its random-start rule ``pgd_start`` and,
     for ``pgd-cw``, its loss rule ``pgd_loss``), so results of an older rule are never taken for
     this one's. ``norm`` enters the key only when it is not ``linf``, so L∞ keys are those of
-    advscale before threat models existed.
+    advscale before threat models existed; likewise ``precision`` only when it is not ``fp32``.
     """
     doc: dict[str, Any] = {
         "checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256,
@@ -169,6 +178,8 @@ def settings_key(checkpoint_sha256: str, data_sha256: str, s: AttackSettings,
         doc["gradient"] = s.gradient
     if s.norm != "linf":
         doc["norm"] = s.norm
+    if s.precision != "fp32":  # fp32 keys are those of advscale before precisions existed
+        doc["precision"] = s.precision
     spec = get_attack(s.attack)
     if spec.key_extras is not None:
         doc.update(spec.key_extras(s))

@@ -295,6 +295,8 @@ _ATTACK_SETTINGS = (
     F("settings_key", "str"),
     F("gradient", "str", opt=True, doc="exact | bpda (MeanSparse straight-through); present "
       "when bpda ran or the model has MeanSparse layers"),
+    F("precision", "str", opt=True, doc="bf16 | tf32 (absent: fp32, the leaderboard's)"),
+    F("precision_note", "str", opt=True, doc="e.g. tf32 has no effect on CPU"),
 )
 
 ATTACK = Schema("attack", "one robustness evaluation of a checkpoint (`advscale attack`)", (

@@ -156,9 +156,7 @@ class TrainingSession:
 
         self._load_data(spec, raw)
 
-        # -- FLOPs (same counter as count-flops) --------------------------------------------
-        self.flops_per_sample = self._count_flops()
-
+        self._cached_flops: tuple[float | None] | None = None  # set by a resume's state
         # -- model, EMA, optimizer, schedule -------------------------------------------------
 
         raw = raw.to(device)
@@ -181,6 +179,7 @@ class TrainingSession:
         elif resuming:
             self.log(f"advscale train: {self.run_dir.path} has no checkpoint yet; starting the "
                      "run from the beginning")
+        self.flops_per_sample = self._count_flops()
         if self.dist.is_main:
             self.run_dir.drop_torn_record()
             self.records_on_disk = self.run_dir.records_on_disk()
@@ -239,7 +238,16 @@ class TrainingSession:
                  "one-cycle learning-rate schedule cannot complete a cycle; raise samples or "
                  "lower batch_size for a real run")
 
+    def _flops_key(self) -> list[Any]:
+        """What the FLOPs count depends on (a cached count is reused only when it matches)."""
+        cfg = self.cfg
+        return [cfg.model, cfg.loss, cfg.pgd_steps, cfg.activation, cfg.num_classes]
+
     def _count_flops(self) -> float | None:
+        """Training FLOPs per sample (same counter as count-flops), counted once per run: a
+        resume reuses the count its training state keeps."""
+        if self._cached_flops is not None:
+            return self._cached_flops[0]
         from advscale.training.flops import count_training_flops
 
         cfg = self.cfg
@@ -261,6 +269,9 @@ class TrainingSession:
         self.ema.load_state_dict(meta["ema"])
         c = meta["counters"]
         self.counters = Counters(**c)
+        flops = meta.get("flops")
+        if isinstance(flops, dict) and flops.get("key") == self._flops_key():
+            self._cached_flops = (flops.get("per_sample"),)
         if meta.get("sampler", {}).get("seed", self.cfg.seed) != self.cfg.seed:
             raise AdvscaleError("training state was saved with another seed")
         self.log(f"advscale train: resuming {self.cfg.run_id} at step {self.counters.step:,} "
@@ -468,6 +479,7 @@ class TrainingSession:
                             "num_samples": cfg.samples, "batch_size": cfg.batch_size},
                 "schedule": self.schedule.state_dict(),
                 "run_id": cfg.run_id,
+                "flops": {"per_sample": self.flops_per_sample, "key": self._flops_key()},
             }
             tensors, meta_s = collect_state(self.raw, self.ema.module, self.optimizer, scalars)
             try:
