@@ -6,7 +6,7 @@ import pytest
 
 from advscale.errors import AdvscaleError
 from advscale.training.config import TrainConfig
-from advscale.training.loop import bn_momentum_at
+from advscale.training.schedule import bn_momentum_at
 
 
 def reference_momentum(global_step: int, current: float) -> float:
@@ -37,4 +37,4 @@ def test_default_schedule_is_unchanged_and_differs_in_short_runs():
 def test_unknown_schedule_is_refused_naming_the_field():
     cfg = TrainConfig(data="x.h5", eval_data="y.h5", samples=1000, bn_schedule="haiku")
     with pytest.raises(AdvscaleError, match="bn_schedule must be one of advscale, reference"):
-        cfg.validate()
+        cfg.resolved()

@@ -11,16 +11,18 @@ from typer.testing import CliRunner
 
 from advscale.errors import AdvscaleError
 from advscale.records import loads_all
-from advscale.synthetic.quality import (
+from advscale.synthetic.extractors import (
     KNOWN_INCEPTION_SHA256,
     InceptionExtractor,
     PCAExtractor,
     default_inception_path,
+    tf1_bilinear_matrix,
+)
+from advscale.synthetic.quality import (
     frechet_distance,
     kernel_inception_distance,
     measure_quality,
     metric_names,
-    tf1_bilinear_matrix,
 )
 
 

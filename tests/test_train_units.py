@@ -389,7 +389,7 @@ def test_docs_match_schema():
 
 
 def test_bn_momentum_warmup():
-    from advscale.training.loop import bn_momentum_at
+    from advscale.training.schedule import bn_momentum_at
 
     assert bn_momentum_at(0, 0.01) == 1.0
     assert bn_momentum_at(1, 0.01) == pytest.approx(9 / 11)

@@ -18,7 +18,6 @@ would have, given the same hardware and thread count.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,8 +26,6 @@ from typing import IO, Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from advscale.core.logs import log_line
@@ -58,8 +55,9 @@ from advscale.training.ddp import (
 )
 from advscale.training.losses import LOSSES, AttackConfig
 from advscale.training.optim import make_sgd, set_lr
+from advscale.training.progress import Bar, crossed, warn_short_schedule
 from advscale.training.rundir import RunDir, check_resumable, claim_run_dir, new_run_id
-from advscale.training.schedule import OneCycleCosine
+from advscale.training.schedule import OneCycleCosine, bn_momentum_at, step_seed
 from advscale.training.sources import (
     check_model_accepts,
     data_model_settings,
@@ -75,30 +73,6 @@ logger = logging.getLogger(__name__)
 def _log(msg: str) -> None:
     """A human line to this module's logger (the command line shows it on stderr)."""
     log_line(logger, msg)
-
-
-def step_seed(seed: int, step: int, rank: int = 0) -> int:
-    """The generator seed of optimizer step ``step`` on ``rank`` (63-bit, well mixed)."""
-    x = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9
-         + int(rank) * 0x94D049BB133111EB + 0x2545F4914F6CDD1D) & ((1 << 64) - 1)
-    x ^= x >> 31
-    x = (x * 0xD6E8FEB86659FD93) & ((1 << 64) - 1)
-    x ^= x >> 32
-    return x & ((1 << 63) - 1)
-
-
-def bn_momentum_at(step: int, momentum: float, schedule: str = "advscale") -> float:
-    """Batch-norm momentum at 0-based ``step``: 1 on the first batch (its statistics replace the
-    initial ones), then ``max(momentum, 9 / (10 + step))``, the EMA's warm-up decay
-    ``(1 + t) / (10 + t)`` seen from the other side, so the statistics' horizon grows with the
-    run like the averaged weights' and early, untrained-network statistics fade in short runs.
-    ``schedule="reference"``: DM-Improves-AT's ``watrain.py`` — 1 at step 0, then ``momentum``.
-    """
-    if step == 0:
-        return 1.0
-    if schedule == "reference":
-        return float(momentum)
-    return max(float(momentum), 9.0 / (10.0 + step))
 
 
 @dataclass
@@ -166,7 +140,7 @@ class TrainingSession:
         raw = maybe_sync_bn(raw, device, dist)
         self.raw = raw
         self.total_steps = cfg.total_steps
-        self._warn_short_schedule()
+        warn_short_schedule(cfg.samples, cfg.batch_size, cfg.warmup, self.total_steps, self.log)
         self.ema = EMA(raw, cfg.ema_decay, warmup_steps=int(cfg.ema_warmup * self.total_steps))
         self.optimizer = make_sgd(raw, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
                                   fused=self.cuda)
@@ -225,18 +199,6 @@ class TrainingSession:
             raise AdvscaleError(
                 f"{what}: labels span {int(lab.min())}..{int(lab.max())}, outside the "
                 f"{self.cfg.num_classes} classes of the model (num_classes)", field="num_classes")
-
-    def _warn_short_schedule(self) -> None:
-        """Warn when the budget is only a few optimizer steps: the one-cycle schedule cannot
-        rise and fall, and the loss average is first taken after ``log_every`` steps."""
-        cfg, steps = self.cfg, self.total_steps
-        if steps >= SHORT_RUN_STEPS:
-            return
-        rise = int(cfg.warmup * steps)
-        self.log(f"advscale train: warning: samples {cfg.samples:,} at batch_size "
-                 f"{cfg.batch_size:,} is only {steps} optimizer step(s) ({rise} rising): the "
-                 "one-cycle learning-rate schedule cannot complete a cycle; raise samples or "
-                 "lower batch_size for a real run")
 
     def _flops_key(self) -> list[Any]:
         """What the FLOPs count depends on (a cached count is reused only when it matches)."""
@@ -334,8 +296,8 @@ class TrainingSession:
                 c.samples_seen += local * dist.world_size
                 c.position = min(c.position + cfg.batch_size, cfg.samples)
                 final = c.position >= cfg.samples
-                do_eval = final or _crossed(prev, c.samples_seen, cfg.eval_every)
-                do_ckpt = do_eval or _crossed(prev, c.samples_seen, cfg.checkpoint_every)
+                do_eval = final or crossed(prev, c.samples_seen, cfg.eval_every)
+                do_ckpt = do_eval or crossed(prev, c.samples_seen, cfg.checkpoint_every)
                 if do_ckpt or c.step - checked_step >= cfg.log_every:
                     checked_step = c.step
                     self._check_finite(loss_acc, weights=do_ckpt)
@@ -489,56 +451,10 @@ class TrainingSession:
                 raise
         barrier(self.dist)
 
-    def _progress(self) -> _Bar | None:
+    def _progress(self) -> Bar | None:
         if not (self.dist.is_main and self.cfg.progress):
             return None
-        return _Bar(self.cfg.samples, self.counters.samples_seen)
-
-
-SHORT_RUN_STEPS = 20
-"""Fewer optimizer steps than this get a warning (:meth:`TrainingSession._warn_short_schedule`)."""
-
-
-def _crossed(before: int, after: int, every: int | None) -> bool:
-    """Whether ``(before, after]`` contains a multiple of ``every`` (never for 0/None)."""
-    return bool(every) and after // every > before // every
-
-
-class _Bar:
-    """Progress on stderr: a rich bar on a terminal, else a plain line at most once a minute."""
-
-    LINE_EVERY_S = 60.0
-
-    def __init__(self, total: int, done: int) -> None:
-
-        self.total = total
-        console = Console(stderr=True)
-        self.p = None
-        self.last_line = time.perf_counter()
-        self.first = True
-        if console.is_terminal:
-            self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                              console=console, transient=True)
-            self.task = self.p.add_task("train", total=total, completed=done, info="")
-            self.p.start()
-
-    def advance(self, done: int, loss: float, lr: float) -> None:
-        """Show ``done`` samples; ``loss`` is the running mean (nan before the first one is
-        taken, shown as pending, never as ``nan``); a plain line at the first step, then at
-        most once a minute."""
-        shown = f"loss {loss:.4f}" if math.isfinite(loss) else "loss pending"
-        info = f"{shown} lr {lr:.4g}"
-        if self.p is not None:
-            self.p.update(self.task, completed=done, info=info)
-        elif (self.first or time.perf_counter() - self.last_line >= self.LINE_EVERY_S):
-            self.first = False
-            self.last_line = time.perf_counter()
-            _log(f"advscale train: {done:,}/{self.total:,} samples, {info}")
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()
+        return Bar(self.cfg.samples, self.counters.samples_seen)
 
 
 def train(

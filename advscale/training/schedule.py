@@ -46,3 +46,27 @@ class OneCycleCosine:
 def _cos(a: float, b: float, t: float) -> float:
     """Half-cosine interpolation from ``a`` (t = 0) to ``b`` (t = 1)."""
     return b + (a - b) * (1 + math.cos(math.pi * t)) / 2
+
+
+def bn_momentum_at(step: int, momentum: float, schedule: str = "advscale") -> float:
+    """Batch-norm momentum at 0-based ``step``: 1 on the first batch (its statistics replace the
+    initial ones), then ``max(momentum, 9 / (10 + step))``, the EMA's warm-up decay
+    ``(1 + t) / (10 + t)`` seen from the other side, so the statistics' horizon grows with the
+    run like the averaged weights' and early, untrained-network statistics fade in short runs.
+    ``schedule="reference"``: DM-Improves-AT's ``watrain.py`` — 1 at step 0, then ``momentum``.
+    """
+    if step == 0:
+        return 1.0
+    if schedule == "reference":
+        return float(momentum)
+    return max(float(momentum), 9.0 / (10.0 + step))
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The generator seed of optimizer step ``step`` on ``rank`` (63-bit, well mixed)."""
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9
+         + int(rank) * 0x94D049BB133111EB + 0x2545F4914F6CDD1D) & ((1 << 64) - 1)
+    x ^= x >> 31
+    x = (x * 0xD6E8FEB86659FD93) & ((1 << 64) - 1)
+    x ^= x >> 32
+    return x & ((1 << 63) - 1)
