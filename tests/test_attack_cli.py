@@ -177,7 +177,7 @@ def test_bad_input_gives_one_error_line(tiny_ckpt, cifar_h5, tmp_path, tiny_h5):
     for eps in ("8/0", "-1", "0", "1.5", "abc"):
         _one_error_line(invoke(tiny_ckpt, "--data", test_h5, f"--eps={eps}"), "eps")
     _one_error_line(invoke(tiny_ckpt, "--data", test_h5, "--attack", "fgsm"),
-                    "unknown attack 'fgsm'", "aa-standard", "pgd-cw")
+                    "unknown --attack 'fgsm'", "aa-standard", "pgd-cw")
     _one_error_line(invoke(tiny_ckpt, "--data", test_h5, "--steps", "10"), "fixed settings")
     _one_error_line(invoke(tiny_ckpt, "--data", tiny_h5, "--n", "500"), "exceeds")
     _one_error_line(invoke(tiny_ckpt), "--data")

@@ -219,7 +219,7 @@ def test_reads_the_attack_writers_file_and_refuses_a_shard(tmp_path):
             broken_by=["apgd-ce" if pred_adv[i] != labels[i] else "" for i in range(start, stop)])
 
     settings = SimpleNamespace(attack="aa-standard", eps=8 / 255, steps=100, step_size=None,
-                               n=8, batch_size=4, chunk_size=4, seed=0)
+                               n=8, batch_size=4, chunk_size=4, seed=0, norm="linf")
     static = {"model": "wrn-10-1", "checkpoint_sha256": "a" * 64}
     full = advfile.write_adv_file(tmp_path / "full.h5", [part(0, 4), part(4, 8)], data, static,
                                   settings)
