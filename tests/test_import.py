@@ -417,3 +417,20 @@ def test_attack_on_source_equals_attack_on_converted(tiny_h5, tmp_path):
         diff = {k for k in set(strip(a)) | set(strip(b)) if a.get(k) != b.get(k)}
         assert not diff, {k: (a.get(k), b.get(k)) for k in diff}
     assert recs[0][-1]["model"] == "wrn-16-2"
+
+
+def test_import_says_what_it_dropped_and_why(tmp_path):
+    """RobustBench's TRADES-style WRN carries an unused sub_block1: the import names it."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "trades.pt"
+    model, _ = write_robustbench_trades(src)
+    state = model.state_dict()
+    state.update({"sub_" + k: v.clone() for k, v in state.items() if k.startswith("block1.")})
+    torch.save(state, src)
+    p = subprocess.run([sys.executable, "-m", "advscale", "model", "import", str(src), "-o",
+                        str(tmp_path / "out.safetensors")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "dropped sub_block1." in p.stderr and "never called in its forward" in p.stderr
+    assert json.loads(p.stdout)["source"]["dropped_keys"][0].startswith("sub_block1.")

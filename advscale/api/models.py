@@ -101,6 +101,13 @@ def import_model(src: PathLike, out: PathLike, *, fmt: str = "auto", arch: str |
                                    std=_triple(std, "std"))
     log.info(f"{src} ({meta['source_format']}) → {path}: {meta['model']}, {meta['params']:,} "
              f"parameters, activation {meta['activation']}, padding {meta['padding']}")
+    dropped = meta.get("dropped_keys") or []
+    if dropped:
+        shown = ", ".join(dropped[:4]) + (f", ... ({len(dropped)} in all)" if len(dropped) > 4
+                                          else "")
+        log.info(f"dropped {shown}: the TRADES-style WideResNet's sub_block1, built but never "
+                 "called in its forward pass, so the logits do not depend on it (listed in the "
+                 "checkpoint's metadata as dropped_keys)")
     return make_record("model.info", checkpoint_info(path),
                        command=f"advscale model import {src} -o {out}")
 
