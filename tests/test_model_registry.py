@@ -57,7 +57,7 @@ def _one_trades_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
                          [*((n, json.loads(k)) for n, k in TOYS), VIT],
                          ids=lambda v: v if isinstance(v, str) else "")
 def test_every_model_builds_attacks_counts_trains_and_checkpoints(name, kwargs, tmp_path):
-    from advscale.attacks.pgd import pgd_linf
+    from advscale.attacks.pgd import pgd_l2, pgd_linf
     from advscale.models.checkpoint import load_for_eval, save_model_checkpoint
     from advscale.training.flops import count_training_flops
 
@@ -69,6 +69,8 @@ def test_every_model_builds_attacks_counts_trains_and_checkpoints(name, kwargs, 
         assert model(x).shape == (4, 10)
     adv = pgd_linf(model, x, y, eps=8 / 255, step_size=2 / 255, steps=1)
     assert adv.shape == x.shape and float((adv - x).abs().max()) <= 8 / 255 + 1e-6
+    adv = pgd_l2(model, x, y, eps=0.5, step_size=0.125, steps=1)  # the L2 threat model too
+    assert float((adv - x).flatten(1).norm(dim=1).max()) <= 0.5 + 1e-5
     count = count_training_flops(name, "trades", 2, model_kwargs=kwargs)
     assert count.params == count_parameters(model) and count.forward_flops_per_image > 0
     assert count.train_flops_per_sample > 2 * count.forward_flops_per_image
