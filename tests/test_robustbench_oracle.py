@@ -26,10 +26,14 @@ import torch
 from torch import nn
 
 
-def _aliases() -> None:
+def _aliases() -> list[str]:
+    """Put the modules robustbench imports by other names into sys.modules; the names added."""
     import pyautoattack
 
-    sys.modules.setdefault("autoattack", pyautoattack)  # robustbench imports `autoattack`
+    added = []
+    if "autoattack" not in sys.modules:  # robustbench imports `autoattack`
+        sys.modules["autoattack"] = pyautoattack
+        added.append("autoattack")
     try:
         import pkg_resources  # noqa: F401
     except ImportError:  # setuptools >= 81 dropped it; robustbench.loaders only needs this
@@ -37,27 +41,47 @@ def _aliases() -> None:
         stub.resource_filename = lambda pkg, path: os.path.join(  # type: ignore[attr-defined]
             os.path.dirname(sys.modules[pkg].__file__), path)
         sys.modules["pkg_resources"] = stub
+        added.append("pkg_resources")
+    return added
 
 
-_aliases()
-rb_utils = pytest.importorskip("robustbench.utils")
-from robustbench.model_zoo import cifar10 as rb_cifar10  # noqa: E402
-from robustbench.model_zoo.architectures import (  # noqa: E402
-    bit_rn,
-    bit_rn_v2,
-    comp_model,
-    dm_rn,
-    robust_resnet,
-    robustarch_wide_resnet,
-    sparsified_model,
-)
-from robustbench.model_zoo.architectures.dm_wide_resnet import (  # noqa: E402
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    DMWideResNet,
-    Swish,
-)
-from robustbench.model_zoo.enums import ThreatModel  # noqa: E402
+def _drop(names: list[str]) -> None:
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+# The aliases live only while robustbench is imported and while this file's tests run: left in
+# sys.modules, an `autoattack` alias would change other tests' AutoAttack backend.
+_ADDED = _aliases()
+try:
+    rb_utils = pytest.importorskip("robustbench.utils")
+    from robustbench.model_zoo import cifar10 as rb_cifar10  # noqa: E402
+    from robustbench.model_zoo.architectures import (  # noqa: E402
+        bit_rn,
+        bit_rn_v2,
+        comp_model,
+        dm_rn,
+        robust_resnet,
+        robustarch_wide_resnet,
+        sparsified_model,
+    )
+    from robustbench.model_zoo.architectures.dm_wide_resnet import (  # noqa: E402
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        DMWideResNet,
+        Swish,
+    )
+    from robustbench.model_zoo.enums import ThreatModel  # noqa: E402
+finally:
+    _drop(_ADDED)
+
+
+@pytest.fixture(autouse=True)
+def _robustbench_aliases():
+    added = _aliases()
+    yield
+    _drop(added)
+
 
 from advscale.models.robustbench import LEADERBOARD  # noqa: E402
 
