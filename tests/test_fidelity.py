@@ -74,6 +74,20 @@ def _track_stats(model: nn.Module, on: bool) -> None:
             m.track_running_stats = on
 
 
+def ref_trades_outer(model, x, x_adv, y, beta, smoothing):
+    """The TRADES loss once the attack has run: label-smoothed CE on the clean images plus β KL
+    of the adversarial prediction from the clean one, both forwards in train mode updating the
+    running statistics."""
+    _track_stats(model, True)
+    x_adv = x_adv.detach()
+    z_nat, z_adv = model(x), model(x_adv)
+    logp = F.log_softmax(z_nat, 1)
+    nll = -logp.gather(1, y[:, None]).squeeze(1)
+    smooth_ce = ((1 - smoothing) * nll - smoothing * logp.mean(1)).mean()
+    robust = F.kl_div(F.log_softmax(z_adv, 1), F.softmax(z_nat, 1), reduction="batchmean")
+    return smooth_ce + beta * robust
+
+
 def ref_trades(model, x, y, u, steps, beta=5.0, smoothing=0.1):
     """Gowal/Rebuffi TRADES: train mode, running stats frozen for the clean target and the
     attack (batch statistics), then both loss forwards in train mode updating them."""
@@ -87,14 +101,7 @@ def ref_trades(model, x, y, u, steps, beta=5.0, smoothing=0.1):
         (g,) = torch.autograd.grad(kl, x_adv)
         x_adv = x_adv.detach() + STEP * g.sign()
         x_adv = torch.min(torch.max(x_adv, x - EPS), x + EPS).clamp(0, 1)
-    _track_stats(model, True)
-    x_adv = x_adv.detach()
-    z_nat, z_adv = model(x), model(x_adv)
-    logp = F.log_softmax(z_nat, 1)
-    nll = -logp.gather(1, y[:, None]).squeeze(1)
-    smooth_ce = ((1 - smoothing) * nll - smoothing * logp.mean(1)).mean()
-    robust = F.kl_div(F.log_softmax(z_adv, 1), F.softmax(z_nat, 1), reduction="batchmean")
-    return smooth_ce + beta * robust, x_adv
+    return ref_trades_outer(model, x, x_adv, y, beta, smoothing), x_adv.detach()
 
 
 def ref_madry(model, x, y, u, steps, bn_eval: bool, smoothing=0.1):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_fidelity import _track_stats, ref_trades_outer
 from torch import nn
 
 from advscale.attacks.robustness import attack_batch
@@ -152,12 +153,6 @@ def test_l2_autoattack_matches_fra31_called_directly(attack):
 
 
 # -- TRADES under L2 -----------------------------------------------------------------------------
-def _track_stats(model: nn.Module, on: bool) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.track_running_stats = on
-
-
 def ref_trades_l2(model, x, y, gen_seed, eps, step, steps, beta=5.0, smoothing=0.1):
     """TRADES with an L2 KL attack in the reference batch-norm mode (batch statistics, running
     ones untouched) from a uniform start in the ball, then the loss in train mode."""
@@ -181,14 +176,7 @@ def ref_trades_l2(model, x, y, gen_seed, eps, step, steps, beta=5.0, smoothing=0
             dn = torch.stack([di.norm() for di in delta]).view(-1, 1, 1, 1)
             delta = delta * torch.clamp(eps / dn, max=1.0)
             x_adv = torch.clamp(x + delta, 0, 1)
-    _track_stats(model, True)
-    x_adv = x_adv.detach()
-    z_nat, z_adv = model(x), model(x_adv)
-    logp = F.log_softmax(z_nat, 1)
-    nll = -logp.gather(1, y[:, None]).squeeze(1)
-    smooth_ce = ((1 - smoothing) * nll - smoothing * logp.mean(1)).mean()
-    robust = F.kl_div(F.log_softmax(z_adv, 1), F.softmax(z_nat, 1), reduction="batchmean")
-    return smooth_ce + beta * robust, x_adv
+    return ref_trades_outer(model, x, x_adv, y, beta, smoothing), x_adv.detach()
 
 
 def test_trades_l2_step_matches_reimplementation():
