@@ -8,6 +8,7 @@ import pytest
 
 from advscale.errors import AdvscaleError
 from advscale.laws.data import (
+    Needs,
     apply_filters,
     collect_points,
     paper_exclusion,
@@ -87,17 +88,17 @@ def test_missing_and_malformed_fields_name_the_line(tmp_path):
     neg["fid"] = -1.0
     path = _write(tmp_path / "bad3.jsonl", [neg])
     with pytest.raises(AdvscaleError, match=r"bad3\.jsonl:1: 'fid' must be >= 0"):
-        collect_points(read_runs(path), "adv_loss", need_fid=True)
+        collect_points(read_runs(path), "adv_loss", needs=Needs(fid=True))
     nofid = _eval()
     del nofid["fid"]
     path = _write(tmp_path / "bad4.jsonl", [nofid])
     with pytest.raises(AdvscaleError, match=r"bad4\.jsonl:1: .*lacks 'fid'"):
-        collect_points(read_runs(path), "adv_loss", need_fid=True)
+        collect_points(read_runs(path), "adv_loss", needs=Needs(fid=True))
     noflops = _eval()
     del noflops["train_flops"]
     path = _write(tmp_path / "bad5.jsonl", [noflops])
     with pytest.raises(AdvscaleError, match=r"bad5\.jsonl:1: .*lacks 'train_flops'"):
-        collect_points(read_runs(path), "adv_loss", need_flops=True)
+        collect_points(read_runs(path), "adv_loss", needs=Needs(flops=True))
     (tmp_path / "junk.jsonl").write_text(dumps(good) + "\n{not json\n")
     with pytest.raises(AdvscaleError, match=r"junk\.jsonl:2: not valid JSON"):
         read_runs(tmp_path / "junk.jsonl")
@@ -109,7 +110,7 @@ def test_train_flops_from_per_sample_field(tmp_path):
     rec = _eval(samples_seen=500, train_flops=None, train_flops_per_sample=2e6)
     del rec["train_flops"]
     pts = collect_points(read_runs(_write(tmp_path / "m.jsonl", [rec])), "adv_loss",
-                         need_flops=True)
+                         needs=Needs(flops=True))
     assert pts[0].flops == pytest.approx(1e9)
 
 
@@ -120,7 +121,7 @@ def test_attack_records_join_their_run(tmp_path):
     other = _attack(run_id="a", params=77_850, samples_seen=2000, attack="pgd-ce",
                     robust_acc=0.3)
     rs = read_runs(_write(tmp_path / "m.jsonl", [*evals, atk, other]))
-    pts = collect_points(rs, "aa_acc", need_fid=True, need_flops=True)
+    pts = collect_points(rs, "aa_acc", needs=Needs(fid=True, flops=True))
     assert len(pts) == 1
     p = pts[0]
     assert (p.value, p.fid, p.flops, p.d) == (0.25, 3.0, 2e12, 2000)
@@ -153,7 +154,7 @@ def test_filter_expressions():
 
 def test_paper_exclusion_rule_drops_small_models_on_big_good_data():
     recs = simulate_runs(A2, n_values=[5e7, 2e8], d_values=[5e6, 2e7], fids=[2.0, 20.0])
-    pts = collect_points(read_runs(records=recs), "adv_loss", need_fid=True)
+    pts = collect_points(read_runs(records=recs), "adv_loss", needs=Needs(fid=True))
     logs = []
     kept, dropped = paper_exclusion(pts, logs.append)
     assert dropped == ["sim-n5e+07-d2e+07-fid2.0"]

@@ -34,7 +34,14 @@ from advscale.api.attacks import AttackSettings, attack, attack_help
 from advscale.api.datasets import dataset
 from advscale.api.energy import EnergyConstants, measure_energy
 from advscale.api.flops import count_flops
-from advscale.api.laws import PAPER_FLOPS_PER_PARAM_SAMPLE, FitRequest, fit, predict
+from advscale.api.laws import (
+    PAPER_FLOPS_PER_PARAM_SAMPLE,
+    FitRequest,
+    approach_choices,
+    approach_option_classes,
+    fit,
+    predict,
+)
 from advscale.api.models import model
 from advscale.api.raters import validity_study
 from advscale.api.recordio import builtin_maps, check_output, read_records, save_records, tables
@@ -53,6 +60,7 @@ FAMILIES = ("dataset", "gen_synthetic", "train", "attack", "count_flops", "measu
 
 __all__ = ["ACC_FLOOR_PCT", "FAMILIES", "PAPER_FLOPS_PER_PARAM_SAMPLE", "REQUESTS",
            "AttackSettings", "CommonOptions", "EnergyConstants", "FitRequest", "SamplerConfig",
+           "approach_choices", "approach_option_classes",
            "TrainConfig", "attack", "attack_help", "builtin_maps", "check_output",
            "count_flops", "dataset", "fit", "gen_synthetic", "has_run", "measure_energy",
            "model", "options", "predict", "read_records", "report", "save_records", "tables",

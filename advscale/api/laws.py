@@ -13,7 +13,8 @@ from advscale.core.options import option, parse_fields, seed_option
 from advscale.core.units import PAPER_FLOPS_PER_PARAM_SAMPLE
 from advscale.errors import AdvscaleError
 
-__all__ = ["PAPER_FLOPS_PER_PARAM_SAMPLE", "FitRequest", "fit", "predict"]
+__all__ = ["PAPER_FLOPS_PER_PARAM_SAMPLE", "FitRequest", "approach_choices",
+           "approach_option_classes", "fit", "predict"]
 
 PathLike = str | os.PathLike[str]
 Records = Iterable[Mapping[str, Any]] | PathLike | Sequence[PathLike]
@@ -43,14 +44,6 @@ class FitRequest:
                                     "N < 100M, D > 10M and FID < 10 (appendix F.2).",
                                     default_text="on for approaches 2 and 3")
     attack: str = option("aa-standard", help="Attack whose records give aa_acc.")
-    also: list[str] = option(default_factory=list, help="power-law: also fit FIELD (e.g. "
-                             "cost_usd, energy_kwh) against FLOPs for the same best runs "
-                             "(repeatable).")
-    bins: int | None = option(None, help="power-law: log-spaced bins of the x range.",
-                              default_text="19")
-    x: str | None = option(None, help="power-law: the field the law is of: train_flops, or a "
-                           "numeric field of the runs' records, e.g. cost_usd from joined energy"
-                           " records.", default_text="train_flops")
     delta: float = option(1e-3, flag="--huber-delta",
                           help="Huber threshold on log residuals (approaches 2, 3).")
     coarse_grid: bool = option(False, negatable=False, help="Screen a subsample of the "
@@ -107,9 +100,28 @@ class FitRequest:
         return {**d, "protocol_options": choices}
 
 
+def approach_option_classes() -> tuple[type, ...]:
+    """The registered approaches' own option dataclasses (e.g. the power law's ``bins``,
+    ``x``, ``also``): ``advscale fit`` declares one option per field, beside
+    :class:`FitRequest`'s."""
+    import advscale.laws  # noqa: F401  (importing the package registers the approaches)
+    from advscale.laws.approach import option_classes
+
+    return option_classes()
+
+
+def approach_choices() -> tuple[str, ...]:
+    """The ``approach`` values of :func:`fit`: the registered approaches' spellings (``1``,
+    ``2``, ``3``, ``gbr``, ``power-law``, and any a module in ``$ADVSCALE_LAW_MODULES`` adds)."""
+    from advscale.laws import approach_options
+
+    return approach_options()
+
+
 def fit_request(options: Mapping[str, Any]) -> dict[str, Any]:
-    """:class:`FitRequest` fields in ``options`` as fit_law keyword arguments; the rest (e.g.
-    ``full_grid``, ``protocol_options``, ``progress``) passes through."""
+    """:class:`FitRequest` fields in ``options`` as fit_law keyword arguments; the rest (the
+    approach's own options, ``full_grid``, ``protocol_options``, ``progress``) passes through
+    (the approach checks and parses its own)."""
     names = {f.name for f in dataclasses.fields(FitRequest)}
     mine = parse_fields(FitRequest, {k: v for k, v in options.items() if k in names})
     rest = {k: v for k, v in options.items() if k not in names}
@@ -130,7 +142,9 @@ def fit(records: Records, *, approach: str = "2",
     ``records``: record dicts, or JSONL paths/globs (``-`` is stdin). ``approach``: ``1``,
     ``2``, ``3``, ``power-law`` or ``gbr`` (or a registry name, e.g. ``approach3``). Options
     are :class:`FitRequest` fields (``target``, ``n_boot``, ``filters``, ``seed``, ``exclusion``,
-    ``protocol`` and its choices, ``holdout`` (a backtest: fit outside, predict inside), ...).
+    ``protocol`` and its choices, ``holdout`` (a backtest: fit outside, predict inside), ...)
+    and the approach's own (:func:`approach_option_classes`; the power law's ``bins``, ``x``,
+    ``also``).
     ``progress(done, total)`` follows the bootstrap.
     """
     from advscale.laws.backtest import backtest_record, summary_line

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from advscale.core.plugins import import_named_modules
 from advscale.errors import AdvscaleError
 
 ENV_MODULES = "ADVSCALE_ATTACK_MODULES"
@@ -147,11 +147,7 @@ def _load() -> None:
 
     for info in sorted(pkgutil.iter_modules(catalog.__path__), key=lambda m: m.name):
         importlib.import_module(f"{catalog.__name__}.{info.name}")
-    for name in filter(None, (m.strip() for m in os.environ.get(ENV_MODULES, "").split(","))):
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise AdvscaleError(f"{ENV_MODULES}: cannot import {name!r} ({e})") from None
+    import_named_modules(ENV_MODULES)
 
 
 def attack_names() -> tuple[str, ...]:

@@ -80,10 +80,11 @@ FLAGS = {"laws": "--law", "filters": "--filter", "stage2_datasets": "--stage2-da
 def flag_for(field: str) -> str:
     """The command-line flag of a request field: the one field → flag map of the CLI.
 
-    The flag a field declares (``option(flag=...)``) in any request class of the API, else
+    The flag a field declares (``option(flag=...)``) in any request class of the API (or a
+    law approach's own options), else
     ``--`` + the name with ``_`` → ``-`` (``eval_data`` → ``--eval-data``).
     """
-    for cls in api.REQUESTS:
+    for cls in (*api.REQUESTS, *api.approach_option_classes()):
         spec = api.options.field_spec(cls, field)
         if spec is not None and spec.flag:
             return spec.flag

@@ -1,7 +1,8 @@
 """``advscale fit``: fit a scaling law to JSONL records; print one ``fit`` record.
 
 A thin adapter over :func:`advscale.api.fit`; the options are generated from
-:class:`advscale.api.FitRequest`'s fields.
+:class:`advscale.api.FitRequest`'s fields and each law approach's own options
+(:func:`advscale.api.approach_option_classes`, one help panel per approach).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from advscale.records import write_record
 
 
 @handle_errors
-@request_command(api.FitRequest)
+@request_command(api.FitRequest, *api.approach_option_classes())
 def fit_cmd(
     files: list[str] = typer.Argument(
         None, help="JSONL records (train.eval, attack); '-' or nothing reads stdin."
     ),
     approach: str = typer.Option(..., "--approach", "-a",
-                                 help="1, 2, 3, power-law or gbr (or the names approach1, "
-                                 "approach2, approach3; docs/laws.md)."),
+                                 help=f"{', '.join(api.approach_choices())} (or the names "
+                                 "approach1, approach2, approach3; docs/laws.md)."),
     output: Path = common("output"),
     quiet: bool = common("quiet"),
     force: bool = common("force"),

@@ -18,21 +18,27 @@ try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itse
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
-from advscale.cli import attack as attack_cmd
-from advscale.cli import count_flops as count_flops_cmd
-from advscale.cli import data as data_cmd
-from advscale.cli import energy as energy_cmd
-from advscale.cli import fit as fit_cmd
-from advscale.cli import gen_synthetic as gen_synthetic_cmd
-from advscale.cli import model as model_cmd
-from advscale.cli import predict as predict_cmd
-from advscale.cli import records as records_cmd
-from advscale.cli import report as report_cmd
-from advscale.cli import train as train_cmd
-from advscale.cli import validity as validity_cmd
+from advscale.errors import AdvscaleError
+
+try:  # a module named in $ADVSCALE_ATTACK_MODULES / $ADVSCALE_LAW_MODULES may fail to import
+    from advscale.cli import attack as attack_cmd
+    from advscale.cli import count_flops as count_flops_cmd
+    from advscale.cli import data as data_cmd
+    from advscale.cli import energy as energy_cmd
+    from advscale.cli import fit as fit_cmd
+    from advscale.cli import gen_synthetic as gen_synthetic_cmd
+    from advscale.cli import model as model_cmd
+    from advscale.cli import predict as predict_cmd
+    from advscale.cli import records as records_cmd
+    from advscale.cli import report as report_cmd
+    from advscale.cli import train as train_cmd
+    from advscale.cli import validity as validity_cmd
+except AdvscaleError as _e:
+    sys.stderr.write(f"advscale: error: {_e}\n")
+    raise SystemExit(2) from None
+
 from advscale.cli.common import REPORTED, error_message, fail, guard_stdout, stdout_failure
 from advscale.cli.help import App
-from advscale.errors import AdvscaleError
 from advscale.version import __version__
 
 app = App(

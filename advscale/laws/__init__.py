@@ -31,11 +31,18 @@ imported only when a fit or a numeric optimum needs them):
 
 from __future__ import annotations
 
-# importing the approaches' modules registers them
+# importing the approaches' modules registers them; then those named in $ADVSCALE_LAW_MODULES
+from advscale.core.plugins import import_named_modules
 from advscale.laws import approach1, approach2, approach3, gbr, powerlaw  # noqa: F401
 from advscale.laws.approach import approach_options, get_approach, list_approaches
 
-__all__ = ["APPROACHES", "get_approach", "list_approaches"]
+__all__ = ["APPROACHES", "ENV_MODULES", "get_approach", "list_approaches"]
+
+ENV_MODULES = "ADVSCALE_LAW_MODULES"
+"""Comma-separated modules imported (after the built-in approaches) for their
+``register_approach`` calls."""
+
+import_named_modules(ENV_MODULES)
 
 APPROACHES = approach_options()
 """The ``--approach`` values of the registered approaches (``1``, ``2``, ``3``, ``gbr``,

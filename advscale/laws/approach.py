@@ -23,19 +23,30 @@ one-line :class:`~advscale.errors.AdvscaleError`; :meth:`Approach.supports` tell
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from advscale.core.options import parse_fields
 from advscale.errors import AdvscaleError
-from advscale.laws.data import Point, RecordSet
+from advscale.laws.data import Needs, Point, RecordSet, check_target_values
 from advscale.laws.objective import HUBER_DELTA
 from advscale.laws.protocol import Protocol
 
 Log = Callable[[str], None]
 Progress = Callable[[int, int], None]
+
+FIGURES = {
+    "law_of_nd": "isoloss contours, predicted vs actual, N*/D*/L* vs FLOPs (one law each)",
+    "quality": "the law across qualities and N*, D* per quality (Figure 5)",
+    "accuracy_vs_flops": "best accuracy per FLOPs with the law (Debenedetti et al. Figure 2)",
+    "energy_vs_flops": "energy, CO2 and cost per FLOPs with the law's also-fitted laws",
+    "gbr": "GBR predicted vs actual and feature importances (Figures 1b, 1c)",
+}
+"""The report figures a law can be drawn on, by the name :attr:`Approach.figures` uses."""
 
 OPERATIONS = ("predict", "at_budget", "asymptote", "optimal", "tradeoff", "inverse", "derived")
 """What a law may be asked besides ``fit``; see :meth:`Approach.supports`."""
@@ -47,7 +58,8 @@ def _nolog(msg: str) -> None:
 
 @dataclass
 class FitData:
-    """What an approach's ``fit`` gets: the selected points and the fit's settings."""
+    """What an approach's ``fit`` gets: the selected points and the fit's settings
+    (``options``: the approach's own, an instance of its :attr:`Approach.Options`, or None)."""
 
     points: list[Point]
     runs: RecordSet
@@ -56,14 +68,10 @@ class FitData:
     seed: int = 0
     full_grid: bool = True
     delta: float = HUBER_DELTA
-    also: list[str] = field(default_factory=list)
     log: Log = _nolog
     progress: Progress | None = None
     protocol: Protocol = field(default_factory=Protocol)
-    bins: int | None = None
-    """Power law: the number of log-spaced bins (None: the approach's default)."""
-    x: str | None = None
-    """Power law: the field the law is of (None: ``train_flops``)."""
+    options: Any = None
 
 
 class Approach:
@@ -73,10 +81,16 @@ class Approach:
     registry name and the records' ``form``), ``option`` (the ``--approach`` spelling, also
     the records' ``approach``), ``params`` (the public parameter names a law document must
     give as numbers), ``inputs`` (``ndf``: queries give N, D, FID; ``flops``: a budget),
-    ``default_target``, ``points`` (forced evaluation points per run, or None),
-    ``needs_fid``/``needs_flops`` (fields each point must carry), ``default_exclusion``
-    (the paper's exclusion rule by default) and ``warns_fid`` (warn about FIDs measured off
-    the published protocol).
+    ``default_target``, ``points`` (forced evaluation points per run, or None), ``needs``
+    (the fields each point must carry), ``default_exclusion`` (the paper's exclusion rule by
+    default), ``Options`` (a dataclass of the approach's own fit options, declared with
+    :func:`~advscale.core.options.option`: ``advscale fit`` shows them in a panel of their
+    own and records them in the provenance) and ``figures`` (the report figures its laws are
+    drawn on, :data:`FIGURES`).
+
+    What differs between approaches in how points are checked and described is a method
+    (:meth:`needs_for`, :meth:`check_values`, :meth:`quality_metric`, :meth:`draws`), so the
+    pipeline never branches on an approach's name.
     """
 
     name: ClassVar[str] = ""
@@ -87,20 +101,50 @@ class Approach:
     predictive: ClassVar[bool] = True
     default_target: ClassVar[str] = "adv_loss"
     points: ClassVar[str | None] = None
-    needs_fid: ClassVar[bool] = False
-    needs_flops: ClassVar[bool] = False
+    needs: ClassVar[Needs] = Needs()
     default_exclusion: ClassVar[bool] = False
-    warns_fid: ClassVar[bool] = False
-    needs_nd: ClassVar[bool] = True
-    """False when the law uses neither N nor D (a missing ``params``/``samples_seen`` is fine)."""
-    log_space: ClassVar[bool] = True
-    """True when the fitted quantity must be > 0 (a fit in log space)."""
-    fitted_as_error: ClassVar[bool] = False
-    """True when an accuracy target is fitted as the error rate 1 − accuracy."""
-    options: ClassVar[tuple[str, ...]] = ()
-    """The approach-specific fit options it accepts (``bins``, ``x``)."""
+    Options: ClassVar[type | None] = None
+    """The approach's own fit options: a dataclass of :func:`~advscale.core.options.option`
+    fields (None: it takes none)."""
+    figures: ClassVar[tuple[str, ...]] = ()
+    """The report figures (:data:`FIGURES`) the approach's laws are drawn on."""
     constant_exponents: ClassVar[bool] = True
     """False when N* ∝ F^a holds only locally (``predict`` then adds the local exponents)."""
+
+    # -- the approach's own options ----------------------------------------------------------
+    def make_options(self, given: Mapping[str, Any] | None = None) -> Any:
+        """:attr:`Options` from the options ``given`` (None values are unset); an option
+        this approach does not take is refused in one line naming the approaches that do."""
+        given = {k: v for k, v in (given or {}).items() if v not in (None, [], ())}
+        names = option_names(type(self))
+        for key in given:
+            if key not in names:
+                takers = [a.option for a in _REGISTRY.values() if key in option_names(type(a))]
+                where = (f"applies to approach {', '.join(takers)}, not {self.option}"
+                         if takers else f"is not an option of approach {self.option}")
+                raise AdvscaleError(f"{key} {where}", field=f"{key},approach")
+        if self.Options is None:
+            return None
+        return self.Options(**parse_fields(self.Options, given))
+
+    def needs_for(self, options: Any) -> Needs:
+        """The fields each point must carry for a fit with ``options`` (default :attr:`needs`)."""
+        return self.needs
+
+    def check_values(self, points: list[Point], target: str) -> None:
+        """Refuse values this approach cannot fit, in one line (default: a fit in log space
+        needs values > 0; accuracies must be fractions)."""
+        check_target_values(points, target)
+
+    def quality_metric(self, info: dict[str, Any], log: Log) -> str | None:
+        """The one quality metric of the fit's FIDs (``info``: the fit's ``fid_inputs``), or
+        None; an approach whose law is of FID refuses a mix and warns off-protocol FIDs."""
+        metrics = info.get("metrics") or []
+        return metrics[0] if len(metrics) == 1 else None
+
+    def draws(self, figure: str, law: dict[str, Any]) -> bool:
+        """Whether the report draws ``law`` (a record of this approach) on ``figure``."""
+        return figure in self.figures
 
     # -- what is refused, in one line ------------------------------------------------------
     def refusal(self, operation: str) -> AdvscaleError:
@@ -192,6 +236,10 @@ def register_approach(cls: A) -> A:
     """
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
+    unknown = set(cls.figures) - set(FIGURES)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown report figures {sorted(unknown)}; "
+                         f"choose from {', '.join(FIGURES)}")
     for spelling in (cls.name, cls.option, *cls.aliases):
         owner = _SPELLINGS.get(spelling)
         if spelling and owner is not None and owner != cls.name:
@@ -216,6 +264,20 @@ def get_approach(spelling: Any, what: str = "approach") -> Approach:
         raise AdvscaleError(f"{what} {spelling!r}: choose from "
                             f"{', '.join(a.option for a in _REGISTRY.values())}", field=what)
     return _REGISTRY[name]
+
+
+def option_names(cls: type[Approach]) -> tuple[str, ...]:
+    """The names of an approach's own fit options (its :attr:`Approach.Options` fields)."""
+    return tuple(f.name for f in dataclasses.fields(cls.Options)) if cls.Options else ()
+
+
+def option_classes() -> tuple[type, ...]:
+    """The registered approaches' :attr:`Approach.Options` dataclasses (each once)."""
+    out: list[type] = []
+    for appr in _REGISTRY.values():
+        if appr.Options is not None and appr.Options not in out:
+            out.append(appr.Options)
+    return tuple(out)
 
 
 def list_approaches() -> tuple[str, ...]:

@@ -25,7 +25,7 @@ import numpy as np
 from advscale.errors import AdvscaleError
 from advscale.laws import bootstrap, summary
 from advscale.laws.approach import Approach, FitData, register_approach
-from advscale.laws.data import is_loss
+from advscale.laws.data import Needs, is_loss
 from advscale.laws.optimal import budget_power
 
 N_QUERY = 1000
@@ -268,7 +268,7 @@ class Approach1(Approach):
     option = "1"
     params = PUBLIC
     points = "all"
-    needs_flops = True
+    needs = Needs(flops=True)
 
     def fit(self, data: FitData) -> dict[str, Any]:
         pts = data.points

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -381,6 +382,13 @@ class Approach2(ParametricApproach):
 
     def check_design(self, x: Design) -> None:
         check_design(x)
+
+    def draws(self, figure: str, law: dict[str, Any]) -> bool:
+        """The quality panels only for a law fitted across qualities (ε, ζ not held at 0
+        because its data had one FID)."""
+        if figure == "quality" and {"epsilon", "zeta"} & set(law.get("fixed") or []):
+            return False
+        return super().draws(figure, law)
 
     def select(self, data: FitData) -> FitData:
         """With a named base dataset: only its points and the stage-2 datasets' points."""

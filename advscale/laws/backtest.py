@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from advscale.errors import AdvscaleError
-from advscale.laws.approach import get_approach
+from advscale.laws.approach import get_approach, list_approaches, option_names
 from advscale.laws.data import Point, apply_filters, collect_points, iter_tagged, read_runs
 from advscale.laws.filters import RecordFilter
 from advscale.laws.fit import fit_record
@@ -42,10 +42,12 @@ def backtest_record(sources: str | os.PathLike | Iterable[str | os.PathLike] = "
     ``options`` are :func:`advscale.laws.fit.fit_law`'s (``approach``, ``target``, ...).
     """
     RecordFilter(holdout)
-    form = get_approach(str(options.get("approach"))).name
-    if form in ("approach1", "gbr"):
-        raise AdvscaleError(f"holdout: a {form} fit does not predict a run's own value; "
-                            "backtest approach 2, 3 or power-law", field="holdout")
+    appr = get_approach(str(options.get("approach")))
+    if not (appr.supports("predict") or appr.supports("at_budget")):
+        able = [a.option for a in map(get_approach, list_approaches())
+                if a.supports("predict") or a.supports("at_budget")]
+        raise AdvscaleError(f"holdout: a {appr.name} fit does not predict a run's own value; "
+                            f"backtest approach {', '.join(able)}", field="holdout")
     recs = (list(records) if records is not None
             else [t.rec for t in iter_tagged(_files(sources), options.get("stdin"))])
     given = list(options.pop("filters", []) or [])
@@ -71,10 +73,10 @@ def _held_points(fit: dict[str, Any], recs: list[dict[str, Any]], exprs: list[st
     """The held-out runs' points, collected as the fit collected its own."""
     law = Law(dict(fit, name="backtest"))
     appr = law.approach
-    attack = (fit["provenance"]["config"] or {}).get("attack", "aa-standard")
+    config = fit["provenance"]["config"] or {}
+    own = appr.make_options({k: config[k] for k in option_names(type(appr)) if k in config})
     pts = collect_points(read_runs(records=recs), fit["target"], fit.get("points", "final"),
-                         attack, need_fid=appr.needs_fid, need_flops=appr.needs_flops,
-                         need_nd=appr.needs_nd)
+                         config.get("attack", "aa-standard"), appr.needs_for(own))
     pts = apply_filters(pts, exprs)
     if law.needs() == "flops" and pts:
         keep = best_per_bin(np.array([p.flops for p in pts]), np.array([p.value for p in pts]))

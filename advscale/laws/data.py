@@ -78,12 +78,10 @@ def collect_points(
     target: str = "adv_loss",
     points: str = "final",
     attack: str = "aa-standard",
-    need_fid: bool = False,
-    need_flops: bool = False,
+    needs: Needs | None = None,
     log=None,
     min_train_fraction: float = 0.0,
     pre_filters: Iterable[str] = (),
-    need_nd: bool = True,
 ) -> list[Point]:
     """The fit's observations for ``target``, ``points`` per run (see the module docstring).
 
@@ -92,8 +90,10 @@ def collect_points(
     Both are logged. Before each run's point is chosen, evaluations with a train fraction
     below ``min_train_fraction`` are dropped (:func:`train_fraction`; the notebook keeps
     checkpoints past half of training), and so are those a ``pre_filters`` expression rejects
-    (``--filter-order before``). ``need_nd=False`` (the power law, GBR): ``params`` and
-    ``samples_seen`` may be missing or null (the point's N, D are then None).
+    (``--filter-order before``). ``needs`` names the fields every point must carry (the
+    fitted approach's :attr:`~advscale.laws.approach.Approach.needs`; default N and D only);
+    with ``nd=False`` (the power law, GBR) ``params`` and ``samples_seen`` may be missing or
+    null (the point's N, D are then None).
     """
     if points not in POINT_MODES:
         raise AdvscaleError(f"points {points!r}: choose from {', '.join(POINT_MODES)}",
@@ -101,7 +101,7 @@ def collect_points(
     out: list[Point] = []
     nulls, dropped = 0, []
     screen = _Screen(min_train_fraction, pre_filters)
-    need = _Needs(need_fid, need_flops, need_nd)
+    need = needs or Needs()
     for run in rs.runs.values():
         if target == "aa_acc":
             cands = _attack_points(run, attack, need)
@@ -129,15 +129,16 @@ def collect_points(
 
 
 @dataclass(frozen=True)
-class _Needs:
-    """Which fields every point must carry (the fitted approach's)."""
+class Needs:
+    """Which fields every point of a fit must carry: a FID (``fid``), training FLOPs
+    (``flops``), and N and D (``nd``; False when the law uses neither)."""
 
     fid: bool = False
     flops: bool = False
     nd: bool = True
 
 
-def _nd(t: Tagged, need: _Needs) -> tuple[float | None, float | None]:
+def _nd(t: Tagged, need: Needs) -> tuple[float | None, float | None]:
     """(N, D) of an evaluation: required and checked, or optional when the law uses neither."""
     if need.nd:
         return t.number("params", positive=True), t.number("samples_seen")
@@ -146,7 +147,7 @@ def _nd(t: Tagged, need: _Needs) -> tuple[float | None, float | None]:
     return (n if n and n > 0 else None), d
 
 
-def _flops(t: Tagged, d: float | None, need: _Needs) -> float | None:
+def _flops(t: Tagged, d: float | None, need: Needs) -> float | None:
     """Training FLOPs of an evaluation (``samples_seen`` is needed only to derive them)."""
     if d is not None or t.number("train_flops", required=False) is not None:
         return t.train_flops(d if d is not None else 0.0, need.flops)
@@ -156,7 +157,7 @@ def _flops(t: Tagged, d: float | None, need: _Needs) -> float | None:
     return None
 
 
-def _eval_points(run: Run, target: str, need: _Needs) -> tuple[list[Point], int, bool]:
+def _eval_points(run: Run, target: str, need: Needs) -> tuple[list[Point], int, bool]:
     """A run's train.eval points for ``target``; the nulls skipped; whether the final is null."""
     cands: list[Point] = []
     nulls, final_is_null = 0, False
@@ -194,7 +195,7 @@ def _refuse_orphan_attacks(rs: RecordSet, attack: str) -> None:
         )
 
 
-def _attack_points(run: Run, attack: str, need: _Needs) -> list[Point]:
+def _attack_points(run: Run, attack: str, need: Needs) -> list[Point]:
     pts = []
     for t in run.attacks:
         if t.rec.get("attack") != attack:
@@ -439,6 +440,13 @@ def fid_inputs(pts: Iterable[Point]) -> dict[str, Any]:
         comparable = None
     return {"metrics": sorted(metrics), "synthetic_points": synthetic,
             "unlabelled_points": unlabelled, "comparable_to_published": comparable}
+
+
+def warn_off_protocol(info: dict[str, Any], log) -> None:
+    """Log :func:`fid_warning` when the fit's FIDs are off the published protocol."""
+    warning = fid_warning(info)
+    if warning:
+        log(warning)
 
 
 def fid_warning(info: dict[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ in the CLI).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from collections.abc import Iterable, Mapping
@@ -17,24 +18,14 @@ from typing import IO, Any
 
 from advscale.errors import AdvscaleError
 from advscale.laws import summary
-from advscale.laws.approach import (
-    Approach,
-    FitData,
-    Log,
-    Progress,
-    get_approach,
-    list_approaches,
-)
+from advscale.laws.approach import Approach, FitData, Log, Progress, get_approach
 from advscale.laws.data import (
     Point,
     apply_filters,
-    check_target_values,
     collect_points,
     fid_inputs,
-    fid_warning,
     paper_exclusion,
     read_runs,
-    single_fid_metric,
 )
 from advscale.laws.filters import RecordFilter
 from advscale.laws.finite import check_finite_fit, check_finite_points
@@ -68,17 +59,15 @@ def fit_law(
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     attack: str = "aa-standard",
-    also: Iterable[str] = (),
     full_grid: bool = True,
     delta: float = HUBER_DELTA,
     protocol: str | Protocol = "advscale",
     protocol_options: Mapping[str, Any] | None = None,
-    bins: int | None = None,
-    x: str | None = None,
     records: Iterable[dict[str, Any]] | None = None,
     stdin: IO[str] | None = None,
     log: Log | None = None,
     progress: Progress | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Fit ``approach`` (``1``, ``2``, ``3``, ``power-law``, ``gbr``, or a registry name such
     as ``approach2``) to records; the payload of a ``fit`` record.
@@ -89,16 +78,17 @@ def fit_law(
     rule (default on for Approaches 2 and 3 only). ``n_boot``: bootstrap replicates over runs
     (0 to skip). ``delta``: the Huber threshold on log residuals (the papers' 1e-3).
     ``protocol``: ``advscale`` or ``bartoldson2024`` (the authors' notebook), with any of its
-    choices replaced by ``protocol_options`` (:mod:`advscale.laws.protocol`). ``bins``, ``x``
-    (power law): the number of log-spaced bins (19) and the field the law is of
-    (``train_flops``; e.g. ``cost_usd``).
+    choices replaced by ``protocol_options`` (:mod:`advscale.laws.protocol`). ``options``
+    are the approach's own (its :attr:`~advscale.laws.approach.Approach.Options`, e.g. the
+    power law's ``bins``, ``x``, ``also``); one it does not take is refused.
     """
     log = log or _nolog
     appr = get_approach(approach)
     proto = resolve_protocol(protocol, protocol_options)
     if n_boot < 0:
         raise AdvscaleError("n_boot must be >= 0", field="n_boot")
-    _check_options(appr, bins=bins, x=x)
+    own = appr.make_options(options)
+    needs = appr.needs_for(own)
     target = target or appr.default_target
     filters = list(filters)
     for expr in filters:  # refuse a malformed --filter before reading anything
@@ -107,10 +97,8 @@ def fit_law(
     rs = read_runs(sources, stdin=stdin, records=records)
     log(f"read {rs.n_records} records: {len(rs.runs)} runs")
     before = filters if proto.filter_order == "before" else []
-    pts = collect_points(rs, target, points, attack, need_fid=appr.needs_fid,
-                         need_flops=appr.needs_flops and x in (None, "train_flops"), log=log,
-                         min_train_fraction=proto.min_train_fraction, pre_filters=before,
-                         need_nd=appr.needs_nd)
+    pts = collect_points(rs, target, points, attack, needs, log=log,
+                         min_train_fraction=proto.min_train_fraction, pre_filters=before)
     if proto.filter_order == "after":
         pts = apply_filters(pts, filters, log)
     applied = appr.default_exclusion if exclusion is None else exclusion
@@ -119,7 +107,7 @@ def fit_law(
         pts, dropped = paper_exclusion(pts, log, size=proto.exclusion_size)
     if not pts:
         raise AdvscaleError("no points left after filtering")
-    check_target_values(pts, target, appr.log_space, appr.fitted_as_error)
+    appr.check_values(pts, target)
     check_finite_points(pts, target)
     common: dict[str, Any] = {
         "approach": appr.option, "target": target, "points": points, "filters": filters,
@@ -128,9 +116,10 @@ def fit_law(
         "data": summary.data_summary(pts), "fid_inputs": fid_inputs(pts), "seed": seed,
         "protocol": proto.record(),
     }
-    common["fid_metric"] = _fid_metric(appr, common["fid_inputs"], log)
-    body = appr.fit(FitData(pts, rs, target, n_boot, seed, full_grid, delta, list(also), log,
-                            progress, proto, bins, x))
+    common["fid_metric"] = appr.quality_metric(common["fid_inputs"], log)
+    body = appr.fit(FitData(pts, rs, target, n_boot=n_boot, seed=seed, full_grid=full_grid,
+                            delta=delta, log=log, progress=progress, protocol=proto,
+                            options=own))
     check_finite_fit({**_headline(pts, body), **body})
     return {**common, **_headline(pts, body), **body}
 
@@ -140,47 +129,35 @@ def fit_record(sources: str | os.PathLike | Iterable[str | os.PathLike] = "-", *
     """:func:`fit_law` as a whole ``fit`` record, its options recorded in the provenance.
 
     ``options`` are :func:`fit_law`'s keyword arguments; ``command`` is the command line to
-    record (default: this process's).
+    record (default: this process's). The approach's own options are recorded as the
+    approach resolved them (every field of its ``Options``), under their field names.
     """
     files = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
     bound = inspect.signature(fit_law).bind(files, **options)
     bound.apply_defaults()
     opt = dict(bound.arguments)
-    opt["filters"], opt["also"] = list(opt["filters"]), list(opt["also"])
+    own = opt.pop("options")
+    opt["filters"] = list(opt["filters"])
+    appr = get_approach(opt["approach"])
     config = {"files": [os.fspath(f) for f in files], "approach": opt["approach"],
               "target": opt["target"], "filter": opt["filters"], "bootstrap": opt["n_boot"],
               "seed": opt["seed"], "points": opt["points"], "paper_exclusion": opt["exclusion"],
-              "attack": opt["attack"], "also": opt["also"], "coarse_grid": not opt["full_grid"],
+              "attack": opt["attack"], "coarse_grid": not opt["full_grid"],
               "huber_delta": opt["delta"], "protocol": _protocol_name(opt["protocol"]),
-              "bins": opt["bins"], "x": opt["x"],
               "protocol_options": {k: (list(v) if isinstance(v, tuple) else v)
                                    for k, v in (opt["protocol_options"] or {}).items()
-                                   if v is not None}}
-    payload = fit_law(**opt)
+                                   if v is not None},
+              **_as_config(appr.make_options(own))}
+    payload = fit_law(**opt, **own)
     return make_record("fit", payload, command=command, config=config, seed=opt["seed"])
 
 
-def _check_options(appr: Approach, **given: Any) -> None:
-    """Refuse an approach-specific option (``--bins``, ``--x``) the approach does not take."""
-    for name, value in given.items():
-        if value is not None and name not in appr.options:
-            takers = [get_approach(a).option for a in list_approaches()
-                      if name in get_approach(a).options]
-            raise AdvscaleError(f"{name} applies to approach {', '.join(takers)}, "
-                                f"not {appr.option}", field=f"{name},approach")
-
-
-def _fid_metric(appr: Approach, info: dict[str, Any], log: Log) -> str | None:
-    """The one quality metric of the fit's FIDs (refusing a mix for laws of FID); warned."""
-    if appr.needs_fid:
-        metric = single_fid_metric(info, appr.option)
-        if metric is not None:
-            log(f"approach {appr.option}: the quality axis (FID) is {metric}")
-    else:
-        metric = info["metrics"][0] if len(info["metrics"]) == 1 else None
-    if appr.warns_fid and (warning := fid_warning(info)):
-        log(warning)
-    return metric
+def _as_config(options: Any) -> dict[str, Any]:
+    """An approach's resolved options as provenance fields (lists, not tuples)."""
+    if options is None:
+        return {}
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(options).items()}
 
 
 def _protocol_name(protocol: str | Protocol) -> str:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from advscale.errors import AdvscaleError
-from advscale.laws.approach import Approach, FitData, register_approach
-from advscale.laws.data import Point, is_loss
+from advscale.laws.approach import Approach, FitData, Log, register_approach
+from advscale.laws.data import Needs, Point, check_target_values, is_loss, warn_off_protocol
 
 FEATURES = ("params", "synthetic", "activation", "loss", "pgd_steps", "ema")
 SPLIT_SEEDS = 10
@@ -259,9 +259,18 @@ class GBR(Approach):
     option = "gbr"
     predictive = False
     default_target = "aa_acc"
-    warns_fid = True
-    needs_nd = False
-    log_space = False
+    needs = Needs(nd=False)
+    figures = ("gbr",)
+
+    def check_values(self, points: list[Point], target: str) -> None:
+        """Any value (not a fit in log space); accuracies must still be fractions."""
+        check_target_values(points, target, log_space=False)
+
+    def quality_metric(self, info: dict[str, Any], log: Log) -> str | None:
+        """The FIDs' metric when there is one; a warning when it is off the published
+        protocol."""
+        warn_off_protocol(info, log)
+        return super().quality_metric(info, log)
 
     def refusal(self, operation: str) -> AdvscaleError:
         return AdvscaleError(DESCRIBES_ONLY)

@@ -21,8 +21,15 @@ import numpy as np
 
 from advscale.errors import AdvscaleError
 from advscale.laws import bootstrap, summary
-from advscale.laws.approach import Approach, FitData
-from advscale.laws.data import Point, is_loss
+from advscale.laws.approach import Approach, FitData, Log
+from advscale.laws.data import (
+    Needs,
+    Point,
+    check_target_values,
+    is_loss,
+    single_fid_metric,
+    warn_off_protocol,
+)
 from advscale.laws.objective import Design, Form
 
 
@@ -67,11 +74,23 @@ class ParametricApproach(Approach):
     """Approach 2 or 3: ``form`` fitted to (N, D, FID) points; see the module docstring."""
 
     inputs = "ndf"
-    needs_fid = True
+    needs = Needs(fid=True)
     default_exclusion = True
-    warns_fid = True
-    fitted_as_error = True
+    figures = ("law_of_nd", "quality")
     form: ClassVar[Form]
+
+    def check_values(self, points: list[Point], target: str) -> None:
+        """An accuracy target is fitted as the error rate, in log space: it must be < 1."""
+        check_target_values(points, target, as_error=True)
+
+    def quality_metric(self, info: dict[str, Any], log: Log) -> str | None:
+        """The one metric of the law's quality axis (a mix is refused: different scales),
+        logged; a warning when it is off the published protocol."""
+        metric = single_fid_metric(info, self.option)
+        if metric is not None:
+            log(f"approach {self.option}: the quality axis (FID) is {metric}")
+        warn_off_protocol(info, log)
+        return metric
 
     def check_design(self, x: Design) -> None:
         """Refuse data that cannot identify the law (a one-line AdvscaleError)."""

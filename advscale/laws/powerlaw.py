@@ -18,20 +18,35 @@ power law reads only the target and x: ``params`` and ``samples_seen`` may be mi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from advscale.core.options import option
 from advscale.errors import AdvscaleError
 from advscale.laws import bootstrap, summary
 from advscale.laws.approach import Approach, FitData, register_approach
 from advscale.laws.approach1 import loglog_fit
-from advscale.laws.data import Point, RecordSet, is_loss
+from advscale.laws.data import Needs, Point, RecordSet, is_loss
 from advscale.laws.optimal import budget_power
 
 N_BINS = 19
 PUBLIC = ("C", "alpha")
 DEFAULT_X = "train_flops"
+PANEL = "Power law (--approach power-law)"
+
+
+@dataclass
+class PowerLawOptions:
+    """The power law's own fit options (``advscale fit --approach power-law``)."""
+
+    bins: int = option(N_BINS, help="Log-spaced bins of the x range.", panel=PANEL)
+    x: str = option(DEFAULT_X, help="The field the law is of: train_flops, or a numeric field of"
+                    " the runs' records, e.g. cost_usd from joined energy records.", panel=PANEL)
+    also: list[str] = option(default_factory=list, help="Also fit FIELD (e.g. cost_usd, "
+                             "energy_kwh) against the law's x for the same best runs "
+                             "(repeatable).", panel=PANEL)
 
 
 def best_per_bin(flops: np.ndarray, value: np.ndarray, n_bins: int = N_BINS,
@@ -179,18 +194,24 @@ class PowerLaw(Approach):
     option = "power-law"
     params = PUBLIC
     default_target = "aa_acc"
-    needs_flops = True
-    needs_nd = False
-    options = ("bins", "x")
+    needs = Needs(flops=True, nd=False)
+    Options = PowerLawOptions
+    figures = ("accuracy_vs_flops", "energy_vs_flops")
+
+    def needs_for(self, options: PowerLawOptions | None) -> Needs:
+        """FLOPs are needed only for a law of FLOPs (``x`` is ``train_flops``)."""
+        x = options.x if options is not None else DEFAULT_X
+        return self.needs if x == DEFAULT_X else Needs(nd=False)
 
     def fit(self, data: FitData) -> dict[str, Any]:
-        higher, bins, xname = not is_loss(data.target), data.bins or N_BINS, data.x or DEFAULT_X
+        opts = data.options or PowerLawOptions()
+        higher, bins, xname = not is_loss(data.target), opts.bins, opts.x
         if bins < 1:
             raise AdvscaleError(f"bins must be >= 1, got {bins}", field="bins")
         pts, flops = x_values(data, xname)
         value = np.array([p.value for p in pts], dtype=float)
         extra = {name: np.array([field_of_run(data.runs, p, name) for p in pts])
-                 for name in data.also}
+                 for name in opts.also}
         res = fit(flops, value, extra, n_bins=bins, higher_is_better=higher)  # the module's
         out: dict[str, Any] = {
             "form": self.name, "quantity": "accuracy" if higher else "loss",

@@ -41,19 +41,55 @@ STYLES = (("k", "--"), ("C2", "-."), ("C4", ":"), ("C1", (0, (5, 1))), ("C5", (0
 
 @dataclass
 class PowerLine:
-    """One power law as drawn: its name, ``C``/``alpha``, bootstrap band, and whether the user
-    named it (a preset, a file) or it is an unnamed fit record."""
+    """One law of FLOPs as drawn: its name, the law (:class:`~advscale.laws.law.Law`: its
+    ``at_budget`` is the curve), bootstrap band, and whether the user named it (a preset, a
+    file) or it is an unnamed fit record."""
 
     name: str
-    params: dict[str, Any]
+    law: Law
     band: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     named: bool = True
 
     @property
+    def params(self) -> dict[str, Any]:
+        return self.law.params
+
+    @property
+    def words(self) -> str:
+        """``power law 50.86·TFLOPs^0.01 (%)`` (C·x^α in the paper's units), else the law's
+        form and parameters."""
+        if {"C", "alpha"} <= set(self.params):
+            return f"power law {paper_formula(self.params)}"
+        return f"{self.law.form} law (" + ", ".join(
+            f"{k}={v:.4g}" for k, v in self.params.items()) + ")"
+
+    @property
     def label(self) -> str:
         """The legend's words: ``debenedetti2024: power law 50.86·TFLOPs^0.01 (%)``."""
-        words = f"power law {paper_formula(self.params)}"
-        return f"{self.name}: {words}" if self.named else words
+        return f"{self.name}: {self.words}" if self.named else self.words
+
+
+def _caption_words(line: PowerLine) -> str:
+    """``the power law NAME, 50.86·TFLOPs^0.01 (%)``, or ``the fitted power law ...``."""
+    if not line.named:
+        return f"the fitted {line.words}"
+    kind, _, formula = line.words.partition(" law ")
+    return f"the {kind} law {line.name}, {formula}"
+
+
+def _law_lines(same: Sequence[tuple[str, dict[str, Any]]], points: Sequence[AccuracyPoint]
+               ) -> list[PowerLine]:
+    """The laws of ``same`` that load and answer a FLOPs budget, as lines to draw."""
+    lines = []
+    for name, doc in same:
+        try:
+            law = Law(doc)
+        except AdvscaleError:
+            continue
+        if law.supports("at_budget"):
+            lines.append(PowerLine(name, law, _power_band(law, points),
+                                   not name.startswith(law_kind(doc))))
+    return lines
 
 
 def accuracy_figure(runs: Sequence[Run], laws: Sequence[tuple[str, dict[str, Any]]],
@@ -74,9 +110,7 @@ def accuracy_figure(runs: Sequence[Run], laws: Sequence[tuple[str, dict[str, Any
     same = [(n, law) for n, law in laws if law.get("target") == target]
     fitted = next((law for _, law in same if law.get("selected_runs")), None)
     best = set(fitted["selected_runs"]) if fitted else _best(points)
-    lines = [PowerLine(n, law["params"], _power_band(law, points),
-                       not n.startswith(law_kind(law))) for n, law in same
-             if isinstance(law.get("params"), dict) and "C" in law["params"]]
+    lines = _law_lines(same, points)
     label = attack_label(attack) if target == "aa_acc" else attack
     result = accuracy_vs_flops(points, path, label, best, lines, floor_pct)
     return result, [line.name for line in lines] if not isinstance(result, Skipped) else []
@@ -119,18 +153,15 @@ def _best(points: Sequence[AccuracyPoint]) -> set[str]:
     return {kept[i].run_id for i in idx}
 
 
-def _power_band(law: dict[str, Any], points: Sequence[AccuracyPoint]
+def _power_band(law: Law, points: Sequence[AccuracyPoint]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The 95% band of ``C·FLOPs^α`` over the bootstrap samples, or None (fewer than 10)."""
-    try:
-        samples = Law(law).samples()[:MAX_BAND_SAMPLES]
-    except AdvscaleError:
-        return None
+    """The 95% band of the law over its bootstrap samples, or None (fewer than 10)."""
+    samples = law.samples()[:MAX_BAND_SAMPLES]
     if len(samples) < 10 or not points:
         return None
     lo, hi = log_limits([p.flops for p in points])
     x = np.geomspace(lo, hi, 60)
-    ys = np.vstack([float(s["C"]) * x ** float(s["alpha"]) for s in samples])
+    ys = np.vstack([np.asarray(law.at_budget(x, params=s), dtype=float) for s in samples])
     low, high = np.percentile(ys, [2.5, 97.5], axis=0)
     return x, low, high
 
@@ -165,8 +196,7 @@ def accuracy_vs_flops(points: Sequence[AccuracyPoint], path: Path, attack: str,
     ax.set_title(title)
     ax.legend(fontsize=7)
     n_kept = sum(p.kept for p in points)
-    laws = "; ".join(f"the power law {line.name}, {paper_formula(line.params)}" if line.named
-                     else f"the fitted power law {paper_formula(line.params)}" for line in lines)
+    laws = "; ".join(_caption_words(line) for line in lines)
     caption = (f"Robust accuracy under {attack} of {len(points)} runs against their training "
                f"FLOPs, log-log (cf. Debenedetti et al., Figure 3a); {n_kept} kept, the "
                f"{len(best)} best per FLOPs bin (the envelope) marked; accuracies under "
@@ -207,6 +237,6 @@ def _draw_law(ax, line: PowerLine, color: str, style: Any) -> None:
                         else "bootstrap band (95%)")
         for edge in (lo, hi):
             ax.plot(bx, 100 * edge, color=color, lw=0.6, alpha=0.8)
-    c, alpha = float(line.params["C"]), float(line.params["alpha"])
-    ax.plot(x, 100 * c * x ** alpha, color=color, linestyle=style, lw=1.6,
+    ax.plot(x, 100 * np.asarray(line.law.at_budget(x), dtype=float), color=color,
+            linestyle=style, lw=1.6,
             label=line.label)

@@ -20,10 +20,13 @@ def record_approach(fit_record: dict[str, Any]) -> Approach | None:
     return None
 
 
-def is_power_law(fit_record: dict[str, Any]) -> bool:
-    """Whether a ``fit`` record is a Debenedetti et al. power law of FLOPs."""
+def draws(fit_record: dict[str, Any], figure: str) -> bool:
+    """Whether the report draws ``fit_record`` on ``figure`` (a name of
+    :data:`~advscale.laws.approach.FIGURES`): its approach declares the figure
+    (:attr:`~advscale.laws.approach.Approach.figures`) and accepts this record
+    (:meth:`~advscale.laws.approach.Approach.draws`)."""
     appr = record_approach(fit_record)
-    return appr is not None and appr.name == "power-law"
+    return appr is not None and appr.draws(figure, fit_record)
 
 
 def loss_function(fit_record: dict[str, Any]) -> LossFn | None:
@@ -52,27 +55,19 @@ def law_metric(fit_record: dict[str, Any]) -> str | None:
         return None
 
 
-def across_qualities(fit_record: dict[str, Any]) -> bool:
-    """Whether a law models quality: Approach 3, or Approach 2 with ε and ζ fitted (not held
-    at 0 because its data had one FID)."""
-    appr = record_approach(fit_record)
-    if appr is None or appr.name not in ("approach2", "approach3"):
-        return False
-    fixed = fit_record.get("fixed") or []
-    return appr.name == "approach3" or not {"epsilon", "zeta"} & set(fixed)
-
-
 def quality_laws(fit_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The laws the quality panels draw: the first Approach 3 law, then the first Approach 2
-    law fitted across qualities (each only if it loads)."""
-    out = []
-    for form in ("approach3", "approach2"):
-        for rec in fit_records:
-            appr = record_approach(rec)
-            if appr is not None and appr.name == form and across_qualities(rec) \
-                    and loss_function(rec) is not None:
-                out.append(rec)
-                break
+    """The laws the quality panels draw: the first law of each approach that draws them
+    (Approach 3; Approach 2 fitted across qualities), in the order given, each only if it
+    loads as a law of (N, D, FID)."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for rec in fit_records:
+        appr = record_approach(rec)
+        if appr is None or appr.name in seen or not draws(rec, "quality") \
+                or loss_function(rec) is None:
+            continue
+        seen.add(appr.name)
+        out.append(rec)
     return out
 
 

@@ -26,7 +26,7 @@ from advscale.report.backtest import backtest_figure
 from advscale.report.field import field_figures, placing_law
 from advscale.report.figures import Drawn, Result, Skipped
 from advscale.report.laws import (
-    is_power_law,
+    draws,
     law_kind,
     law_metric,
     loss_function,
@@ -115,7 +115,7 @@ def _run_figures(runs, laws, law_loss, held_out, out: Path, budgets, acc_floor: 
     if not runs:
         return []
     results: list[Result] = [figures.learning_curves(runs, out / "learning_curves.png")]
-    loss_laws = [law for law in laws if law_loss(law) is not None]
+    loss_laws = [law for law in laws if draws(law, "law_of_nd") and law_loss(law) is not None]
     if not loss_laws:
         results.append(Skipped("Fitted law", "no law of N and D (Approach 2 or 3) was given"))
     for i, law in enumerate(loss_laws):
@@ -124,11 +124,12 @@ def _run_figures(runs, laws, law_loss, held_out, out: Path, budgets, acc_floor: 
         _mark(drawn_on, law["name"], *made)
         results += made
     results += _quality_figures(runs, laws, law_loss, out, budgets, drawn_on)
-    power = [(law["name"], law) for law in laws if is_power_law(law)]
+    power = [(law["name"], law) for law in laws if draws(law, "accuracy_vs_flops")]
     acc, names = accuracy_figure(runs, power, out / "accuracy_vs_flops.png", acc_floor)
     results.append(acc)
     for name in names:
         _mark(drawn_on, name, acc)
+    power = [(name, law) for name, law in power if draws(law, "energy_vs_flops")]
     per_law = [energy_laws(runs, law, fill=i == 0) for i, (_, law) in enumerate(power)]
     merged: dict[str, list[dict[str, Any]]] = {}
     for laws_of in per_law:
@@ -147,7 +148,7 @@ def _run_figures(runs, laws, law_loss, held_out, out: Path, budgets, acc_floor: 
 def _law_figures(laws, out: Path, drawn_on: dict[str, list[str]]) -> list[Result]:
     """The first GBR's figures (1b, 1c) and the first backtested law's figure."""
     results: list[Result] = []
-    gbr = next((law for law in laws if _approach_name(law) == "gbr"), None)
+    gbr = next((law for law in laws if draws(law, "gbr")), None)
     if gbr is not None:
         made = [gbr_figures.gbr_predictions(gbr, out / "gbr_predicted_vs_actual.png"),
                 gbr_figures.feature_importances(gbr, out / "feature_importances.png")]

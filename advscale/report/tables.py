@@ -11,6 +11,7 @@ from advscale.records.rows import attack_column, run_row, threat_text
 from advscale.report import quality
 from advscale.report.accuracy import attack_label
 from advscale.report.figures import paper_formula
+from advscale.report.laws import draws
 from advscale.report.metric import metric_symbol, records_metric
 from advscale.report.runs import Run
 
@@ -81,7 +82,7 @@ def laws_html(named: Sequence[tuple[str, dict[str, Any]]], drawn_on: dict[str, l
     for name, law in named:
         params = law.get("params") or law.get("feature_importances") or {}
         shown = ", ".join(f"{k}={fmt(v)}" for k, v in list(params.items())[:10])
-        if law.get("approach") == "power-law" and {"C", "alpha"} <= set(params):
+        if draws(law, "accuracy_vs_flops") and {"C", "alpha"} <= set(params):
             percent = str(law.get("target", "")).endswith("_acc")
             shown = f"{paper_formula(params, percent)} (plain FLOPs: {shown})"
         stats = law.get("stats") or {}
